@@ -1,0 +1,137 @@
+"""PyTorch state_dict -> Flax variables, for published pose checkpoints.
+
+The models in `jaxpose.models` name their submodules after the PyTorch
+attribute paths of the upstream implementations, with '.' written as '_' before
+an index (`hg.0.hg.3.0.0.conv1` <-> `hg_0/hg_3_0_0/conv1`). So one rule maps
+every Flax leaf to its PyTorch key, and the layouts differ only by the usual
+transposes (conv kernels OIHW -> HWIO).
+
+Every Flax leaf must find its key with the right shape, and every key of the
+state_dict must be used (BatchNorm's `num_batches_tracked` aside): a checkpoint
+of another architecture fails here, naming the key, rather than loading
+silently wrong.
+"""
+
+from collections.abc import Mapping
+import re
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# PyTorch writes these for BatchNorm layers; Flax keeps no such counter.
+_IGNORED_SUFFIXES = ('num_batches_tracked',)
+# DataParallel / DistributedDataParallel wrap the model as `module`.
+_WRAPPER_PREFIX = 'module.'
+
+
+class CheckpointMismatchError(ValueError):
+  """A state_dict does not fit the model: missing, unknown or misshapen keys."""
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+  if hasattr(value, 'detach'):  # torch.Tensor, without importing torch
+    value = value.detach().cpu().numpy()
+  return np.asarray(value)
+
+
+def _torch_module_path(flax_path: tuple[str, ...]) -> str:
+  """('hg_0', 'hg_3_0_0', 'conv1') -> 'hg.0.hg.3.0.0.conv1'."""
+  return '.'.join(re.sub(r'_(?=\d)', '.', name) for name in flax_path)
+
+
+def _torch_leaf(collection: str, module_path: str, leaf: str,
+                shape: tuple[int, ...]) -> tuple[str, Any]:
+  """Flax leaf -> (PyTorch key, function turning the PyTorch array into it)."""
+  identity = lambda a: a
+  if collection == 'batch_stats':
+    torch_name = {'mean': 'running_mean', 'var': 'running_var'}[leaf]
+    return f'{module_path}.{torch_name}', identity
+  if leaf == 'kernel':
+    if len(shape) == 4:  # conv: OIHW -> HWIO
+      return f'{module_path}.weight', lambda a: a.transpose(2, 3, 1, 0)
+    return f'{module_path}.weight', lambda a: a.T  # linear: [out, in] -> [in, out]
+  if leaf == 'scale':  # BatchNorm gamma
+    return f'{module_path}.weight', identity
+  if leaf == 'bias':
+    return f'{module_path}.bias', identity
+  raise ValueError(f'no PyTorch counterpart known for Flax leaf {module_path}/{leaf}')
+
+
+def variables_from_torch(model: nn.Module, state_dict: Mapping[str, Any],
+                         input_shape: tuple[int, ...] = (1, 256, 256, 3)) -> dict:
+  """PyTorch state_dict of the upstream model -> {'params', 'batch_stats'} for `model`.
+
+  Args:
+    model: a jaxpose model (e.g. `StackedHourglass(num_stacks=2, ...)`) whose
+      options match the checkpoint's architecture.
+    state_dict: PyTorch parameter names -> tensors or arrays, as
+      `torch.save(model.state_dict())` writes them, with or without the
+      `module.` prefix of DataParallel.
+    input_shape: any input shape the model accepts; only used to trace the
+      model's variable shapes.
+
+  Raises:
+    CheckpointMismatchError: naming the first missing, misshapen or unknown key.
+  """
+  remaining = {}
+  for key, value in state_dict.items():
+    if key.startswith(_WRAPPER_PREFIX):
+      key = key[len(_WRAPPER_PREFIX):]
+    if key.endswith(_IGNORED_SUFFIXES):
+      continue
+    remaining[key] = value
+
+  abstract = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros(input_shape), train=False))
+  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(abstract))
+  converted = {}
+  for path, leaf_shape in flat.items():
+    collection, *module_path, leaf = path
+    key, transform = _torch_leaf(collection, _torch_module_path(tuple(module_path)),
+                                 leaf, leaf_shape.shape)
+    if key not in remaining:
+      raise CheckpointMismatchError(
+          f'state_dict: missing key {key!r} (needed for Flax variable '
+          f'{"/".join(path)} of shape {leaf_shape.shape}); is the checkpoint of '
+          f'the same architecture and options as {type(model).__name__}?')
+    array = transform(_to_numpy(remaining.pop(key)))
+    if array.shape != leaf_shape.shape:
+      raise CheckpointMismatchError(
+          f'state_dict: key {key!r} has shape {array.shape} after conversion, '
+          f'expected {leaf_shape.shape} for Flax variable {"/".join(path)}')
+    converted[path] = jnp.asarray(array, dtype=leaf_shape.dtype)
+  if remaining:
+    unknown = sorted(remaining)
+    raise CheckpointMismatchError(
+        f'state_dict: {len(unknown)} unknown key(s) that {type(model).__name__} '
+        f'has no variable for, first {unknown[0]!r}; all: {unknown[:10]}')
+  return flax.traverse_util.unflatten_dict(converted)
+
+
+def load_torch_checkpoint(path: str) -> dict[str, np.ndarray]:
+  """A .pth / .pth.tar file -> its state_dict as numpy arrays.
+
+  Accepts a bare state_dict or the dicts training scripts save around it
+  (`{'state_dict': ...}` as bearpaw/pytorch-pose and Lightweight OpenPose write).
+  """
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError as e:
+    raise ImportError(
+        'reading PyTorch checkpoints needs torch: pip install "jaxpose[torch]"') from e
+  try:
+    checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+  except FileNotFoundError:
+    raise
+  except Exception as e:
+    raise ValueError(f'{path}: not a readable PyTorch checkpoint ({e})') from e
+  if isinstance(checkpoint, Mapping) and 'state_dict' in checkpoint:
+    checkpoint = checkpoint['state_dict']
+  if not isinstance(checkpoint, Mapping):
+    raise ValueError(f'{path}: expected a state_dict (a mapping of names to '
+                     f'tensors), got {type(checkpoint).__name__}')
+  return {k: _to_numpy(v) for k, v in checkpoint.items()}

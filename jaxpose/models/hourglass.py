@@ -1,0 +1,176 @@
+"""Stacked hourglass network (Newell et al., ECCV 2016), NHWC.
+
+The architecture is that of bearpaw/pytorch-pose `HourglassNet`: a 7x7/2 stem,
+pre-activation bottlenecks with expansion 2, a depth-4 hourglass with max-pool
+down and nearest-neighbour up, then per stack `res` -> `fc` (conv, BN, ReLU) ->
+`score`, with `fc_` and `score_` adding the stack's features and heatmaps back
+into the next stack's input. With the default options a PyTorch checkpoint of
+that model loads with `jaxpose.convert.variables_from_torch` and gives the same
+outputs.
+
+Submodule names follow the PyTorch attribute paths with '.' written as '_'
+(`hg.0.hg.3.0.0` -> `hg_0/hg_3_0_0`, `fc_.0` -> `fc__0`), which is the only
+thing the converter relies on.
+"""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# PyTorch's BatchNorm2d defaults: running = 0.9 running + 0.1 batch, eps 1e-5.
+BATCH_NORM_MOMENTUM = 0.9
+BATCH_NORM_EPSILON = 1e-5
+
+# Bottleneck output channels = EXPANSION * its `features`.
+EXPANSION = 2
+# Channels after the 7x7 stem (upstream's `inplanes`).
+STEM_FEATURES = 64
+HOURGLASS_DEPTH = 4
+
+
+def _batch_norm(train: bool, axis_name: str | None, name: str) -> nn.BatchNorm:
+  return nn.BatchNorm(
+      use_running_average=not train,
+      momentum=BATCH_NORM_MOMENTUM,
+      epsilon=BATCH_NORM_EPSILON,
+      axis_name=axis_name if train else None,
+      name=name)
+
+
+def upsample_nearest_2x(x: jax.Array) -> jax.Array:
+  """[B, H, W, C] -> [B, 2H, 2W, C], each pixel repeated (PyTorch's 'nearest' x2).
+
+  Written as a broadcast + reshape rather than `jax.image.resize` so that it
+  exports to ONNX with a dynamic batch.
+  """
+  b, h, w, c = x.shape
+  x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c))
+  return x.reshape(b, 2 * h, 2 * w, c)
+
+
+def max_pool_2x(x: jax.Array) -> jax.Array:
+  """[B, H, W, C] -> [B, H//2, W//2, C], 2x2 max pool with stride 2."""
+  return nn.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding='VALID')
+
+
+class Bottleneck(nn.Module):
+  """Pre-activation bottleneck: [B, H, W, Cin] -> [B, H, W, 2 * features].
+
+  BN-ReLU-conv1x1, BN-ReLU-conv3x3, BN-ReLU-conv1x1, plus the input (through a
+  1x1 conv when the channel count changes). `depthwise` makes the 3x3 conv
+  depthwise (the 'mobile' student block of Fast Pose Distillation).
+  """
+  features: int
+  depthwise: bool = False
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    norm = functools.partial(_batch_norm, train, self.axis_name)
+    out = nn.Conv(self.features, (1, 1), name='conv1')(nn.relu(norm('bn1')(x)))
+    out = nn.Conv(
+        self.features, (3, 3), padding=((1, 1), (1, 1)),
+        feature_group_count=self.features if self.depthwise else 1,
+        name='conv2')(nn.relu(norm('bn2')(out)))
+    out_features = EXPANSION * self.features
+    out = nn.Conv(out_features, (1, 1), name='conv3')(nn.relu(norm('bn3')(out)))
+    residual = x
+    if x.shape[-1] != out_features:
+      residual = nn.Conv(out_features, (1, 1), name='downsample_0')(x)
+    return out + residual
+
+
+class Hourglass(nn.Module):
+  """One hourglass: [B, H, W, 2F] -> [B, H, W, 2F], H and W divisible by 2**depth.
+
+  At each of `depth` levels: an upper branch of blocks at this resolution, and
+  a lower branch that max-pools, recurses (or at the bottom runs one more
+  residual), runs blocks and upsamples; the two are added.
+  """
+  features: int
+  num_blocks: int
+  depth: int = HOURGLASS_DEPTH
+  depthwise: bool = False
+  axis_name: str | None = None
+
+  def _residual(self, x: jax.Array, level: int, branch: int, train: bool):
+    for k in range(self.num_blocks):
+      x = Bottleneck(self.features, self.depthwise, self.axis_name,
+                     name=f'hg_{level}_{branch}_{k}')(x, train)
+    return x
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    return self._level(x, self.depth, train)
+
+  def _level(self, x: jax.Array, n: int, train: bool) -> jax.Array:
+    # Upstream indexes level n as hg[n - 1]; branches 0 (upper), 1 (after
+    # pooling), 2 (before upsampling) and, for the innermost level, 3.
+    level = n - 1
+    upper = self._residual(x, level, 0, train)
+    lower = self._residual(max_pool_2x(x), level, 1, train)
+    if n > 1:
+      lower = self._level(lower, n - 1, train)
+    else:
+      lower = self._residual(lower, level, 3, train)
+    lower = self._residual(lower, level, 2, train)
+    return upper + upsample_nearest_2x(lower)
+
+
+class StackedHourglass(nn.Module):
+  """Stacked hourglass: images [B, H, W, 3] -> list of num_stacks [B, H/4, W/4, num_joints].
+
+  Every stack's heatmaps are returned, for intermediate supervision; the last
+  one is the prediction. H and W must be divisible by 64.
+
+  Attributes:
+    num_stacks: hourglass modules in sequence.
+    num_blocks: bottlenecks in each residual of the hourglass and after it.
+    num_joints: heatmap channels.
+    num_features: bottleneck width; the hourglass carries 2 * num_features
+      channels (upstream: 128, i.e. 256 channels).
+    depthwise: depthwise 3x3 convs in every bottleneck (lighter students).
+    axis_name: mapped axis over which BatchNorm averages batch statistics in
+      training (e.g. 'batch' under pmap / shard_map); None on one device.
+  """
+  num_stacks: int = 2
+  num_blocks: int = 1
+  num_joints: int = 16
+  num_features: int = 128
+  depthwise: bool = False
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, images: jax.Array, train: bool = False) -> list[jax.Array]:
+    if images.ndim != 4 or images.shape[1] % 64 or images.shape[2] % 64:
+      raise ValueError(
+          f'images: expected [B, H, W, C] with H and W divisible by 64, got {images.shape}')
+    block = functools.partial(Bottleneck, depthwise=self.depthwise,
+                              axis_name=self.axis_name)
+    norm = functools.partial(_batch_norm, train, self.axis_name)
+    channels = EXPANSION * self.num_features
+
+    x = nn.Conv(STEM_FEATURES, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)),
+                name='conv1')(images)
+    x = nn.relu(norm('bn1')(x))
+    x = block(STEM_FEATURES, name='layer1_0')(x, train)
+    x = max_pool_2x(x)
+    x = block(STEM_FEATURES, name='layer2_0')(x, train)
+    x = block(self.num_features, name='layer3_0')(x, train)
+
+    outputs = []
+    for i in range(self.num_stacks):
+      y = Hourglass(self.num_features, self.num_blocks, depthwise=self.depthwise,
+                    axis_name=self.axis_name, name=f'hg_{i}')(x, train)
+      for k in range(self.num_blocks):
+        y = block(self.num_features, name=f'res_{i}_{k}')(y, train)
+      y = nn.Conv(channels, (1, 1), name=f'fc_{i}_0')(y)
+      y = nn.relu(norm(f'fc_{i}_1')(y))
+      score = nn.Conv(self.num_joints, (1, 1), name=f'score_{i}')(y)
+      outputs.append(score)
+      if i < self.num_stacks - 1:
+        x = (x + nn.Conv(channels, (1, 1), name=f'fc__{i}')(y)
+             + nn.Conv(channels, (1, 1), name=f'score__{i}')(score))
+    return outputs
