@@ -1,0 +1,82 @@
+"""The `jaxpose` command: `jaxpose convert|demo ...`.
+
+Each subcommand is a thin wrapper: it parses flags, calls the library, and
+reports errors as one line naming the file and what was wrong.
+"""
+
+import argparse
+import pathlib
+import sys
+
+import jax
+
+from jaxpose import models
+
+# The COCO sample that ships with the repository (tests/data).
+_DEFAULT_COCO_DIR = pathlib.Path(__file__).resolve().parents[1] / 'tests' / 'data' / 'coco'
+
+
+def _convert(args: argparse.Namespace) -> None:
+  """PyTorch checkpoint -> Orbax workdir."""
+  from jaxpose import checkpoint, convert  # pylint: disable=g-import-not-at-top
+  if args.arch == 'hourglass':
+    config = {'arch': 'hourglass', 'num_stacks': args.num_stacks,
+              'num_blocks': args.num_blocks, 'num_joints': args.num_joints}
+  else:
+    config = {'arch': args.arch, 'num_refinement_stages': args.num_refinement_stages}
+  input_shape = (1, 256, 256, 3)  # any size both models accept
+  model = models.create_model(config)
+  state_dict = convert.load_torch_checkpoint(args.checkpoint)
+  try:
+    variables = convert.variables_from_torch(model, state_dict, input_shape=input_shape)
+  except convert.CheckpointMismatchError as e:
+    raise SystemExit(f'jaxpose convert: {args.checkpoint}: {e}') from None
+  path = checkpoint.save_variables(args.out, variables, models.model_config(model))
+  num_params = sum(v.size for v in jax.tree_util.tree_leaves(variables['params']))
+  print(f'{args.checkpoint} -> {path} ({args.arch}, {num_params:,} parameters)')
+
+
+def _demo(args: argparse.Namespace) -> None:
+  from jaxpose import demo  # pylint: disable=g-import-not-at-top
+  demo.run(args.out, pathlib.Path(args.data))
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = argparse.ArgumentParser(prog='jaxpose', description=__doc__.splitlines()[0])
+  commands = parser.add_subparsers(dest='command', required=True)
+
+  convert = commands.add_parser(
+      'convert', help='PyTorch checkpoint -> Orbax checkpoint',
+      description='Convert a bearpaw/pytorch-pose HourglassNet or a Lightweight '
+      'OpenPose checkpoint into a jaxpose workdir (Orbax).')
+  convert.add_argument('--arch', required=True, choices=sorted(models.ARCHITECTURES))
+  convert.add_argument('--checkpoint', required=True, help='.pth / .pth.tar file')
+  convert.add_argument('--out', required=True, help='workdir to write')
+  convert.add_argument('--num-stacks', type=int, default=2, help='hourglass stacks')
+  convert.add_argument('--num-blocks', type=int, default=1, help='hourglass blocks')
+  convert.add_argument('--num-joints', type=int, default=16, help='hourglass output joints')
+  convert.add_argument('--num-refinement-stages', type=int, default=1,
+                       help='Lightweight OpenPose refinement stages')
+  convert.set_defaults(run=_convert)
+
+  demo = commands.add_parser(
+      'demo', help='targets and a forward pass on the bundled COCO sample',
+      description='Encode Gaussian targets for the bundled COCO people, run a '
+      'stacked hourglass on their crops, decode, and save a picture.')
+  demo.add_argument('--out', default='demo_out', help='folder for the pictures')
+  demo.add_argument('--data', default=str(_DEFAULT_COCO_DIR),
+                    help='folder with test_coco.json and its images')
+  demo.set_defaults(run=_demo)
+  return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+  args = build_parser().parse_args(argv)
+  try:
+    args.run(args)
+  except (FileNotFoundError, ValueError) as e:
+    raise SystemExit(f'jaxpose {args.command}: {e}') from None
+
+
+if __name__ == '__main__':
+  main(sys.argv[1:])

@@ -1,0 +1,39 @@
+"""Pictures: skeletons and heatmaps drawn on images (uint8 BGR, as cv2 writes them)."""
+
+import colorsys
+
+import cv2
+import numpy as np
+
+from jaxpose.skeletons import Skeleton
+
+
+def color_for(index: int) -> tuple[int, int, int]:
+  """A distinct, stable BGR color for a person or track id."""
+  hue = (index * 0.618033988749895) % 1.0
+  r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+  return int(255 * b), int(255 * g), int(255 * r)
+
+
+def draw_skeleton(image: np.ndarray, keypoints: np.ndarray, visible: np.ndarray,
+                  skeleton: Skeleton, color: tuple[int, int, int] = (0, 255, 0),
+                  radius: int = 3, thickness: int = 2) -> np.ndarray:
+  """Image [H, W, 3] uint8, keypoints [J, 2] (x, y), visible [J] -> a copy with bones and joints drawn."""
+  out = image.copy()
+  points = np.round(np.asarray(keypoints)).astype(int)
+  shown = np.asarray(visible) > 0
+  for a, b in skeleton.limbs:
+    if shown[a] and shown[b]:
+      cv2.line(out, tuple(map(int, points[a])), tuple(map(int, points[b])), color,
+               thickness, cv2.LINE_AA)
+  for j in np.flatnonzero(shown):
+    cv2.circle(out, tuple(map(int, points[j])), radius, color, -1, cv2.LINE_AA)
+  return out
+
+
+def overlay_heatmaps(image: np.ndarray, heatmaps: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+  """Image [H, W, 3] uint8, heatmaps [h, w, J] -> image with max over joints as a color map."""
+  peak = np.clip(np.asarray(heatmaps, np.float32).max(axis=-1), 0, 1)
+  peak = cv2.resize(peak, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+  colored = cv2.applyColorMap((255 * peak).astype(np.uint8), cv2.COLORMAP_JET)
+  return cv2.addWeighted(image, 1 - alpha, colored, alpha, 0)

@@ -1,0 +1,91 @@
+"""StackedHourglass: shapes, options, BatchNorm across devices, and parity with PyTorch."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+from jaxpose.convert import variables_from_torch
+from jaxpose.models.hourglass import StackedHourglass
+import torch_hourglass
+
+
+def _shapes(model, size=256):
+  return jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((2, size, size, 3))))
+
+
+def test_every_stack_returns_heatmaps_at_quarter_resolution():
+  model = StackedHourglass(num_stacks=3, num_blocks=1, num_joints=16)
+  variables = _shapes(model)
+  outputs = jax.eval_shape(
+      functools.partial(model.apply, train=False), variables, jnp.zeros((2, 256, 256, 3)))
+  assert [o.shape for o in outputs] == [(2, 64, 64, 16)] * 3
+  # fc_ and score_ feed the next stack, so the last stack has none.
+  assert {'fc__0', 'fc__1', 'score__0', 'score__1'} <= set(variables['params'])
+  assert 'fc__2' not in variables['params']
+
+
+def test_student_options_make_a_lighter_model():
+  def count(model):
+    return sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(_shapes(model)['params']))
+  teacher = StackedHourglass(num_stacks=8, num_blocks=1)
+  student = StackedHourglass(num_stacks=4, num_blocks=1, num_features=64, depthwise=True)
+  params = _shapes(student)['params']
+  # Depthwise 3x3: one input channel per group.
+  assert params['hg_0']['hg_0_0_0']['conv2']['kernel'].shape == (3, 3, 1, 64)
+  assert params['fc_0_0']['kernel'].shape == (1, 1, 128, 128)
+  assert count(student) < count(teacher) / 10
+  # Upstream defaults: 256-channel hourglass, full 3x3 convs.
+  assert _shapes(teacher)['params']['hg_0']['hg_0_0_0']['conv2']['kernel'].shape == (3, 3, 128, 128)
+
+
+def test_rejects_sizes_the_hourglass_cannot_halve():
+  model = StackedHourglass(num_stacks=1)
+  with pytest.raises(ValueError, match='divisible by 64'):
+    _shapes(model, size=200)
+
+
+def test_batch_norm_statistics_average_across_devices():
+  # Four "devices" of two images each must update BatchNorm statistics exactly
+  # as one device with all eight images: that is what axis_name is for.
+  images = jax.random.normal(jax.random.key(1), (8, 64, 64, 3))
+  single = StackedHourglass(num_stacks=1, num_joints=4)
+  variables = single.init(jax.random.key(0), images[:1])
+  _, full = single.apply(variables, images, train=True, mutable=['batch_stats'])
+
+  sharded = StackedHourglass(num_stacks=1, num_joints=4, axis_name='batch')
+  apply = jax.vmap(
+      lambda x: sharded.apply(variables, x, train=True, mutable=['batch_stats'])[1],
+      axis_name='batch')
+  per_device = apply(images.reshape(4, 2, 64, 64, 3))
+  for ours, reference in zip(jax.tree_util.tree_leaves(per_device),
+                             jax.tree_util.tree_leaves(full)):
+    np.testing.assert_allclose(ours, np.broadcast_to(reference, ours.shape),
+                               rtol=1e-4, atol=1e-5)
+  # And the statistics really moved from their initial values.
+  initial = jax.tree_util.tree_leaves(variables['batch_stats'])
+  assert any(np.abs(a - b).max() > 1e-3
+             for a, b in zip(jax.tree_util.tree_leaves(full), initial))
+
+
+@pytest.mark.parametrize('num_stacks,num_blocks,size', [(2, 1, 256), (1, 2, 128)])
+def test_matches_pytorch_hourglassnet(num_stacks, num_blocks, size):
+  torch_model = torch_hourglass.randomize(
+      torch_hourglass.HourglassNet(num_stacks, num_blocks, num_classes=16), seed=size)
+  model = StackedHourglass(num_stacks=num_stacks, num_blocks=num_blocks, num_joints=16)
+  variables = variables_from_torch(model, torch_model.state_dict(),
+                                   input_shape=(1, size, size, 3))
+  images = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype(np.float32)
+  with torch.no_grad():
+    expected = torch_model(torch.from_numpy(images.transpose(0, 3, 1, 2)))
+  outputs = jax.jit(functools.partial(model.apply, train=False))(variables, images)
+  assert len(outputs) == num_stacks
+  for ours, theirs in zip(outputs, expected):
+    theirs = theirs.numpy().transpose(0, 2, 3, 1)
+    scale = np.abs(theirs).max()
+    assert scale > 1  # random BN statistics keep the signal alive
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4 * scale)
