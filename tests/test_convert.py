@@ -105,3 +105,26 @@ def test_cli_names_a_file_that_is_not_a_checkpoint(tmp_path):
   with pytest.raises(SystemExit, match=rf'{path}: not a readable PyTorch checkpoint'):
     cli.main(['convert', '--arch', 'hourglass', '--checkpoint', str(path),
               '--out', str(tmp_path / 'out')])
+
+
+def test_cli_converts_lightweight_openpose(tmp_path):
+  import torch_openpose  # pylint: disable=g-import-not-at-top
+  from jaxpose.models.openpose import LightweightOpenPose  # pylint: disable=g-import-not-at-top
+  torch_model = torch_openpose.randomize(
+      torch_openpose.PoseEstimationWithMobileNet(num_refinement_stages=1))
+  path = tmp_path / 'checkpoint_iter_370000.pth'
+  # Lightweight OpenPose saves {'state_dict', 'optimizer', 'scheduler', 'iter', ...}.
+  torch.save({'state_dict': torch_model.state_dict(), 'iter': 370000}, path)
+  cli.main(['convert', '--arch', 'lightweight_openpose', '--num-refinement-stages', '1',
+            '--checkpoint', str(path), '--out', str(tmp_path / 'lwop')])
+  variables, model_config = checkpoint.restore_variables(str(tmp_path / 'lwop'))
+  assert model_config['arch'] == 'lightweight_openpose'
+  assert model_config['num_refinement_stages'] == 1
+  images = np.random.default_rng(0).normal(size=(1, 64, 96, 3)).astype(np.float32)
+  with torch.no_grad():
+    expected = torch_model(torch.from_numpy(images.transpose(0, 3, 1, 2)))
+  heatmaps, pafs = LightweightOpenPose(num_refinement_stages=1).apply(
+      variables, images, train=False)[-1]
+  for ours, theirs in ((heatmaps, expected[-2]), (pafs, expected[-1])):
+    theirs = theirs.numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(ours, theirs, atol=1e-4 * np.abs(theirs).max())

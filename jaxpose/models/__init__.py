@@ -6,10 +6,12 @@ from typing import Any
 import flax.linen as nn
 
 from jaxpose.models.hourglass import StackedHourglass
+from jaxpose.models.openpose import LightweightOpenPose
 
 # arch name in checkpoints and on the command line -> model class.
 ARCHITECTURES = {
     'hourglass': StackedHourglass,
+    'lightweight_openpose': LightweightOpenPose,
 }
 # Fields that describe how a model runs, not what it is.
 _RUNTIME_FIELDS = ('parent', 'name', 'axis_name')

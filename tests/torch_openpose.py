@@ -1,0 +1,136 @@
+"""PyTorch reference of Lightweight OpenPose `PoseEstimationWithMobileNet`, for parity tests.
+
+Written from the published architecture (Osokin 2018, as implemented in
+Daniil-Osokin/lightweight-human-pose-estimation.pytorch): MobileNet v1 to
+conv5_5 with stride 8, CPM with ELU, an initial stage and refinement stages of
+dilated residual blocks. Every conv is an `nn.Sequential` of conv, optional BN
+and activation, as there, so the state_dict keys (indices included) are the
+ones of that implementation's checkpoints, which is what the converter must read.
+"""
+
+import torch
+from torch import nn
+
+
+def conv(cin, cout, k=3, stride=1, dilation=1, bn=False, relu=True, bias=True):
+  layers = [nn.Conv2d(cin, cout, k, stride, dilation * (k // 2), dilation, bias=bias)]
+  layers += [nn.BatchNorm2d(cout)] if bn else []
+  layers += [nn.ReLU()] if relu else []
+  return nn.Sequential(*layers)
+
+
+def separable(cin, cout, stride=1, dilation=1, bn=True):
+  """Depthwise 3x3 + pointwise 1x1, no biases; BN + ReLU, or ELU without BN."""
+  act = nn.ReLU if bn else nn.ELU
+  norm = (lambda c: [nn.BatchNorm2d(c)]) if bn else (lambda c: [])
+  return nn.Sequential(
+      nn.Conv2d(cin, cin, 3, stride, dilation, dilation, groups=cin, bias=False),
+      *norm(cin), act(),
+      nn.Conv2d(cin, cout, 1, bias=False), *norm(cout), act())
+
+
+def heads(cin, hidden, num_heatmaps, num_pafs):
+  return [nn.Sequential(conv(cin, hidden, 1), conv(hidden, n, 1, relu=False))
+          for n in (num_heatmaps, num_pafs)]
+
+
+class Cpm(nn.Module):
+
+  def __init__(self, cin, cout):
+    super().__init__()
+    self.align = conv(cin, cout, 1)
+    self.trunk = nn.Sequential(*[separable(cout, cout, bn=False) for _ in range(3)])
+    self.conv = conv(cout, cout)
+
+  def forward(self, x):
+    x = self.align(x)
+    return self.conv(x + self.trunk(x))
+
+
+class InitialStage(nn.Module):
+
+  def __init__(self, ch, num_heatmaps, num_pafs):
+    super().__init__()
+    self.trunk = nn.Sequential(*[conv(ch, ch) for _ in range(3)])
+    self.heatmaps, self.pafs = heads(ch, 512, num_heatmaps, num_pafs)
+
+  def forward(self, x):
+    x = self.trunk(x)
+    return [self.heatmaps(x), self.pafs(x)]
+
+
+class RefinementStageBlock(nn.Module):
+
+  def __init__(self, cin, cout):
+    super().__init__()
+    self.initial = conv(cin, cout, 1)
+    self.trunk = nn.Sequential(conv(cout, cout, bn=True), conv(cout, cout, dilation=2, bn=True))
+
+  def forward(self, x):
+    x = self.initial(x)
+    return x + self.trunk(x)
+
+
+class RefinementStage(nn.Module):
+
+  def __init__(self, cin, ch, num_heatmaps, num_pafs):
+    super().__init__()
+    self.trunk = nn.Sequential(
+        RefinementStageBlock(cin, ch), *[RefinementStageBlock(ch, ch) for _ in range(4)])
+    self.heatmaps, self.pafs = heads(ch, ch, num_heatmaps, num_pafs)
+
+  def forward(self, x):
+    x = self.trunk(x)
+    return [self.heatmaps(x), self.pafs(x)]
+
+
+class PoseEstimationWithMobileNet(nn.Module):
+
+  def __init__(self, num_refinement_stages=1, num_channels=128, num_heatmaps=19, num_pafs=38):
+    super().__init__()
+    # (out channels, stride, dilation) of the separable blocks after the stem.
+    blocks = [(64, 1, 1), (128, 2, 1), (128, 1, 1), (256, 2, 1), (256, 1, 1),
+              (512, 1, 1), (512, 1, 2)] + [(512, 1, 1)] * 4
+    cins = [32] + [b[0] for b in blocks[:-1]]
+    self.model = nn.Sequential(
+        conv(3, 32, stride=2, bn=True, bias=False),
+        *[separable(cin, cout, s, d) for cin, (cout, s, d) in zip(cins, blocks)])
+    self.cpm = Cpm(512, num_channels)
+    self.initial_stage = InitialStage(num_channels, num_heatmaps, num_pafs)
+    self.refinement_stages = nn.ModuleList(
+        RefinementStage(num_channels + num_heatmaps + num_pafs, num_channels,
+                        num_heatmaps, num_pafs)
+        for _ in range(num_refinement_stages))
+
+  def forward(self, x):
+    features = self.cpm(self.model(x))
+    out = self.initial_stage(features)
+    for stage in self.refinement_stages:
+      out += stage(torch.cat([features, out[-2], out[-1]], dim=1))
+    return out  # [heatmaps, pafs] per stage, flat
+
+
+def randomize(model, seed=0):
+  """Random weights and BatchNorm statistics, so that BN errors cannot hide.
+
+  Convs get a normal of variance 1.5 / fan_in: between LeCun's (the ReLU
+  backbone would shrink activations to ~0.1) and He's (the residual refinement
+  stages would grow them ~15x per stage), so every stage's outputs are O(1).
+  Biases and BN get random gamma, beta, running mean and positive running
+  variance.
+  """
+  gen = torch.Generator().manual_seed(seed)
+  with torch.no_grad():
+    for module in model.modules():
+      if isinstance(module, nn.Conv2d):
+        fan_in = module.weight[0].numel()
+        module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (1.5 / fan_in)**0.5)
+        if module.bias is not None:
+          module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=gen))
+      elif isinstance(module, nn.BatchNorm2d):
+        n = module.num_features
+        module.weight.copy_(1 + 0.2 * torch.randn(n, generator=gen))
+        module.bias.copy_(0.2 * torch.randn(n, generator=gen))
+        module.running_mean.copy_(0.2 * torch.randn(n, generator=gen))
+        module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+  return model.eval()
