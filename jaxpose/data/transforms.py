@@ -42,3 +42,15 @@ def warp(image: np.ndarray, matrix: np.ndarray, output_size: tuple[int, int]) ->
   """Image [H, W, C] -> [out_h, out_w, C] under `matrix` (bilinear, black outside)."""
   return cv2.warpAffine(image, matrix, output_size, flags=cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def horizontal_flip_matrix(width: int) -> np.ndarray:
+  """[2, 3] affine matrix mirroring an image `width` pixels wide (x -> width - 1 - x, as cv2.flip)."""
+  return np.array([[-1.0, 0.0, width - 1.0], [0.0, 1.0, 0.0]])
+
+
+def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+  """[2, 3] affine matrix applying `inner`, then `outer`."""
+  matrix = outer[:, :2] @ inner
+  matrix[:, 2] += outer[:, 2]
+  return matrix

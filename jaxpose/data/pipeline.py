@@ -1,0 +1,256 @@
+"""Grain input pipeline: augmenting transforms and a sharded, resumable loader.
+
+Sources are grain random-access sources of examples in the schema of
+`jaxpose.data.synthetic` (image, COCO-17 keypoints, visibility, boxes, and an
+optional `ignore_mask`). The transforms turn an example into what one train
+step reads, on the host, in numpy:
+
+- `TopDownTransform`: one person (P = 1) -> an affine crop around the box,
+  with the joints moved by the same matrix.
+- `BottomUpTransform`: a whole image -> a square input, with every person's
+  keypoints in the OpenPose-18 layout, padded to a fixed number of people, and
+  a loss mask at the network's output resolution.
+
+Targets (heatmaps, PAFs) are not made here: the train step makes them on the
+device from the coordinates. Both transforms draw their random numbers in a
+fixed order whatever the options, so an example's augmentation depends only on
+the loader's seed and its position in the stream.
+"""
+
+import cv2
+import grain.python as grain
+import jax
+import numpy as np
+
+from jaxpose import skeletons
+from jaxpose.data import transforms
+
+
+def _augmentation(rng: np.random.Generator, scale_factor: float, rotation_degrees: float,
+                  rotation_probability: float, flip_probability: float
+                  ) -> tuple[float, float, bool]:
+  """Draws (scale in 1 +- scale_factor, rotation in +- rotation_degrees or 0, flip)."""
+  scale = rng.uniform(1 - scale_factor, 1 + scale_factor)
+  rotate = rng.random() < rotation_probability
+  rotation = rng.uniform(-rotation_degrees, rotation_degrees)
+  flip = rng.random() < flip_probability
+  return scale, rotation if rotate else 0.0, flip
+
+
+def _inside(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """Points [..., 2] -> [...] bool, whether each one's nearest pixel is in an image of `size`."""
+  pixel = np.floor(points + 0.5)
+  return ((pixel[..., 0] >= 0) & (pixel[..., 0] < size[0]) &
+          (pixel[..., 1] >= 0) & (pixel[..., 1] < size[1]))
+
+
+class TopDownTransform(grain.RandomMapTransform):
+  """One-person example -> {'image': uint8 [h, w, 3], 'joints': f32 [J, 2], 'visible': f32 [J]}.
+
+  The crop is the person's box enlarged by `transforms.BOX_PADDING` to the
+  input's aspect ratio, then (when `augment`) scaled, rotated about its centre
+  and mirrored. A mirrored crop swaps left and right joints with the
+  skeleton's flip permutation. `visible` is 1 for a joint that is labelled and
+  lands inside the crop, else 0; joints outside keep their coordinates.
+  """
+
+  def __init__(self, input_size: tuple[int, int] = (256, 256),
+               skeleton: skeletons.Skeleton = skeletons.COCO, *, augment: bool = True,
+               scale_factor: float = 0.25, rotation_degrees: float = 30.0,
+               rotation_probability: float = 0.6, flip_probability: float = 0.5):
+    """Configures the crop.
+
+    Args:
+      input_size: (width, height) of the crops.
+      skeleton: the examples' keypoint layout (for the flip permutation).
+      augment: False gives the plain box crop (evaluation).
+      scale_factor: the crop's size is multiplied by a factor in 1 +- this.
+      rotation_degrees: rotations are uniform in +- this many degrees...
+      rotation_probability: ...and happen with this probability.
+      flip_probability: chance of a horizontal flip.
+    """
+    self.input_size = tuple(int(s) for s in input_size)
+    self.skeleton = skeleton
+    self.augment = augment
+    self.scale_factor = scale_factor
+    self.rotation_degrees = rotation_degrees
+    self.rotation_probability = rotation_probability
+    self.flip_probability = flip_probability
+    self._flip_permutation = skeleton.flip_permutation()
+
+  def random_map(self, element: dict, rng: np.random.Generator) -> dict:
+    """Example (P = 1) -> crop, joints and 0/1 visibility."""
+    keypoints = np.asarray(element['keypoints'], np.float64)
+    if keypoints.shape[:1] != (1,) or keypoints.shape[1:] != (self.skeleton.num_keypoints, 2):
+      raise ValueError(f'TopDownTransform: expected keypoints of one person, [1, '
+                       f'{self.skeleton.num_keypoints}, 2], got {keypoints.shape} '
+                       f'(image_id {element.get("image_id")})')
+    width, height = self.input_size
+    scale, rotation, flip = _augmentation(rng, self.scale_factor, self.rotation_degrees,
+                                          self.rotation_probability, self.flip_probability)
+    if not self.augment:
+      scale, rotation, flip = 1.0, 0.0, False
+    center, size = transforms.box_to_center_scale(element['boxes'][0], width / height)
+    # A box of zero extent (a person reduced to a point) would divide by zero.
+    size = np.maximum(size * scale, 1.0)
+    matrix = transforms.crop_matrix(center, size, self.input_size, rotation)
+    if flip:
+      matrix = transforms.compose(transforms.horizontal_flip_matrix(width), matrix)
+
+    joints = transforms.apply_affine(keypoints[0], matrix)
+    visible = (np.asarray(element['visible'][0]) > 0) & _inside(joints, self.input_size)
+    if flip:
+      joints = joints[self._flip_permutation]
+      visible = visible[self._flip_permutation]
+    return {'image': transforms.warp(element['image'], matrix, self.input_size),
+            'joints': joints.astype(np.float32),
+            'visible': visible.astype(np.float32)}
+
+
+class BottomUpTransform(grain.RandomMapTransform):
+  """Whole-image example -> square input with OpenPose-18 keypoints of up to `max_people` people.
+
+  Output: {'image': uint8 [S, S, 3], 'keypoints': float32 [max_people, 18, 2],
+  'visible': float32 [max_people, 18] (0/1), 'person_mask': bool
+  [max_people], 'mask': float32 [S / stride, S / stride]}.
+
+  The image is resized to fit S x S, keeping its aspect, and centred on black
+  padding; then (when `augment`) zoomed, rotated about the centre and
+  mirrored. People with no labelled joint left in the input are dropped, the
+  rest fill the slots in order and `person_mask` marks the filled ones.
+  `mask` weights the loss: the area average over each output cell of 1 where
+  the image is annotated, 0 where the example's optional `ignore_mask` ([H, W],
+  nonzero = unannotated people or crowds) is set, and 0 over the boxes of
+  people beyond `max_people`, whose targets would otherwise be missing;
+  padding counts as annotated (it holds no one).
+  """
+
+  def __init__(self, input_size: int = 368, *, stride: int = 8, max_people: int = 16,
+               augment: bool = True, scale_factor: float = 0.25,
+               rotation_degrees: float = 30.0, rotation_probability: float = 0.6,
+               flip_probability: float = 0.5):
+    """Configures the input.
+
+    Args:
+      input_size: side S of the square input, a multiple of `stride`.
+      stride: the network's output stride (8 for Lightweight OpenPose).
+      max_people: people slots per example.
+      augment: False gives the plain resize and pad (evaluation).
+      scale_factor: zoom by a factor in 1 +- this.
+      rotation_degrees: rotations are uniform in +- this many degrees...
+      rotation_probability: ...and happen with this probability.
+      flip_probability: chance of a horizontal flip.
+    """
+    if input_size % stride:
+      raise ValueError(f'input_size {input_size} is not a multiple of stride {stride}')
+    self.input_size = int(input_size)
+    self.stride = int(stride)
+    self.max_people = int(max_people)
+    self.augment = augment
+    self.scale_factor = scale_factor
+    self.rotation_degrees = rotation_degrees
+    self.rotation_probability = rotation_probability
+    self.flip_probability = flip_probability
+    self._flip_permutation = skeletons.OPENPOSE.flip_permutation()
+
+  def random_map(self, element: dict, rng: np.random.Generator) -> dict:
+    """Example (any P) -> image, padded keypoints, person mask and loss mask."""
+    side = self.input_size
+    output_size = (side, side)
+    scale, rotation, flip = _augmentation(rng, self.scale_factor, self.rotation_degrees,
+                                          self.rotation_probability, self.flip_probability)
+    if not self.augment:
+      scale, rotation, flip = 1.0, 0.0, False
+    image = element['image']
+    height, width = image.shape[:2]
+    # The whole image as a square box around its centre: fit and pad in one warp.
+    center = np.array([(width - 1) / 2, (height - 1) / 2])
+    size = np.full(2, max(width, height) * scale)
+    matrix = transforms.crop_matrix(center, size, output_size, rotation)
+    if flip:
+      matrix = transforms.compose(transforms.horizontal_flip_matrix(side), matrix)
+
+    keypoints, visible = skeletons.openpose_from_coco(
+        np.asarray(element['keypoints'], np.float64).reshape(-1, skeletons.COCO.num_keypoints, 2),
+        np.asarray(element['visible']).reshape(-1, skeletons.COCO.num_keypoints))
+    keypoints = transforms.apply_affine(keypoints, matrix)
+    visible = (visible > 0) & _inside(keypoints, output_size)
+    if flip:
+      keypoints = keypoints[:, self._flip_permutation]
+      visible = visible[:, self._flip_permutation]
+    people = np.flatnonzero(visible.any(axis=-1))
+    kept, overflow = people[:self.max_people], people[self.max_people:]
+
+    out_keypoints = np.zeros((self.max_people, skeletons.OPENPOSE.num_keypoints, 2), np.float32)
+    out_visible = np.zeros((self.max_people, skeletons.OPENPOSE.num_keypoints), np.float32)
+    person_mask = np.zeros(self.max_people, bool)
+    out_keypoints[:len(kept)] = keypoints[kept]
+    out_visible[:len(kept)] = visible[kept]
+    person_mask[:len(kept)] = True
+    return {'image': transforms.warp(image, matrix, output_size),
+            'keypoints': out_keypoints,
+            'visible': out_visible,
+            'person_mask': person_mask,
+            'mask': self._mask(element, matrix, np.asarray(element['boxes'])[overflow])}
+
+  def _mask(self, element: dict, matrix: np.ndarray, dropped_boxes: np.ndarray) -> np.ndarray:
+    """[S / stride, S / stride] float32 loss weights (see the class docstring)."""
+    cells = self.input_size // self.stride
+    mask = np.ones((cells, cells), np.float32)
+    if element.get('ignore_mask') is not None:
+      ignored = (np.asarray(element['ignore_mask']) > 0).astype(np.uint8) * 255
+      ignored = transforms.warp(ignored, matrix, (self.input_size, self.input_size))
+      ignored = cv2.resize(ignored, (cells, cells), interpolation=cv2.INTER_AREA)
+      mask -= ignored.astype(np.float32) / 255
+    for x, y, w, h in dropped_boxes:
+      corners = transforms.apply_affine(
+          np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h]]), matrix) / self.stride
+      x0, y0 = np.clip(np.floor(corners.min(0)).astype(int), 0, cells)
+      x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int), 0, cells)
+      mask[y0:y1, x0:x1] = 0
+    return mask
+
+
+def make_loader(source, transform: grain.Transformation, *, global_batch_size: int,
+                seed: int, shuffle: bool = True, num_epochs: int | None = None,
+                worker_count: int = 0, drop_remainder: bool = True) -> grain.DataLoader:
+  """Source and transform -> grain DataLoader of this host's batches (dicts of [B, ...] arrays).
+
+  Each JAX process reads only its own slice of the source (grain's
+  `ShardByJaxProcess`, with the remainder dropped so that every process takes
+  the same number of steps) and batches global_batch_size /
+  jax.process_count() examples. `iter(loader)` has `get_state()` and
+  `set_state()`: an iterator given a saved state goes on from exactly that
+  batch, augmentation included.
+
+  Args:
+    source: grain random-access source (`__len__`, `__getitem__`).
+    transform: a grain MapTransform or RandomMapTransform.
+    global_batch_size: examples per step over all processes.
+    seed: seeds the shuffle and the augmentation.
+    shuffle: shuffle the records (anew each epoch).
+    num_epochs: passes over the data; None repeats forever.
+    worker_count: grain worker processes; 0 reads in this process.
+    drop_remainder: drop the last, smaller batch of a finite stream.
+
+  Returns:
+    A grain DataLoader.
+  """
+  if len(source) == 0:
+    raise ValueError(f'{source!r} is empty: nothing to load')
+  process_count = jax.process_count()
+  if global_batch_size < 1 or global_batch_size % process_count:
+    raise ValueError(f'global_batch_size {global_batch_size} is not a positive multiple of '
+                     f'the number of processes {process_count}')
+  if len(source) < process_count:
+    raise ValueError(f'{source!r} has {len(source)} records, fewer than the '
+                     f'{process_count} processes that share it')
+  sampler = grain.IndexSampler(
+      num_records=len(source),
+      shard_options=grain.ShardByJaxProcess(drop_remainder=True),
+      shuffle=shuffle,
+      num_epochs=num_epochs,
+      seed=seed)
+  batch = grain.Batch(global_batch_size // process_count, drop_remainder=drop_remainder)
+  return grain.DataLoader(data_source=source, sampler=sampler,
+                          operations=[transform, batch], worker_count=worker_count)
