@@ -1,57 +1,153 @@
-"""Orbax checkpoints of model variables, with the model's description beside them.
+"""Orbax checkpoints: train state, model description and data-iterator position.
 
-A jaxpose workdir holds `checkpoints/<step>/` written by an Orbax
-`CheckpointManager`, each step with two items:
-- `variables`: {'params', 'batch_stats'} (a PyTree of arrays);
+A jaxpose workdir holds `checkpoints/<step>/`, written by an Orbax
+`CheckpointManager`, each step with these items:
+- `state`: a PyTree of arrays. For training, the whole `TrainState` (step,
+  params, batch_stats, opt_state, rng); for `jaxpose convert`, only
+  {'params', 'batch_stats'}. Saved unreplicated, so it restores onto any number
+  of devices.
 - `model`: the JSON description of the model (`jaxpose.models.model_config`),
-  so that a checkpoint can be loaded, evaluated or exported knowing only its
-  directory.
+  so a checkpoint can be evaluated or exported knowing only its directory.
+- `data` (training only): the grain iterator's position, one file per host,
+  so a resumed run sees the same batches an uninterrupted one would.
 
-`jaxpose convert` writes one at step 0; training writes them as it goes.
+`Checkpointer` keeps the latest checkpoint and the best one by an eval metric
+(a preservation policy that keeps both: `best_fn` with `max_to_keep` alone
+would delete the latest when it is not the best).
 """
 
 import os
 from typing import Any
 
+import grain.python as grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 CHECKPOINT_SUBDIR = 'checkpoints'
 
 
-def _manager(workdir: str, **options) -> ocp.CheckpointManager:
-  directory = os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
-  return ocp.CheckpointManager(
-      directory, options=ocp.CheckpointManagerOptions(create=True, **options),
-      item_names=('variables', 'model'))
+def checkpoint_dir(workdir: str) -> str:
+  return os.path.join(os.path.abspath(workdir), CHECKPOINT_SUBDIR)
+
+
+class Checkpointer:
+  """Saves and restores a workdir's checkpoints (async saves, latest + best kept)."""
+
+  def __init__(self, workdir: str, *, best_metric: str | None = None,
+               best_mode: str = 'max', read_only: bool = False,
+               async_save: bool = True):
+    policies = [preservation_policy.LatestN(1)]
+    if best_metric:
+      policies.append(preservation_policy.BestN(
+          get_metric_fn=lambda metrics: metrics[best_metric],
+          reverse=best_mode == 'min', n=1, keep_checkpoints_without_metrics=False))
+    options = ocp.CheckpointManagerOptions(
+        create=not read_only, read_only=read_only,
+        enable_async_checkpointing=async_save,
+        # best_fn makes Orbax write each step's metrics (read back on resume);
+        # which steps survive is the preservation policy's decision.
+        best_fn=(lambda metrics: metrics[best_metric]) if best_metric else None,
+        best_mode=best_mode,
+        preservation_policy=preservation_policy.AnyPreservationPolicy(policies))
+    self.directory = checkpoint_dir(workdir)
+    self.best_metric = best_metric
+    self._best_mode = best_mode
+    self._manager = ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={'state': ocp.StandardCheckpointHandler(),
+                       'model': ocp.JsonCheckpointHandler(),
+                       'data': grain.PyGrainCheckpointHandler()})
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def best_step(self) -> int | None:
+    """The kept step with the best `best_metric`, or None if none was evaluated."""
+    if not self.best_metric:
+      return None
+    scored = []
+    for step in self._manager.all_steps():
+      metrics = self._manager.metrics(step) or {}
+      if self.best_metric in metrics:
+        scored.append((metrics[self.best_metric], step))
+    if not scored:
+      return None
+    return (min(scored) if self._best_mode == 'min' else max(scored))[1]
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, model: dict[str, Any], *,
+           data_iterator: Any = None, metrics: dict[str, float] | None = None,
+           wait: bool = False) -> None:
+    """Saves host arrays `state`, the model description and the iterator position at `step`."""
+    items = {'state': ocp.args.StandardSave(state), 'model': ocp.args.JsonSave(model)}
+    if data_iterator is not None:
+      items['data'] = grain.PyGrainCheckpointSave(data_iterator)
+    if metrics is not None:
+      metrics = {k: float(v) for k, v in metrics.items()}
+    self._manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
+    if wait:
+      self._manager.wait_until_finished()
+
+  def restore(self, step: int | None = None, *, state_template: Any = None,
+              data_iterator: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Step (default latest) -> (state, model description); moves `data_iterator` to its position.
+
+    With `state_template` (a host PyTree of the same structure, e.g. a freshly
+    initialised state) the state comes back in that structure as numpy arrays;
+    without, as the nested dicts Orbax stored.
+    """
+    step = self._check_step(step)
+    target = None
+    if state_template is not None:
+      target = jax.tree_util.tree_map(np.asarray, state_template)
+    items = {'state': ocp.args.StandardRestore(target), 'model': ocp.args.JsonRestore()}
+    if data_iterator is not None:
+      items['data'] = grain.PyGrainCheckpointRestore(data_iterator)
+    restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+    return restored['state'], dict(restored['model'])
+
+  def _check_step(self, step: int | None) -> int:
+    if step is None:
+      step = self._manager.latest_step()
+      if step is None:
+        raise FileNotFoundError(
+            f'{self.directory}: no checkpoint found (expected a workdir written by '
+            '`jaxpose train` or `jaxpose convert`)')
+    elif step not in self._manager.all_steps():
+      raise FileNotFoundError(f'{self.directory}: no checkpoint at step {step}; '
+                              f'available: {self.all_steps()}')
+    return step
 
 
 def save_variables(workdir: str, variables: dict, model: dict[str, Any],
                    step: int = 0) -> str:
   """Writes {'params', 'batch_stats'} and the model description at `step`; returns the step's path."""
   variables = jax.tree_util.tree_map(np.asarray, variables)
-  with _manager(workdir) as manager:
-    manager.save(step, args=ocp.args.Composite(
-        variables=ocp.args.StandardSave(variables),
-        model=ocp.args.JsonSave(model)), force=True)
-    manager.wait_until_finished()
-    return str(manager.directory / str(step))
+  with Checkpointer(workdir, async_save=False) as checkpointer:
+    checkpointer.save(step, variables, model, wait=True)
+  return os.path.join(checkpoint_dir(workdir), str(step))
 
 
 def restore_variables(workdir: str, step: int | None = None) -> tuple[dict, dict[str, Any]]:
-  """The latest (or given) step of a workdir -> ({'params', 'batch_stats'}, model description)."""
-  with _manager(workdir, read_only=True) as manager:
-    if step is None:
-      step = manager.latest_step()
-    if step is None:
-      raise FileNotFoundError(
-          f'{os.path.join(workdir, CHECKPOINT_SUBDIR)}: no checkpoint found '
-          f'(expected a workdir written by `jaxpose train` or `jaxpose convert`)')
-    if step not in manager.all_steps():
-      raise FileNotFoundError(
-          f'{os.path.join(workdir, CHECKPOINT_SUBDIR)}: no checkpoint at step {step}; '
-          f'available: {sorted(manager.all_steps())}')
-    restored = manager.restore(step, args=ocp.args.Composite(
-        variables=ocp.args.StandardRestore(), model=ocp.args.JsonRestore()))
-  return dict(restored.variables), dict(restored.model)
+  """A workdir from `jaxpose train` or `convert` -> ({'params', 'batch_stats'}, model description)."""
+  if not os.path.isdir(checkpoint_dir(workdir)):
+    raise FileNotFoundError(f'{checkpoint_dir(workdir)}: no checkpoint directory (expected '
+                            'a workdir written by `jaxpose train` or `jaxpose convert`)')
+  with Checkpointer(workdir, read_only=True) as checkpointer:
+    state, model = checkpointer.restore(step)
+  variables = {'params': state['params'], 'batch_stats': state.get('batch_stats', {})}
+  return variables, model

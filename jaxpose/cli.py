@@ -1,4 +1,4 @@
-"""The `jaxpose` command: `jaxpose convert|demo ...`.
+"""The `jaxpose` command: `jaxpose train|sweep|convert|demo ...`.
 
 Each subcommand is a thin wrapper: it parses flags, calls the library, and
 reports errors as one line naming the file and what was wrong.
@@ -44,6 +44,9 @@ def _demo(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog='jaxpose', description=__doc__.splitlines()[0])
   commands = parser.add_subparsers(dest='command', required=True)
+  for name, text in (('train', 'train a model: --config configs/X.py --workdir DIR'),
+                     ('sweep', 'run a sweep: --config configs/sweeps/X.py --workdir DIR')):
+    commands.add_parser(name, help=text, add_help=False)  # parsed by absl (jaxpose/main.py)
 
   convert = commands.add_parser(
       'convert', help='PyTorch checkpoint -> Orbax checkpoint',
@@ -70,7 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+# Subcommands configured with absl flags and ml_collections config files.
+_ABSL_COMMANDS = ('train', 'sweep')
+
+
 def main(argv: list[str] | None = None) -> None:
+  argv = sys.argv[1:] if argv is None else argv
+  if argv and argv[0] in _ABSL_COMMANDS:
+    from jaxpose import main as absl_main  # pylint: disable=g-import-not-at-top
+    absl_main.run(argv[0], argv[1:])
+    return
   args = build_parser().parse_args(argv)
   try:
     args.run(args)

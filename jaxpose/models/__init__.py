@@ -4,6 +4,8 @@ import dataclasses
 from typing import Any
 
 import flax.linen as nn
+import jax
+import jax.numpy as jnp
 
 from jaxpose.models.hourglass import StackedHourglass
 from jaxpose.models.openpose import LightweightOpenPose
@@ -41,3 +43,26 @@ def create_model(config: dict[str, Any], **runtime) -> nn.Module:
     raise ValueError(f'model config: unknown field(s) {unknown} for arch {arch!r}; '
                      f'known: {sorted(known)}')
   return cls(**options, **runtime)
+
+
+# How each architecture expects its input, so that converted upstream
+# checkpoints see what they were trained on. Images arrive as uint8 RGB.
+# Hourglass: RGB in [0, 1], ImageNet mean and std (SimpleBaseline's recipe).
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def normalize_images(images: jax.Array, arch: str) -> jax.Array:
+  """uint8 RGB images [..., H, W, 3] -> float32 model input for `arch`.
+
+  hourglass: (x / 255 - ImageNet mean) / ImageNet std, RGB.
+  lightweight_openpose: (x - 128) / 256 on BGR, as upstream trains and infers
+  (it reads images with cv2), so its published checkpoint works unchanged.
+  """
+  images = jnp.asarray(images, jnp.float32)
+  if arch == 'hourglass':
+    return (images / 255.0 - jnp.asarray(_IMAGENET_MEAN)) / jnp.asarray(_IMAGENET_STD)
+  if arch == 'lightweight_openpose':
+    return (images[..., ::-1] - 128.0) / 256.0
+  raise ValueError(f'model config: field "arch" is {arch!r}, expected one of '
+                   f'{sorted(ARCHITECTURES)}')

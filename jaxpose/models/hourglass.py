@@ -36,6 +36,10 @@ def _batch_norm(train: bool, axis_name: str | None, name: str) -> nn.BatchNorm:
       momentum=BATCH_NORM_MOMENTUM,
       epsilon=BATCH_NORM_EPSILON,
       axis_name=axis_name if train else None,
+      # Two-pass variance, mean((x - mean)^2): E[x^2] - E[x]^2 loses the
+      # variance of near-constant channels (the 1x1 bottom of an hourglass)
+      # to cancellation, differently for each way the batch is split.
+      use_fast_variance=False,
       name=name)
 
 

@@ -1,0 +1,29 @@
+"""The quick start: a small hourglass on generated people, a few minutes on a 2-core CPU.
+
+jaxpose train --config configs/quickstart.py --workdir workdirs/quickstart
+"""
+
+from jaxpose import config as config_lib
+
+
+def get_config():
+  config = config_lib.default_config()
+  config.model = config_lib.hourglass_model(num_stacks=2, num_blocks=1, num_joints=17,
+                                            num_features=32)
+  config.parallel = 'none'
+  config.input_size = (64, 64)
+  config.sigma = 1.0
+  config.optimizer = 'adam'
+  config.learning_rate = 2e-3
+  config.warmup_steps = 50
+  config.batch_size = 32
+  config.num_train_steps = 600
+  config.lr_decay_steps = (450,)
+  config.log_every_steps = 25
+  config.eval_every_steps = 200
+  config.checkpoint_every_steps = 200
+  config.data.source = 'synthetic'
+  config.data.image_size = (96, 96)
+  config.data.num_train_examples = 20000
+  config.data.num_eval_examples = 256
+  return config

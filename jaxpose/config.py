@@ -1,0 +1,124 @@
+"""The fields every training config has, their defaults, and a check for typos.
+
+Experiment files in `configs/` start from `default_config()` and override a
+few fields; `validate` rejects a field the trainer does not know (a typo in a
+config or a sweep would otherwise be silently ignored).
+"""
+
+import ml_collections
+
+# Sub-configs whose fields depend on a choice (the model's on its arch) and
+# are checked where that choice is made (`jaxpose.models.create_model`).
+_FREE_FORM = ('model',)
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """All trainer fields with defaults: a 2-stack hourglass on synthetic COCO-17 people."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+  # 'pmap' | 'shard_map' | 'none' (one device); see jaxpose/parallel.py.
+  config.parallel = 'pmap'
+  config.batch_size = 32  # global, over all devices and hosts
+  config.num_train_steps = 1000
+  config.log_every_steps = 50
+  config.eval_every_steps = 500
+  config.checkpoint_every_steps = 500
+  # Eval metric whose best checkpoint is kept beside the latest ('' for none).
+  config.best_metric = 'pck'
+  config.best_mode = 'max'  # 'max' | 'min': which end of best_metric is best
+
+  config.optimizer = 'rmsprop'  # 'rmsprop' | 'adam' | 'sgd' (Nesterov 0.9), PyTorch's defaults
+  config.learning_rate = 2.5e-4
+  config.weight_decay = 0.0  # L2 added to the gradients, as torch's weight_decay
+  config.warmup_steps = 0
+  config.lr_decay_steps = ()  # steps at which the rate is multiplied by lr_decay_factor
+  config.lr_decay_factor = 0.1
+
+  config.input_size = (256, 256)  # (width, height) of the network input
+  # Gaussian sigma: in heatmap pixels for the hourglass, in input pixels for
+  # Lightweight OpenPose (as each upstream defines it).
+  config.sigma = 2.0
+  config.paf_thickness = 1.0  # Lightweight OpenPose: PAF half-width in map cells
+
+  config.model = ml_collections.ConfigDict(dict(
+      arch='hourglass', num_stacks=2, num_blocks=1, num_joints=17, num_features=128,
+      depthwise=False))
+
+  config.teacher = ml_collections.ConfigDict()
+  config.teacher.workdir = ''  # a workdir from `jaxpose train` or `jaxpose convert`
+  config.teacher.kdloss_alpha = 0.5
+
+  config.data = ml_collections.ConfigDict()
+  config.data.source = 'synthetic'  # 'synthetic' | 'coco' | 'mpii'
+  config.data.root = ''  # dataset directory, for real datasets
+  config.data.num_train_examples = 20000  # synthetic: distinct generated images
+  config.data.num_eval_examples = 256
+  config.data.image_size = (256, 256)  # synthetic: (width, height) of generated images
+  config.data.max_people = 1  # synthetic: people per image (top-down crops one each)
+  config.data.worker_count = 0  # grain worker processes (0: in the main process)
+  config.data.augment = True
+  config.data.scale_factor = 0.25
+  config.data.rotation_degrees = 30.0
+  config.data.flip = True
+  return config
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  """Raises ValueError naming any field of `config` that the trainer does not know."""
+  _check(config, default_config(), 'config')
+
+
+def _check(config, defaults, prefix):
+  for key in config.keys():
+    name = f'{prefix}.{key}'
+    if key not in defaults:
+      raise ValueError(f'{name}: unknown field; known fields of {prefix}: '
+                       f'{sorted(defaults.keys())}')
+    value, default = config[key], defaults[key]
+    if isinstance(default, ml_collections.ConfigDict) and key not in _FREE_FORM:
+      if not isinstance(value, ml_collections.ConfigDict):
+        raise ValueError(f'{name}: expected a group of fields, got {value!r}')
+      _check(value, default, name)
+
+
+# Small shared getters the experiment files in configs/ are composed from.
+
+# Training-set sizes, for schedules given in epochs.
+MPII_TRAIN_PEOPLE = 22246  # people in the standard MPII train split
+COCO_TRAIN_PEOPLE = 149813  # person instances with keypoints in COCO train2017
+
+
+def hourglass_model(num_stacks: int, num_blocks: int = 1, num_joints: int = 16,
+                    num_features: int = 128, depthwise: bool = False) -> ml_collections.ConfigDict:
+  """A StackedHourglass description (defaults: upstream's 256-channel hourglass)."""
+  return ml_collections.ConfigDict(dict(
+      arch='hourglass', num_stacks=num_stacks, num_blocks=num_blocks, num_joints=num_joints,
+      num_features=num_features, depthwise=depthwise))
+
+
+def lightweight_openpose_model(num_refinement_stages: int = 1) -> ml_collections.ConfigDict:
+  """A LightweightOpenPose description (upstream's published model has 1 refinement stage)."""
+  return ml_collections.ConfigDict(dict(
+      arch='lightweight_openpose', num_refinement_stages=num_refinement_stages,
+      num_channels=128, num_heatmaps=19, num_pafs=38))
+
+
+def newell_hourglass_recipe(config: ml_collections.ConfigDict, steps_per_epoch: int,
+                            num_epochs: int = 90) -> ml_collections.ConfigDict:
+  """The published stacked-hourglass schedule (Newell et al.; bearpaw/pytorch-pose).
+
+  RMSprop at 2.5e-4, batch 6, 256x256 input, 64x64 heatmaps, sigma 1, the
+  rate divided by 10 at epochs 60 and 90.
+  """
+  config.optimizer = 'rmsprop'
+  config.learning_rate = 2.5e-4
+  config.batch_size = 6
+  config.input_size = (256, 256)
+  config.sigma = 1.0
+  config.num_train_steps = num_epochs * steps_per_epoch
+  config.lr_decay_steps = (60 * steps_per_epoch, 90 * steps_per_epoch)
+  config.lr_decay_factor = 0.1
+  config.log_every_steps = 100
+  config.eval_every_steps = steps_per_epoch
+  config.checkpoint_every_steps = steps_per_epoch
+  return config

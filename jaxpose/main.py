@@ -1,0 +1,78 @@
+"""`jaxpose train` and `jaxpose sweep`: absl flags and ml_collections config files.
+
+  jaxpose train --config configs/quickstart.py --workdir workdirs/quickstart \
+      --config.model.num_stacks=4
+  jaxpose sweep --config configs/sweeps/quickstart_stacks.py --workdir workdirs/sweep
+
+Every config field can be overridden with --config.FIELD=VALUE. On several
+hosts (a TPU pod slice) each host runs the same command and
+`jax.distributed.initialize()` connects them.
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from jaxpose import sweep as sweep_lib
+from jaxpose import train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and the config.')
+flags.DEFINE_bool('print_only', False,
+                  'sweep: print one `jaxpose train` command per point instead of running them.')
+flags.DEFINE_bool('distributed', None,
+                  'Call jax.distributed.initialize() (default: when the environment '
+                  'names a coordinator, as on Cloud TPU pods and SLURM).')
+config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
+                                lock_config=True)
+
+_COORDINATOR_VARIABLES = ('JAX_COORDINATOR_ADDRESS', 'COORDINATOR_ADDRESS', 'TPU_WORKER_HOSTNAMES',
+                          'SLURM_JOB_ID', 'MEGASCALE_COORDINATOR_ADDRESS')
+
+
+def _initialize_distributed() -> None:
+  wanted = FLAGS.distributed
+  if wanted is None:
+    wanted = any(os.environ.get(v) for v in _COORDINATOR_VARIABLES)
+  if wanted:
+    jax.distributed.initialize()
+  logging.info('JAX process %d of %d, %d local / %d global devices', jax.process_index(),
+               jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
+def train_main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if FLAGS.config is None or FLAGS.workdir is None:
+    raise app.UsageError('--config and --workdir are required')
+  _initialize_distributed()
+  try:
+    metrics = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except (ValueError, FileNotFoundError, FloatingPointError) as e:
+    sys.exit(f'jaxpose train: {e}')
+  print('final:', ' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
+                           for k, v in metrics.items()))
+
+
+def sweep_main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  sweep_file = config_flags.get_config_filename(FLAGS['config'])
+  if not sweep_file or FLAGS.workdir is None:
+    raise app.UsageError('--config (a sweep file) and --workdir are required')
+  try:
+    sweep_lib.run(sweep_file, FLAGS.workdir,
+                  print_only=FLAGS.print_only)
+  except (ValueError, FileNotFoundError, FloatingPointError) as e:
+    sys.exit(f'jaxpose sweep: {e}')
+
+
+def run(command: str, argv: list[str]) -> None:
+  """Runs `jaxpose <command> argv...` as an absl app."""
+  main = {'train': train_main, 'sweep': sweep_main}[command]
+  app.run(main, argv=[f'jaxpose {command}'] + argv)

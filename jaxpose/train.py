@@ -1,0 +1,392 @@
+"""Training: the train state, the per-device train and eval steps, and the loop.
+
+Reads top to bottom as the flax examples do: `create_model`,
+`create_learning_rate_fn`, `create_optimizer`, `make_targets`, `compute_loss`,
+`train_step`, `eval_step`, `create_train_state`, `train_and_evaluate`.
+
+A batch from the input pipeline holds uint8 images and joint coordinates. The
+step normalises the images and makes the targets on the device
+(`jaxpose.codecs`), runs the model with BatchNorm statistics averaged across
+devices, takes the loss of the config (intermediate supervision, distillation
+from a frozen teacher, or OpenPose's staged L2), averages gradients and metrics
+with `pmean`, and applies the optax update. `jaxpose.parallel` runs that one
+per-device body under pmap, shard_map or on one device.
+"""
+
+from collections.abc import Callable
+import functools
+import json
+import os
+import signal
+import time
+from typing import Any
+
+from absl import logging
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from jaxpose import checkpoint, evaluate, losses, models, parallel
+from jaxpose import config as config_lib
+from jaxpose.codecs import heatmap, paf
+from jaxpose.data import input_pipeline
+from jaxpose import metric_writers
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training; a PyTree of arrays."""
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array  # raw uint32 key, so that Orbax stores it as a plain array
+
+
+def create_model(config: ml_collections.ConfigDict, axis_name: str | None = None) -> nn.Module:
+  """The config's model; `axis_name` makes BatchNorm average across devices."""
+  return models.create_model(config.model.to_dict(), axis_name=axis_name)
+
+
+def create_learning_rate_fn(config: ml_collections.ConfigDict) -> optax.Schedule:
+  """Linear warm-up to `learning_rate`, then times `lr_decay_factor` at each of `lr_decay_steps`."""
+  decays = {int(step): config.lr_decay_factor for step in config.lr_decay_steps}
+  constant = optax.piecewise_constant_schedule(config.learning_rate, decays)
+  if not config.warmup_steps:
+    return constant
+  warmup = optax.linear_schedule(0.0, config.learning_rate, config.warmup_steps)
+  return optax.join_schedules([warmup, constant], [config.warmup_steps])
+
+
+def create_optimizer(config: ml_collections.ConfigDict,
+                     learning_rate_fn: optax.Schedule) -> optax.GradientTransformation:
+  """RMSprop, Adam or SGD with PyTorch's defaults, and L2 weight decay as PyTorch adds it."""
+  if config.optimizer == 'rmsprop':
+    # torch.optim.RMSprop: alpha 0.99, eps 1e-8 added outside the square root.
+    optimizer = optax.rmsprop(learning_rate_fn, decay=0.99, eps=1e-8, eps_in_sqrt=False)
+  elif config.optimizer == 'adam':
+    optimizer = optax.adam(learning_rate_fn)
+  elif config.optimizer == 'sgd':
+    # torch.optim.SGD(momentum=0.9, nesterov=True)
+    optimizer = optax.sgd(learning_rate_fn, momentum=0.9, nesterov=True)
+  else:
+    raise ValueError('config.optimizer: expected "rmsprop", "adam" or "sgd", got '
+                     f'{config.optimizer!r}')
+  if config.weight_decay:
+    optimizer = optax.chain(optax.add_decayed_weights(config.weight_decay), optimizer)
+  return optimizer
+
+
+def heatmap_size(config: ml_collections.ConfigDict) -> tuple[int, int]:
+  """(width, height) of the model's output maps for the config's input size."""
+  stride = 4 if config.model.arch == 'hourglass' else 8
+  width, height = config.input_size
+  return width // stride, height // stride
+
+
+def make_targets(batch: dict, config: ml_collections.ConfigDict) -> dict:
+  """Joint coordinates of a batch -> training targets, on the device.
+
+  hourglass: {'heatmaps' [B, H, W, J], 'weight' [B, J]};
+  lightweight_openpose: {'heatmaps' [B, H, W, 19], 'pafs' [B, H, W, 38]}.
+  """
+  image_size = tuple(config.input_size)
+  if config.model.arch == 'hourglass':
+    target, weight = heatmap.encode(batch['joints'], batch['visible'],
+                                    image_size=image_size,
+                                    heatmap_size=heatmap_size(config), sigma=config.sigma)
+    return {'heatmaps': target, 'weight': weight}
+  heatmaps, pafs = paf.encode(batch['keypoints'], batch['visible'], image_size=image_size,
+                              stride=8, sigma=config.sigma,
+                              paf_thickness=config.paf_thickness,
+                              person_mask=batch['person_mask'])
+  return {'heatmaps': heatmaps, 'pafs': pafs}
+
+
+def compute_loss(params, batch_stats, batch: dict, targets: dict,
+                 teacher_heatmaps: jax.Array | None, *, model: nn.Module,
+                 config: ml_collections.ConfigDict):
+  """Loss of one device's batch -> (loss, (new batch_stats, metrics, last output))."""
+  images = models.normalize_images(batch['image'], config.model.arch)
+  outputs, new_state = model.apply({'params': params, 'batch_stats': batch_stats},
+                                   images, train=True, mutable=['batch_stats'])
+  metrics = {}
+  if config.model.arch == 'hourglass':
+    if teacher_heatmaps is not None:
+      # Unlabelled examples keep only the teacher's term (Fast Pose Distillation).
+      labelled = batch.get('labelled')
+      target = targets['heatmaps']
+      if labelled is not None:
+        target = jnp.where(labelled[:, None, None, None] > 0, target, teacher_heatmaps)
+      loss, metrics['kd_loss'], metrics['gt_loss'] = losses.distillation(
+          outputs, teacher_heatmaps, target, targets['weight'], config.teacher.kdloss_alpha)
+    else:
+      loss = losses.intermediate_supervision(outputs, targets['heatmaps'], targets['weight'])
+    last = outputs[-1]
+  else:
+    loss = losses.staged_l2(outputs, targets['heatmaps'], targets['pafs'], batch['mask'])
+    last = outputs[-1][0]
+  return loss, (new_state['batch_stats'], metrics, last)
+
+
+def _pck_of(heatmaps: jax.Array, batch: dict, config: ml_collections.ConfigDict):
+  """Top-down heatmaps [B, H, W, J] -> PCK counts against the batch's joints (seed's accuracy)."""
+  coords, _ = heatmap.decode(heatmaps)
+  stride = config.input_size[0] / heatmaps.shape[-2]
+  normalizer = heatmaps.shape[-2] * evaluate.PCK_NORMALIZER_FRACTION
+  visible = batch['visible'] * _inside(batch['joints'], config.input_size)
+  return evaluate.pck_counts(coords, batch['joints'] / stride, visible, normalizer)
+
+
+def _inside(joints: jax.Array, size) -> jax.Array:
+  """[..., J] 1 where a joint lies in the input image, else 0."""
+  x, y = joints[..., 0], joints[..., 1]
+  return ((x >= 0) & (y >= 0) & (x < size[0]) & (y < size[1])).astype(jnp.float32)
+
+
+def train_step(state: TrainState, batch: dict, teacher_variables: Any, *,
+               model: nn.Module, teacher: nn.Module | None,
+               tx: optax.GradientTransformation, learning_rate_fn: optax.Schedule,
+               config: ml_collections.ConfigDict,
+               axis_name: str | None) -> tuple[TrainState, dict]:
+  """One optimisation step on one device's share of the batch; collectives over `axis_name`."""
+  targets = make_targets(batch, config)
+  teacher_heatmaps = None
+  if teacher is not None:
+    images = models.normalize_images(batch['image'], config.model.arch)
+    teacher_heatmaps = teacher.apply(teacher_variables, images, train=False)[-1]
+
+  grad_fn = jax.value_and_grad(
+      functools.partial(compute_loss, model=model, config=config), has_aux=True)
+  (loss, (batch_stats, metrics, last)), grads = grad_fn(
+      parallel.as_per_device(state.params, axis_name), state.batch_stats, batch,
+      targets, teacher_heatmaps)
+  grads = parallel.pmean(grads, axis_name)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+
+  metrics['loss'] = loss
+  if config.model.arch == 'hourglass':
+    correct, counted = _pck_of(last, batch, config)
+    metrics['pck_correct'] = correct.sum()
+    metrics['pck_counted'] = counted.sum()
+  metrics = parallel.pmean(metrics, axis_name)
+  metrics['learning_rate'] = learning_rate_fn(state.step)
+  new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                            opt_state=opt_state)
+  return new_state, metrics
+
+
+def eval_step(state: TrainState, batch: dict, *, model: nn.Module,
+              config: ml_collections.ConfigDict, axis_name: str | None) -> dict:
+  """Eval-mode forward on one device's share -> metric sums over all devices."""
+  images = models.normalize_images(batch['image'], config.model.arch)
+  outputs = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
+                        images, train=False)
+  targets = make_targets(batch, config)
+  weight = batch['example_mask'].astype(jnp.float32)
+  if config.model.arch == 'hourglass':
+    per_example = jax.vmap(lambda o, t, w: losses.intermediate_supervision(
+        [x[None] for x in o], t[None], w[None]))(outputs, targets['heatmaps'], targets['weight'])
+    batch = dict(batch, visible=batch['visible'] * weight[:, None])
+    correct, counted = _pck_of(outputs[-1], batch, config)
+    sums = {'loss': jnp.sum(per_example * weight), 'pck_correct': correct,
+            'pck_counted': counted}
+  else:
+    mask = batch['mask'] * weight[:, None, None]
+    sums = {'loss': losses.staged_l2(outputs, targets['heatmaps'], targets['pafs'], mask)
+            * batch['mask'].shape[0]}
+  sums['examples'] = jnp.sum(weight)
+  return parallel.psum(sums, axis_name)
+
+
+def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
+                       tx: optax.GradientTransformation) -> TrainState:
+  """A fresh host-side state: initialised variables, optimizer state, step 0."""
+  rng = jax.random.PRNGKey(config.seed)
+  init_rng, state_rng = jax.random.split(rng)
+  width, height = config.input_size
+  variables = jax.jit(functools.partial(model.init, train=False))(
+      init_rng, jnp.zeros((1, height, width, 3), jnp.float32))
+  params = variables['params']
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                     batch_stats=variables.get('batch_stats', {}),
+                     opt_state=tx.init(params), rng=state_rng)
+  return jax.tree_util.tree_map(np.asarray, state)
+
+
+def load_teacher(config: ml_collections.ConfigDict) -> tuple[nn.Module | None, Any]:
+  """The frozen teacher of a distillation config: (model, variables), or (None, None)."""
+  if not config.teacher.workdir:
+    return None, None
+  if config.model.arch != 'hourglass':
+    raise ValueError('config.teacher: distillation is defined for hourglass students, '
+                     f'not {config.model.arch!r}')
+  variables, description = checkpoint.restore_variables(config.teacher.workdir)
+  teacher = models.create_model(description)
+  if description['arch'] != 'hourglass' or description['num_joints'] != config.model.num_joints:
+    raise ValueError(f'config.teacher.workdir: {config.teacher.workdir} holds {description}, '
+                     f'expected an hourglass with num_joints={config.model.num_joints}')
+  return teacher, variables
+
+
+def _check_finite(metrics: dict, step: int, workdir: str) -> None:
+  if not all(np.isfinite(v) for v in metrics.values()):
+    raise FloatingPointError(
+        f'{workdir}: non-finite training metrics at step {step}: {metrics}. Stopping '
+        'without saving, so the last checkpoint stays the last good one; lower '
+        'config.learning_rate or check the data.')
+
+
+def _summarise(sums: dict) -> dict:
+  """Sums of a pass -> means: loss per example, PCK over visible joints."""
+  out = {}
+  if 'pck_counted' in sums:
+    out['pck'] = float(np.sum(sums['pck_correct']) / max(np.sum(sums['pck_counted']), 1))
+  for key in ('loss', 'kd_loss', 'gt_loss'):
+    if key in sums:
+      out[key] = float(sums[key] / max(sums.get('examples', 1), 1))
+  return out
+
+
+class _Preemption:
+  """Turns SIGTERM (TPU preemption, scheduler kill) into a flag checked between steps."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread: cannot install handlers
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+class Preempted(SystemExit):
+  """Raised after the checkpoint that a SIGTERM asked for is written."""
+
+
+def evaluate_model(state, eval_fn, data: parallel.DataParallel, eval_source,
+                   config) -> dict:
+  """One pass over the eval split -> summarised metrics."""
+  totals = None
+  for batch in input_pipeline.eval_batches(eval_source, config, data):
+    sums = data.unreplicate(eval_fn(state, data.shard_batch(batch)))
+    totals = sums if totals is None else jax.tree_util.tree_map(np.add, totals, sums)
+  if totals is None:
+    raise ValueError('eval split: no examples (config.data.num_eval_examples)')
+  return _summarise(totals)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains and evaluates as the config says, checkpointing into workdir; returns final metrics."""
+  config_lib.validate(config)
+  os.makedirs(workdir, exist_ok=True)
+  data = parallel.DataParallel(config.parallel)
+  model = create_model(config, axis_name=data.axis_name)
+  eval_model = create_model(config)
+  learning_rate_fn = create_learning_rate_fn(config)
+  tx = create_optimizer(config, learning_rate_fn)
+  teacher, teacher_variables = load_teacher(config)
+  model_description = models.model_config(eval_model)
+
+  train_source, eval_source = input_pipeline.create_sources(config)
+  train_iter = iter(input_pipeline.train_loader(
+      train_source, config, data.host_batch_size(config.batch_size)))
+
+  state = create_train_state(config, eval_model, tx)
+  checkpointer = checkpoint.Checkpointer(workdir, best_metric=config.best_metric,
+                                       best_mode=config.best_mode)
+  if checkpointer.latest_step() is not None:
+    state, _ = checkpointer.restore(state_template=state, data_iterator=train_iter)
+    logging.info('Resumed from %s at step %d', checkpointer.directory, int(state.step))
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  p_train_step = data.compile(
+      functools.partial(train_step, model=model, teacher=teacher, tx=tx,
+                        learning_rate_fn=learning_rate_fn, config=config,
+                        axis_name=data.axis_name),
+      num_replicated_args=1)
+  p_eval_step = data.compile(
+      functools.partial(eval_step, model=eval_model, config=config,
+                        axis_name=data.axis_name), donate_state=False)
+
+  start_step = int(state.step)
+  device_state = data.replicate(state)
+  device_teacher = data.replicate(teacher_variables) if teacher is not None else None
+  writer = metric_writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
+  final = {}
+  if start_step == 0:
+    final = evaluate_model(device_state, p_eval_step, data, eval_source, config)
+    writer.write(0, {f'eval/{k}': v for k, v in final.items()})
+    logging.info('step 0 (untrained): %s', final)
+
+  def save(step, metrics=None, wait=False):
+    host_state = data.unreplicate(device_state)
+    # A NaN never overwrites the last good checkpoint.
+    variables = (host_state.params, host_state.batch_stats)
+    if not all(np.isfinite(x).all() for x in jax.tree_util.tree_leaves(variables)):
+      raise FloatingPointError(
+          f'{workdir}: non-finite parameters at step {step}; not saving, so '
+          f'{checkpointer.directory}/{checkpointer.latest_step()} stays the last good '
+          'checkpoint. Lower config.learning_rate or check the data.')
+    checkpointer.save(step, host_state, model_description, data_iterator=train_iter,
+                      metrics=metrics, wait=wait)
+
+  progress = metric_writers.Progress(config.num_train_steps, initial=start_step)
+  window, window_start = [], time.perf_counter()
+  with _Preemption() as preemption:
+    for step in range(start_step + 1, config.num_train_steps + 1):
+      batch = next(train_iter)
+      device_state, metrics = p_train_step(device_state, data.shard_batch(batch),
+                                           device_teacher)
+      window.append(metrics)
+      if step % config.log_every_steps == 0 or step == config.num_train_steps:
+        host = jax.tree_util.tree_map(lambda *x: np.mean(x), *data.unreplicate(window))
+        _check_finite(host, step, workdir)
+        elapsed = time.perf_counter() - window_start
+        summary = {'train/loss': host['loss'], 'train/learning_rate': host['learning_rate'],
+                   'train/images_per_second': len(window) * config.batch_size / elapsed}
+        if 'pck_counted' in host:
+          summary['train/pck'] = host['pck_correct'] / max(host['pck_counted'], 1)
+        for key in ('kd_loss', 'gt_loss'):
+          if key in host:
+            summary[f'train/{key}'] = host[key]
+        writer.write(step, summary)
+        progress.update(step, summary)
+        window, window_start = [], time.perf_counter()
+      eval_metrics = None
+      if step % config.eval_every_steps == 0 or step == config.num_train_steps:
+        eval_metrics = evaluate_model(device_state, p_eval_step, data, eval_source, config)
+        writer.write(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
+        final = eval_metrics
+      if (step % config.checkpoint_every_steps == 0 or step == config.num_train_steps
+          or eval_metrics is not None or preemption.requested):
+        save(step, eval_metrics, wait=preemption.requested)
+      if preemption.requested:
+        checkpointer.close()
+        writer.close()
+        raise Preempted(f'SIGTERM: saved {checkpointer.directory}/{step}; run the same '
+                        'command to resume')
+  checkpointer.close()
+  progress.close()
+  final = dict(final, step=config.num_train_steps)
+  writer.write_summary(final)
+  writer.close()
+  return final

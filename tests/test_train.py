@@ -1,0 +1,286 @@
+"""jaxpose.train: data-parallel equivalence, distillation, resumption, failures."""
+
+import functools
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxpose import checkpoint, losses, models, parallel, sweep, train
+from jaxpose import config as config_lib
+from jaxpose.data import input_pipeline
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / 'configs' / 'quickstart.py'
+
+
+def tiny_config(**overrides):
+  """The quick start, shrunk so that a step compiles and runs in seconds."""
+  config = sweep.load_config_file(str(QUICKSTART))
+  config.model.num_features = 8
+  config.model.num_stacks = 1
+  config.batch_size = 16
+  config.num_train_steps = 3
+  config.log_every_steps = 1
+  config.eval_every_steps = 1000
+  config.checkpoint_every_steps = 1000
+  config.data.num_train_examples = 64
+  config.data.num_eval_examples = 8
+  config.data.image_size = (64, 64)
+  config.warmup_steps = 0
+  for dotted, value in overrides.items():
+    node = config
+    *parents, leaf = dotted.split('.')
+    for name in parents:
+      node = node[name]
+    node[leaf] = value
+  return config
+
+
+def _leaves(workdir):
+  variables, _ = checkpoint.restore_variables(str(workdir))
+  return jax.tree_util.tree_leaves_with_path(variables)
+
+
+def _max_relative_difference(a, b):
+  """Largest |a - b| over a collection, relative to the collection's largest |a|."""
+  scale = max(np.abs(x).max() for x in jax.tree_util.tree_leaves(a))
+  return max(np.abs(x - y).max() for x, y in
+             zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))) / scale
+
+
+def test_pmap_shard_map_and_one_device_give_the_same_update():
+  # Three steps of the quick start, each from the same state, on the same
+  # global batch. SGD, because Adam and RMSprop divide each gradient by its
+  # own magnitude: the conv biases in front of BatchNorm (kept for upstream-
+  # exact checkpoints) have a zero gradient in exact arithmetic, and rounding
+  # noise of either sign becomes a full +-lr step, whatever the reduction order.
+  assert jax.device_count() == 8
+  config = tiny_config(optimizer='sgd', learning_rate=0.01, **{'model.num_stacks': 2})
+  source, _ = input_pipeline.create_sources(config)
+  loader = iter(input_pipeline.train_loader(source, config, config.batch_size))
+  batches = [next(loader) for _ in range(3)]
+  learning_rate_fn = train.create_learning_rate_fn(config)
+  tx = train.create_optimizer(config, learning_rate_fn)
+  start = train.create_train_state(config, train.create_model(config), tx)
+
+  steps = {}
+  for mode in ('none', 'pmap', 'shard_map'):
+    data = parallel.DataParallel(mode)
+    steps[mode] = data, data.compile(functools.partial(
+        train.train_step, model=train.create_model(config, data.axis_name), teacher=None,
+        tx=tx, learning_rate_fn=learning_rate_fn, config=config, axis_name=data.axis_name),
+        num_replicated_args=1)
+
+  def one_step(mode, state, batch):
+    data, step = steps[mode]
+    new_state, metrics = step(data.replicate(state), data.shard_batch(batch), None)
+    return data.unreplicate(new_state), data.unreplicate(metrics)
+
+  state = start
+  for batch in batches:
+    reference, reference_metrics = one_step('none', state, batch)
+    for mode in ('pmap', 'shard_map'):
+      ours, metrics = one_step(mode, state, batch)
+      np.testing.assert_allclose(metrics['loss'], reference_metrics['loss'], rtol=1e-6)
+      assert _max_relative_difference(reference.params, ours.params) < 1e-5
+      assert _max_relative_difference(reference.batch_stats, ours.batch_stats) < 1e-5
+      assert int(ours.step) == int(reference.step)
+    assert _max_relative_difference(state.params, reference.params) > 1e-4  # it trained
+    state = reference
+
+
+@pytest.mark.slow
+def test_training_runs_under_every_wrapper_and_checkpoints_unreplicated(tmp_path):
+  # The whole loop, three steps of the quick start (Adam) per wrapper. Each
+  # wrapper's step is the same update (above); over three steps float32
+  # rounding grows through BatchNorm's small-variance channels and Adam's
+  # sign-like first steps, so here the check is the plumbing: every mode
+  # trains, saves one unreplicated checkpoint, and lands close to the others.
+  results = {}
+  for mode in ('none', 'pmap', 'shard_map'):
+    metrics = train.train_and_evaluate(tiny_config(parallel=mode), str(tmp_path / mode))
+    assert metrics['step'] == 3 and np.isfinite(metrics['loss'])
+    results[mode], model_config = checkpoint.restore_variables(str(tmp_path / mode))
+    assert model_config['num_features'] == 8 and model_config['num_stacks'] == 1
+  for mode in ('pmap', 'shard_map'):
+    for collection in ('params', 'batch_stats'):
+      assert _max_relative_difference(results['none'][collection],
+                                      results[mode][collection]) < 1e-2
+
+
+def test_gradients_are_averaged_not_summed_under_shard_map():
+  # Under shard_map's default checks the gradient of a replicated parameter is
+  # already summed over devices; the step casts params to per-device first.
+  data = parallel.DataParallel('shard_map')
+  w = data.replicate(np.ones(3, np.float32))
+  x = data.shard_batch(np.arange(24, dtype=np.float32).reshape(8, 3))
+
+  def body(w, x):
+    grad = jax.grad(lambda w: jnp.sum(w * x))(parallel.as_per_device(w, parallel.BATCH_AXIS))
+    return parallel.pmean(grad, parallel.BATCH_AXIS), {}
+
+  grad, _ = data.compile(body, donate_state=False)(w, x)
+  np.testing.assert_allclose(data.unreplicate(grad), np.arange(24).reshape(8, 3).mean(0))
+
+
+def test_distillation_loss_is_alpha_kd_plus_one_minus_alpha_gt(tmp_path):
+  teacher_model = models.create_model(dict(tiny_config().model.to_dict(), num_stacks=2))
+  teacher_variables = teacher_model.init(jax.random.key(7), jnp.zeros((1, 64, 64, 3)))
+  teacher_dir = tmp_path / 'teacher'
+  checkpoint.save_variables(str(teacher_dir), teacher_variables,
+                            models.model_config(teacher_model))
+  config = tiny_config(**{'teacher.workdir': str(teacher_dir),
+                          'teacher.kdloss_alpha': 0.3, 'parallel': 'none'})
+  model = train.create_model(config)
+  tx = train.create_optimizer(config, train.create_learning_rate_fn(config))
+  state = train.create_train_state(config, model, tx)
+  teacher, loaded = train.load_teacher(config)
+  source, _ = input_pipeline.create_sources(config)
+  batch = next(iter(input_pipeline.train_loader(source, config, config.batch_size)))
+  step = jax.jit(functools.partial(train.train_step, model=model, teacher=teacher, tx=tx,
+                                   learning_rate_fn=train.create_learning_rate_fn(config),
+                                   config=config, axis_name=None))
+  _, metrics = step(state, batch, loaded)
+
+  # The same loss computed independently from the two models' outputs.
+  images = models.normalize_images(batch['image'], 'hourglass')
+  student_out, _ = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
+                               images, train=True, mutable=['batch_stats'])
+  teacher_out = teacher_model.apply(teacher_variables, images, train=False)[-1]
+  target, weight = train.heatmap.encode(batch['joints'], batch['visible'], image_size=(64, 64),
+                                        heatmap_size=(16, 16), sigma=config.sigma)
+  kd = sum(losses.heatmap_mse(o, teacher_out, weight) for o in student_out)
+  gt = sum(losses.heatmap_mse(o, target, weight) for o in student_out)
+  assert abs(kd - gt) > 1e-3  # the two terms differ, so alpha matters
+  np.testing.assert_allclose(metrics['kd_loss'], kd, rtol=1e-5)
+  np.testing.assert_allclose(metrics['gt_loss'], gt, rtol=1e-5)
+  np.testing.assert_allclose(metrics['loss'], 0.3 * kd + 0.7 * gt, rtol=1e-5)
+
+
+def test_distillation_runs_end_to_end_and_rejects_a_missing_teacher(tmp_path):
+  teacher_model = models.create_model(dict(tiny_config().model.to_dict(), num_stacks=2))
+  checkpoint.save_variables(
+      str(tmp_path / 'teacher'),
+      teacher_model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))),
+      models.model_config(teacher_model))
+  metrics = train.train_and_evaluate(
+      tiny_config(**{'teacher.workdir': str(tmp_path / 'teacher'),
+                     'num_train_steps': 2}), str(tmp_path / 'student'))
+  assert np.isfinite(metrics['loss'])
+  with pytest.raises(FileNotFoundError, match='nowhere'):
+    train.train_and_evaluate(tiny_config(**{'teacher.workdir': str(tmp_path / 'nowhere')}),
+                             str(tmp_path / 'student2'))
+
+
+def test_unknown_config_field_and_empty_dataset_are_named(tmp_path):
+  config = tiny_config()
+  config.data.num_train_exmaples = 5
+  with pytest.raises(ValueError, match=r'config\.data\.num_train_exmaples: unknown field'):
+    train.train_and_evaluate(config, str(tmp_path / 'a'))
+  with pytest.raises(ValueError, match='empty dataset'):
+    train.train_and_evaluate(tiny_config(**{'data.num_train_examples': 0}), str(tmp_path / 'b'))
+  with pytest.raises(ValueError, match=r'config\.parallel'):
+    train.train_and_evaluate(tiny_config(parallel='tpu'), str(tmp_path / 'c'))
+
+
+def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(tiny_config(num_train_steps=2), workdir)
+  good = _leaves(workdir)
+  with pytest.raises(FloatingPointError, match='non-finite'):
+    train.train_and_evaluate(tiny_config(num_train_steps=4, learning_rate=float('nan')),
+                             workdir)
+  with checkpoint.Checkpointer(workdir, read_only=True) as checkpointer:
+    assert checkpointer.latest_step() == 2
+  for (_, before), (_, after) in zip(good, _leaves(workdir)):
+    np.testing.assert_array_equal(before, after)
+
+
+def test_checkpoints_keep_latest_and_best(tmp_path):
+  workdir = str(tmp_path / 'run')
+  with checkpoint.Checkpointer(workdir, best_metric='pck', async_save=False) as checkpointer:
+    state = {'w': np.zeros(2, np.float32)}
+    for step, pck in ((1, 0.5), (2, 0.9), (3, 0.4), (4, 0.3)):
+      checkpointer.save(step, state, {'arch': 'x'}, metrics={'pck': pck}, wait=True)
+    checkpointer.save(5, state, {'arch': 'x'}, wait=True)  # no eval at this step
+    assert checkpointer.all_steps() == [2, 5]
+    assert checkpointer.best_step() == 2 and checkpointer.latest_step() == 5
+
+
+def _train_command(workdir, steps):
+  return [sys.executable, '-m', 'jaxpose.cli', 'train', f'--config={QUICKSTART}',
+          f'--workdir={workdir}', '--config.model.num_features=8', '--config.model.num_stacks=1',
+          '--config.batch_size=16', f'--config.num_train_steps={steps}',
+          '--config.log_every_steps=1', '--config.eval_every_steps=1000',
+          '--config.checkpoint_every_steps=4', '--config.data.num_train_examples=64',
+          '--config.data.num_eval_examples=8', '--config.data.image_size=(64, 64)']
+
+
+def test_sigterm_saves_and_the_rerun_ends_where_an_uninterrupted_run_does(tmp_path):
+  steps = 12
+  env = dict(os.environ, JAX_PLATFORMS='cpu')
+  env.pop('XLA_FLAGS', None)
+  subprocess.run(_train_command(tmp_path / 'straight', steps), check=True, env=env,
+                 capture_output=True)
+
+  interrupted = tmp_path / 'interrupted'
+  process = subprocess.Popen(_train_command(interrupted, steps), env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  metrics_csv = interrupted / 'metrics.csv'
+  deadline = time.time() + 120
+  while time.time() < deadline and process.poll() is None:
+    if metrics_csv.exists() and metrics_csv.read_text().count('train/loss') >= 5:
+      break
+    time.sleep(0.05)
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode != 0, 'the run was expected to stop on SIGTERM'
+  assert b'SIGTERM: saved' in stderr
+  with checkpoint.Checkpointer(str(interrupted), read_only=True) as checkpointer:
+    stopped_at = checkpointer.latest_step()
+  assert 5 <= stopped_at < steps
+
+  subprocess.run(_train_command(interrupted, steps), check=True, env=env, capture_output=True)
+  for (path, a), (_, b) in zip(_leaves(tmp_path / 'straight'), _leaves(interrupted)):
+    np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7, err_msg=str(path))
+
+
+def test_sweep_prints_one_command_per_point(tmp_path, capsys):
+  sweep_file = REPO / 'configs' / 'sweeps' / 'quickstart_stacks.py'
+  sweep.run(str(sweep_file), str(tmp_path), print_only=True)
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert len(lines) == 2
+  assert lines[0].startswith('jaxpose train --config ')
+  assert lines[0].endswith('--config.model.num_stacks=1')
+  assert str(tmp_path / 'num_stacks=2') in lines[1]
+
+
+@pytest.mark.slow
+def test_sweep_runs_points_into_one_table(tmp_path):
+  sweep_file = tmp_path / 'tiny_sweep.py'
+  sweep_file.write_text(
+      'import ml_collections\n'
+      'def get_config():\n'
+      '  s = ml_collections.ConfigDict()\n'
+      f'  s.base = {str(QUICKSTART)!r}\n'
+      "  s.points = [{'model.num_stacks': 1, 'model.num_features': 8, 'num_train_steps': 2,\n"
+      "               'batch_size': 8, 'data.num_eval_examples': 8},\n"
+      "              {'model.num_stacks': 1, 'model.num_features': 8, 'num_train_steps': 2,\n"
+      "               'batch_size': 8, 'data.num_eval_examples': 8, 'learning_rate': 0.0}]\n"
+      '  return s\n')
+  rows = sweep.run(str(sweep_file), str(tmp_path / 'out'))
+  assert len(rows) == 2 and all('pck' in row for row in rows)
+  table = (tmp_path / 'out' / 'sweep_results.csv').read_text().splitlines()
+  assert len(table) == 3 and 'pck' in table[0]
+  bad = tmp_path / 'bad_sweep.py'
+  bad.write_text(sweep_file.read_text().replace("'batch_size'", "'batch_sise'"))
+  with pytest.raises(ValueError, match=r"points\[0\].*'batch_sise'"):
+    sweep.run(str(bad), str(tmp_path / 'bad'))
