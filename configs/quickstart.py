@@ -17,12 +17,15 @@ def get_config():
   config.learning_rate = 2e-3
   config.warmup_steps = 50
   config.batch_size = 32
-  config.num_train_steps = 600
-  config.lr_decay_steps = (450,)
+  config.num_train_steps = 400
+  config.lr_decay_steps = (320,)
   config.log_every_steps = 25
-  config.eval_every_steps = 200
-  config.checkpoint_every_steps = 200
+  config.eval_every_steps = 100
+  config.checkpoint_every_steps = 100
   config.data.source = 'synthetic'
+  # Generated limbs keep their colours when mirrored, so a flip would teach
+  # contradictory left/right cues; the figures face the camera anyway.
+  config.data.flip = False
   config.data.image_size = (96, 96)
   config.data.num_train_examples = 20000
   config.data.num_eval_examples = 256

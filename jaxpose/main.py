@@ -50,6 +50,8 @@ def train_main(argv) -> None:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if FLAGS.config is None or FLAGS.workdir is None:
     raise app.UsageError('--config and --workdir are required')
+  if not FLAGS['verbosity'].present:  # Orbax logs every save at INFO
+    logging.set_verbosity(logging.WARNING)
   _initialize_distributed()
   try:
     metrics = train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
@@ -62,6 +64,8 @@ def train_main(argv) -> None:
 def sweep_main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
   sweep_file = config_flags.get_config_filename(FLAGS['config'])
   if not sweep_file or FLAGS.workdir is None:
     raise app.UsageError('--config (a sweep file) and --workdir are required')

@@ -40,6 +40,9 @@ class MetricWriter:
         self._tensorboard.add_scalar(name, value, step)
       self._csv.writerow([step, name, value])
     self._csv_file.flush()
+    if any(name.startswith('eval/') for name in scalars):  # rare: show them above the bar
+      tqdm.tqdm.write(f'step {step}: ' + ', '.join(
+          f'{k}={float(v):.4g}' for k, v in scalars.items()), file=sys.stderr)
     logging.info('step %d: %s', step, ', '.join(f'{k}={float(v):.5g}' for k, v in scalars.items()))
 
   def write_summary(self, metrics: dict) -> None:

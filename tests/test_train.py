@@ -284,3 +284,23 @@ def test_sweep_runs_points_into_one_table(tmp_path):
   bad.write_text(sweep_file.read_text().replace("'batch_size'", "'batch_sise'"))
   with pytest.raises(ValueError, match=r"points\[0\].*'batch_sise'"):
     sweep.run(str(bad), str(tmp_path / 'bad'))
+
+
+def test_lightweight_openpose_trains_on_generated_people(tmp_path):
+  # Bottom-up: PAF targets made on the device from padded people, the staged
+  # masked L2, three steps and a checkpoint that knows its architecture.
+  config = tiny_config(**{'parallel': 'none', 'input_size': (64, 64), 'sigma': 7.0,
+                          'batch_size': 4, 'num_train_steps': 3,
+                          'data.max_people': 3, 'best_metric': 'loss', 'best_mode': 'min',
+                          'optimizer': 'adam', 'learning_rate': 1e-3})
+  config.model = config_lib.lightweight_openpose_model(num_refinement_stages=1)
+  source, _ = input_pipeline.create_sources(config)
+  batch = next(iter(input_pipeline.train_loader(source, config, config.batch_size)))
+  assert batch['keypoints'].shape == (4, 3, 18, 2) and batch['mask'].shape == (4, 8, 8)
+  targets = jax.jit(functools.partial(train.make_targets, config=config))(batch)
+  assert targets['heatmaps'].shape == (4, 8, 8, 19) and targets['pafs'].shape == (4, 8, 8, 38)
+  assert np.isfinite(targets['pafs']).all() and targets['heatmaps'][..., :18].max() > 0.5
+  metrics = train.train_and_evaluate(config, str(tmp_path / 'lwop'))
+  assert np.isfinite(metrics['loss']) and metrics['step'] == 3
+  _, model_config = checkpoint.restore_variables(str(tmp_path / 'lwop'))
+  assert model_config['arch'] == 'lightweight_openpose'
