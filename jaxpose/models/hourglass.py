@@ -19,28 +19,13 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# PyTorch's BatchNorm2d defaults: running = 0.9 running + 0.1 batch, eps 1e-5.
-BATCH_NORM_MOMENTUM = 0.9
-BATCH_NORM_EPSILON = 1e-5
+from jaxpose.models import layers
 
 # Bottleneck output channels = EXPANSION * its `features`.
 EXPANSION = 2
 # Channels after the 7x7 stem (upstream's `inplanes`).
 STEM_FEATURES = 64
 HOURGLASS_DEPTH = 4
-
-
-def _batch_norm(train: bool, axis_name: str | None, name: str) -> nn.BatchNorm:
-  return nn.BatchNorm(
-      use_running_average=not train,
-      momentum=BATCH_NORM_MOMENTUM,
-      epsilon=BATCH_NORM_EPSILON,
-      axis_name=axis_name if train else None,
-      # Two-pass variance, mean((x - mean)^2): E[x^2] - E[x]^2 loses the
-      # variance of near-constant channels (the 1x1 bottom of an hourglass)
-      # to cancellation, differently for each way the batch is split.
-      use_fast_variance=False,
-      name=name)
 
 
 def upsample_nearest_2x(x: jax.Array) -> jax.Array:
@@ -72,7 +57,7 @@ class Bottleneck(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    norm = functools.partial(_batch_norm, train, self.axis_name)
+    norm = functools.partial(layers.batch_norm, train, self.axis_name)
     out = nn.Conv(self.features, (1, 1), name='conv1')(nn.relu(norm('bn1')(x)))
     out = nn.Conv(
         self.features, (3, 3), padding=((1, 1), (1, 1)),
@@ -153,7 +138,7 @@ class StackedHourglass(nn.Module):
           f'images: expected [B, H, W, C] with H and W divisible by 64, got {images.shape}')
     block = functools.partial(Bottleneck, depthwise=self.depthwise,
                               axis_name=self.axis_name)
-    norm = functools.partial(_batch_norm, train, self.axis_name)
+    norm = functools.partial(layers.batch_norm, train, self.axis_name)
     channels = EXPANSION * self.num_features
 
     x = nn.Conv(STEM_FEATURES, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)),

@@ -37,9 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# PyTorch's BatchNorm2d defaults: running = 0.9 running + 0.1 batch, eps 1e-5.
-BATCH_NORM_MOMENTUM = 0.9
-BATCH_NORM_EPSILON = 1e-5
+from jaxpose.models import layers
 
 # Output stride of the backbone; heatmaps and pafs are at 1/8 of the input.
 STRIDE = 8
@@ -67,19 +65,6 @@ INITIAL_HEAD_FEATURES = 512
 REFINEMENT_BLOCKS = 5
 
 Norm = Callable[[str], nn.BatchNorm]
-
-
-def _batch_norm(train: bool, axis_name: str | None, name: str) -> nn.BatchNorm:
-  return nn.BatchNorm(
-      use_running_average=not train,
-      momentum=BATCH_NORM_MOMENTUM,
-      epsilon=BATCH_NORM_EPSILON,
-      axis_name=axis_name if train else None,
-      # Two-pass variance, mean((x - mean)^2): E[x^2] - E[x]^2 loses the
-      # variance of near-constant channels (the 1x1 bottom of an hourglass)
-      # to cancellation, differently for each way the batch is split.
-      use_fast_variance=False,
-      name=name)
 
 
 def _conv(features: int, name: str, kernel_size: int = 3, stride: int = 1,
@@ -191,7 +176,7 @@ class RefinementStageBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    norm = functools.partial(_batch_norm, train, self.axis_name)
+    norm = functools.partial(layers.batch_norm, train, self.axis_name)
     initial = conv_block(x, self.features, 'initial', kernel_size=1)
     trunk = conv_block(initial, self.features, 'trunk_0', norm)
     trunk = conv_block(trunk, self.features, 'trunk_1', norm, dilation=2)
@@ -243,7 +228,7 @@ class LightweightOpenPose(nn.Module):
       raise ValueError(
           f'images: expected [B, H, W, C] with H and W divisible by {STRIDE}, '
           f'got {images.shape}')
-    norm = functools.partial(_batch_norm, train, self.axis_name)
+    norm = functools.partial(layers.batch_norm, train, self.axis_name)
 
     # Unlike the refinement stages' conv-BN pairs, upstream's stem conv has no
     # bias (its BN's beta makes one redundant).
