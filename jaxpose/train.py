@@ -118,12 +118,16 @@ def compute_loss(params, batch_stats, batch: dict, targets: dict,
   if config.model.arch == 'hourglass':
     if teacher_heatmaps is not None:
       # Unlabelled examples keep only the teacher's term (Fast Pose Distillation).
-      labelled = batch.get('labelled')
-      target = targets['heatmaps']
-      if labelled is not None:
-        target = jnp.where(labelled[:, None, None, None] > 0, target, teacher_heatmaps)
+      # An unlabelled example (batch['labelled'] == 0) has the teacher's
+      # heatmaps as its target and every joint weighted 1, so it contributes
+      # the distillation term only.
+      target, weight = targets['heatmaps'], targets['weight']
+      if 'labelled' in batch:
+        labelled = batch['labelled'] > 0
+        target = jnp.where(labelled[:, None, None, None], target, teacher_heatmaps)
+        weight = jnp.where(labelled[:, None], weight, 1.0)
       loss, metrics['kd_loss'], metrics['gt_loss'] = losses.distillation(
-          outputs, teacher_heatmaps, target, targets['weight'], config.teacher.kdloss_alpha)
+          outputs, teacher_heatmaps, target, weight, config.teacher.kdloss_alpha)
     else:
       loss = losses.intermediate_supervision(outputs, targets['heatmaps'], targets['weight'])
     last = outputs[-1]

@@ -164,6 +164,17 @@ def test_distillation_loss_is_alpha_kd_plus_one_minus_alpha_gt(tmp_path):
   np.testing.assert_allclose(metrics['gt_loss'], gt, rtol=1e-5)
   np.testing.assert_allclose(metrics['loss'], 0.3 * kd + 0.7 * gt, rtol=1e-5)
 
+  # Unlabelled images (Fast Pose Distillation's extra data): the teacher is
+  # their only target, every joint weighted 1.
+  labelled = np.arange(config.batch_size) % 2 == 0
+  _, metrics = step(state, dict(batch, labelled=labelled.astype(np.float32)), loaded)
+  target = np.where(labelled[:, None, None, None], target, teacher_out)
+  weight = np.where(labelled[:, None], weight, 1.0)
+  kd = sum(losses.heatmap_mse(o, teacher_out, weight) for o in student_out)
+  gt = sum(losses.heatmap_mse(o, target, weight) for o in student_out)
+  np.testing.assert_allclose(metrics['loss'], 0.3 * kd + 0.7 * gt, rtol=1e-5)
+  np.testing.assert_allclose(metrics['kd_loss'], kd, rtol=1e-5)
+
 
 def test_distillation_runs_end_to_end_and_rejects_a_missing_teacher(tmp_path):
   teacher_model = models.create_model(dict(tiny_config().model.to_dict(), num_stacks=2))
