@@ -79,4 +79,12 @@ def sweep_main(argv) -> None:
 def run(command: str, argv: list[str]) -> None:
   """Runs `jaxpose <command> argv...` as an absl app."""
   main = {'train': train_main, 'sweep': sweep_main}[command]
-  app.run(main, argv=[f'jaxpose {command}'] + argv)
+  try:
+    app.run(main, argv=[f'jaxpose {command}'] + argv)
+  except (AttributeError, KeyError) as e:
+    # config_flags applies --config.X=... while parsing flags, before main
+    # runs; a misspelt field surfaces here as a KeyError from ConfigDict.
+    overrides = [a for a in argv if a.startswith('--config.')]
+    text = str(e).replace('\\n', '\n')
+    hint = next((line.strip(' \'"') for line in text.splitlines() if 'Did you mean' in line), '')
+    sys.exit(f'jaxpose {command}: unknown config field in {" ".join(overrides)}. {hint}'.strip())

@@ -315,3 +315,14 @@ def test_lightweight_openpose_trains_on_generated_people(tmp_path):
   assert np.isfinite(metrics['loss']) and metrics['step'] == 3
   _, model_config = checkpoint.restore_variables(str(tmp_path / 'lwop'))
   assert model_config['arch'] == 'lightweight_openpose'
+
+
+def test_cli_names_a_misspelt_config_field(tmp_path):
+  result = subprocess.run(
+      [sys.executable, '-m', 'jaxpose.cli', 'train', f'--config={QUICKSTART}',
+       f'--workdir={tmp_path}', '--config.model.num_stackz=2'],
+      capture_output=True, text=True, timeout=120)
+  assert result.returncode == 1
+  assert ('unknown config field in --config.model.num_stackz=2. '
+          'Did you mean "num_stacks"') in result.stderr
+  assert 'Traceback' not in result.stderr
