@@ -30,6 +30,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.optimizer = 'rmsprop'  # 'rmsprop' | 'adam' | 'sgd' (Nesterov 0.9), PyTorch's defaults
   config.learning_rate = 2.5e-4
   config.weight_decay = 0.0  # L2 added to the gradients, as torch's weight_decay
+  # Conv biases that a BatchNorm cancels get zero updates: their true gradient
+  # is zero, and Adam/RMSprop would turn rounding noise into steps that differ
+  # between device layouts (see models.batchnorm_cancelled_biases).
+  config.freeze_biases_before_batchnorm = True
   config.warmup_steps = 0
   config.lr_decay_steps = ()  # steps at which the rate is multiplied by lr_decay_factor
   config.lr_decay_factor = 0.1

@@ -78,6 +78,10 @@ def create_optimizer(config: ml_collections.ConfigDict,
                      f'{config.optimizer!r}')
   if config.weight_decay:
     optimizer = optax.chain(optax.add_decayed_weights(config.weight_decay), optimizer)
+  if config.freeze_biases_before_batchnorm:
+    # See models.batchnorm_cancelled_biases: these biases only collect noise.
+    cancelled = functools.partial(models.batchnorm_cancelled_biases, config.model.arch)
+    optimizer = optax.chain(optimizer, optax.masked(optax.set_to_zero(), cancelled))
   return optimizer
 
 

@@ -1,5 +1,6 @@
 """The pose models, and a JSON-able description to rebuild one from a checkpoint."""
 
+from collections.abc import Mapping
 import dataclasses
 from typing import Any
 
@@ -66,3 +67,50 @@ def normalize_images(images: jax.Array, arch: str) -> jax.Array:
     return (images[..., ::-1] - 128.0) / 256.0
   raise ValueError(f'model config: field "arch" is {arch!r}, expected one of '
                    f'{sorted(ARCHITECTURES)}')
+
+
+def _hourglass_bias_is_cancelled(names: tuple[str, ...], siblings: Mapping) -> bool:
+  # Every conv output except the heatmap scores reaches the heatmaps only
+  # through a BatchNorm: directly (conv1 -> bn1, conv1 -> bn2, conv2 -> bn3,
+  # fc_{i}_0 -> fc_{i}_1) or along the residual stream, where a per-channel
+  # constant passes sums, max-pooling and nearest upsampling unchanged until
+  # the next block's bn1 subtracts it.
+  del siblings
+  parent = names[-2]
+  return not (parent.startswith('score_') and not parent.startswith('score__'))
+
+
+def _openpose_bias_is_cancelled(names: tuple[str, ...], siblings: Mapping) -> bool:
+  # Upstream's `conv(..., bn=True)`: conv `{prefix}_0`, BN `{prefix}_1`. The
+  # other biases (heads, refinement `initial`, CPM align) feed ReLU/ELU or
+  # outputs, so they matter.
+  parent = names[-2]
+  if not parent.endswith('_0'):
+    return False
+  batchnorm = siblings.get(parent[:-1] + '1')
+  return isinstance(batchnorm, Mapping) and 'scale' in batchnorm
+
+
+def batchnorm_cancelled_biases(arch: str, params: Mapping) -> dict:
+  """Params -> same-shaped tree of bools: True for conv biases that a BatchNorm cancels.
+
+  In training mode BatchNorm subtracts each channel's batch mean, so a
+  per-channel constant added before it has no effect on the output and, in
+  exact arithmetic, a zero gradient (tests/test_models.py checks this in
+  float64). The models keep these biases so that upstream checkpoints load
+  unchanged, but adaptive optimizers (Adam, RMSprop) divide the gradient by
+  its own magnitude and turn its rounding noise into full-size steps of either
+  sign, which differ between one device and a data-parallel sum. The
+  optimizer freezes them; the network computes the same function either way.
+  """
+  rule = {'hourglass': _hourglass_bias_is_cancelled,
+          'lightweight_openpose': _openpose_bias_is_cancelled}.get(arch)
+  if rule is None:
+    raise ValueError(f'model config: field "arch" is {arch!r}, expected one of '
+                     f'{sorted(ARCHITECTURES)}')
+
+  def mark(tree: Mapping, prefix: tuple[str, ...], parent: Mapping) -> dict:
+    return {name: (mark(value, prefix + (name,), tree) if isinstance(value, Mapping) else
+                   name == 'bias' and 'kernel' in tree and rule(prefix + (name,), parent))
+            for name, value in tree.items()}
+  return mark(params, (), {})
