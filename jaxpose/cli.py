@@ -1,4 +1,4 @@
-"""The `jaxpose` command: `jaxpose train|sweep|convert|demo ...`.
+"""The `jaxpose` command: `jaxpose train|sweep|eval|convert|demo ...`.
 
 Each subcommand is a thin wrapper: it parses flags, calls the library, and
 reports errors as one line naming the file and what was wrong.
@@ -41,6 +41,12 @@ def _demo(args: argparse.Namespace) -> None:
   demo.run(args.out, pathlib.Path(args.data))
 
 
+def _eval_results(args: argparse.Namespace) -> None:
+  """COCO keypoint AP of an existing results file; the metrics are the last line, as JSON."""
+  from jaxpose import evaluate  # pylint: disable=g-import-not-at-top
+  evaluate.run_coco_eval(args.coco_annotations, args.results)
+
+
 def build_parser() -> argparse.ArgumentParser:
   parser = argparse.ArgumentParser(prog='jaxpose', description=__doc__.splitlines()[0])
   commands = parser.add_subparsers(dest='command', required=True)
@@ -61,6 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
   convert.add_argument('--num-refinement-stages', type=int, default=1,
                        help='Lightweight OpenPose refinement stages')
   convert.set_defaults(run=_convert)
+
+  evaluation = commands.add_parser(
+      'eval', help='COCO keypoint AP of a results file (pycocotools)',
+      description='Score a COCO keypoint results JSON against COCO annotations with '
+      "pycocotools' COCOeval; the last line printed is the 10 metrics as one JSON object.")
+  evaluation.add_argument('--coco-annotations', required=True,
+                          help='COCO person_keypoints JSON, e.g. person_keypoints_val2017.json')
+  evaluation.add_argument('--results', required=True,
+                          help='results JSON: a list of {image_id, category_id, keypoints, score}')
+  evaluation.set_defaults(run=_eval_results)
 
   demo = commands.add_parser(
       'demo', help='targets and a forward pass on the bundled COCO sample',
