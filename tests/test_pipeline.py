@@ -1,5 +1,7 @@
 """jaxpose.data.pipeline: top-down and bottom-up transforms, and the grain loader."""
 
+import dataclasses
+
 import grain.python as grain
 import jax
 import numpy as np
@@ -328,3 +330,110 @@ def test_loader_errors(monkeypatch):
   monkeypatch.setattr(jax, 'process_count', lambda: 3)
   with pytest.raises(ValueError, match=r'global_batch_size 8 .* processes 3'):
     pipeline.make_loader(_Indices(10), _Identity(), global_batch_size=8, seed=0)
+
+
+def _half_body_person():
+  """A COCO person in a 200 x 220 image: upper body in x 100..140, y 40..120, legs below."""
+  keypoints = np.zeros((17, 2), np.float32)
+  keypoints[:11] = [(120, 40), (115, 45), (125, 45), (110, 50), (130, 50), (105, 70),
+                    (135, 70), (102, 90), (138, 90), (100, 100), (140, 120)]
+  # Hips just below the upper body, then knees and ankles: x 110..130, y 125..195.
+  keypoints[11:] = [(110, 125), (130, 125), (111, 160), (129, 160), (110, 195), (130, 195)]
+  return _person(np.zeros((220, 200, 3), np.uint8), keypoints, box=(95, 35, 50, 165))
+
+
+# Upper body: extent 40 x 80, widened to 1:1 and enlarged 1.5x: 120 px about
+# (120, 80). Lower body: 20 x 70 -> 105 px about (120, 160).
+_UPPER_CROP = ((120, 80), 120)
+_LOWER_CROP = ((120, 160), 105)
+
+
+def _expected_crop(keypoints, crop, input_side=64):
+  centre, side = crop
+  return (keypoints - np.array(centre)) * input_side / side + input_side / 2
+
+
+@pytest.mark.parametrize('seed', range(8))
+def test_half_body_crops_the_drawn_half(seed):
+  example = _half_body_person()
+  keypoints = example['keypoints'][0]
+  transform = pipeline.TopDownTransform((64, 64), scale_factor=0.0, rotation_probability=0.0,
+                                        flip_probability=0.0, half_body_probability=0.5)
+  out = transform.random_map(example, np.random.default_rng(seed))
+  # The documented draw order: the fifth number decides whether, the sixth
+  # which half.
+  draws = np.random.default_rng(seed).random(6)
+  if draws[4] >= 0.5:
+    plain = pipeline.TopDownTransform((64, 64), augment=False).random_map(
+        example, np.random.default_rng(0))
+    np.testing.assert_allclose(out['joints'], plain['joints'], atol=1e-4)
+    return
+  upper = draws[5] < 0.5
+  expected = _expected_crop(keypoints, _UPPER_CROP if upper else _LOWER_CROP)
+  np.testing.assert_allclose(out['joints'], expected, atol=1e-4)
+  chosen = np.arange(17) < 11 if upper else np.arange(17) >= 11
+  assert np.all((out['joints'][chosen] >= 0) & (out['joints'][chosen] < 63.5))
+  np.testing.assert_array_equal(out['visible'][chosen], 1)
+  # The other half: visible exactly where inside the crop. From the upper
+  # crop (y 20..140) the hips (y 125) are in, knees and ankles out; from the
+  # lower one (y 107.5..212.5) only the right wrist (y 120) is.
+  other_visible = np.flatnonzero(out['visible'][~chosen]) + (11 if upper else 0)
+  assert other_visible.tolist() == ([11, 12] if upper else [10])
+
+
+def test_half_body_draws_both_halves_over_seeds():
+  example = _half_body_person()
+  transform = pipeline.TopDownTransform((64, 64), scale_factor=0.0, rotation_probability=0.0,
+                                        flip_probability=0.0, half_body_probability=1.0)
+  nose_y = [transform.random_map(example, np.random.default_rng(seed))['joints'][0, 1]
+            for seed in range(8)]
+  # The nose is at the upper crop's y 40 -> 32 - 40 * 64 / 120, and above the
+  # lower crop at 32 - 120 * 64 / 105.
+  np.testing.assert_allclose(sorted(set(np.round(nose_y, 3))),
+                             [32 - 120 * 64 / 105, 32 - 40 * 64 / 120], atol=1e-3)
+
+
+def test_half_body_needs_enough_labelled_joints():
+  example = _half_body_person()
+  transform = pipeline.TopDownTransform((64, 64), scale_factor=0.0, rotation_probability=0.0,
+                                        flip_probability=0.0, half_body_probability=1.0)
+  lower_seed = next(s for s in range(20) if np.random.default_rng(s).random(6)[5] >= 0.5)
+  # 8 labelled joints (< 9): the whole box, as without half-body.
+  few = dict(example, visible=np.where(np.arange(17) < 8, 2.0, 0.0)[None])
+  plain = pipeline.TopDownTransform((64, 64), augment=False).random_map(
+      few, np.random.default_rng(0))
+  out = transform.random_map(few, np.random.default_rng(lower_seed))
+  np.testing.assert_allclose(out['joints'], plain['joints'], atol=1e-4)
+  # The lower half drawn but only its two hips labelled: the upper half instead.
+  hips_only = dict(example, visible=np.where(np.arange(17) < 13, 2.0, 0.0)[None])
+  out = transform.random_map(hips_only, np.random.default_rng(lower_seed))
+  np.testing.assert_allclose(out['joints'], _expected_crop(example['keypoints'][0], _UPPER_CROP),
+                             atol=1e-4)
+
+
+@pytest.mark.parametrize('seed', range(6))
+def test_half_body_keeps_the_chosen_half_inside_under_scale_and_flip(seed):
+  rng = np.random.default_rng(seed)
+  keypoints = _random_keypoints(rng, (20, 20), (180, 200))
+  example = _person(rng.integers(0, 256, (220, 200, 3), dtype=np.uint8), keypoints)
+  transform = pipeline.TopDownTransform((48, 64), scale_factor=0.25, rotation_probability=0.0,
+                                        flip_probability=0.5, half_body_probability=1.0)
+  out = transform.random_map(example, np.random.default_rng(seed))
+  draws = np.random.default_rng(seed).random(6)
+  chosen = np.arange(17) < 11 if draws[5] < 0.5 else np.arange(17) >= 11
+  if draws[3] < 0.5:  # mirrored: the outputs are in the flipped order
+    chosen = chosen[COCO_FLIP]
+  np.testing.assert_array_equal(out['visible'][chosen], 1)
+  # The chosen joints' extent fills the crop's shorter side to 1 / 1.5 of it,
+  # times the scale drawn (0.75..1.25).
+  extent = np.ptp(out['joints'][chosen], axis=0)
+  scale = 0.75 + 0.5 * draws[0]
+  fill = np.max(extent / (48, 64))
+  np.testing.assert_allclose(fill, 1 / (1.5 * scale), rtol=1e-4)
+
+
+def test_half_body_needs_the_skeletons_upper_body():
+  other = dataclasses.replace(skeletons.COCO, name='other')
+  with pytest.raises(ValueError, match=r"upper-body joints of skeleton 'other'"):
+    pipeline.TopDownTransform(skeleton=other, half_body_probability=0.3)
+  pipeline.TopDownTransform(skeleton=other)  # off: nothing needed

@@ -5,8 +5,9 @@ Sources are grain random-access sources of examples in the schema of
 optional `ignore_mask`). The transforms turn an example into what one train
 step reads, on the host, in numpy:
 
-- `TopDownTransform`: one person (P = 1) -> an affine crop around the box,
-  with the joints moved by the same matrix.
+- `TopDownTransform`: one person (P = 1) -> an affine crop around the box
+  (or, with half-body augmentation, around the upper or lower body), with the
+  joints moved by the same matrix.
 - `BottomUpTransform`: a whole image -> a square input, with every person's
   keypoints in the OpenPose-18 layout, padded to a fixed number of people, and
   a loss mask at the network's output resolution.
@@ -24,6 +25,20 @@ import numpy as np
 
 from jaxpose import skeletons
 from jaxpose.data import transforms
+
+
+# Joints of the upper body, by skeleton name, for half-body augmentation; the
+# rest are the lower body. COCO: face, shoulders, elbows and wrists; MPII:
+# thorax, neck, head and arms (the pelvis goes with the legs).
+UPPER_BODY_JOINTS = {
+    skeletons.COCO.name: tuple(range(11)),
+    skeletons.MPII.name: (7, 8, 9, 10, 11, 12, 13, 14, 15),
+}
+# A half-body crop is the chosen joints' extent enlarged by this factor
+# (SimpleBaseline, HRNet, mmpose).
+HALF_BODY_PADDING = 1.5
+# A half is eligible with at least this many labelled joints (HRNet: > 2).
+HALF_BODY_MIN_HALF_JOINTS = 3
 
 
 def _augmentation(rng: np.random.Generator, scale_factor: float, rotation_degrees: float,
@@ -52,23 +67,48 @@ class TopDownTransform(grain.RandomMapTransform):
   and mirrored. A mirrored crop swaps left and right joints with the
   skeleton's flip permutation. `visible` is 1 for a joint that is labelled and
   lands inside the crop, else 0; joints outside keep their coordinates.
+
+  Half-body augmentation (SimpleBaseline / HRNet), when `augment` and with
+  `half_body_probability`, replaces the box of a person with at least
+  `half_body_min_joints` labelled joints by a box around the labelled joints of
+  the upper or the lower body (a fair coin; the other half when the drawn one
+  has fewer than 3 labelled joints): their extent, centred on its midpoint,
+  widened to the input's aspect ratio and enlarged by `HALF_BODY_PADDING`.
+  Scale, rotation and flip then apply as usual. The other half's joints keep
+  the rule above: visible where labelled and inside the crop (a hip just below
+  the shoulders can be), 0 elsewhere.
+
+  Each example draws six numbers in a fixed order, whatever the options:
+  scale, whether to rotate, rotation, whether to flip, whether to crop a half
+  body, whether that half is the upper one.
   """
 
   def __init__(self, input_size: tuple[int, int] = (256, 256),
                skeleton: skeletons.Skeleton = skeletons.COCO, *, augment: bool = True,
                scale_factor: float = 0.25, rotation_degrees: float = 30.0,
-               rotation_probability: float = 0.6, flip_probability: float = 0.5):
+               rotation_probability: float = 0.6, flip_probability: float = 0.5,
+               half_body_probability: float = 0.0, half_body_min_joints: int = 9):
     """Configures the crop.
 
     Args:
       input_size: (width, height) of the crops.
-      skeleton: the examples' keypoint layout (for the flip permutation).
+      skeleton: the examples' keypoint layout (for the flip permutation and,
+        with half-body augmentation, its `UPPER_BODY_JOINTS` entry).
       augment: False gives the plain box crop (evaluation).
       scale_factor: the crop's size is multiplied by a factor in 1 +- this.
       rotation_degrees: rotations are uniform in +- this many degrees...
       rotation_probability: ...and happen with this probability.
       flip_probability: chance of a horizontal flip.
+      half_body_probability: chance of a half-body crop (HRNet: 0.3); 0 turns
+        it off.
+      half_body_min_joints: only people with at least this many labelled
+        joints get one (HRNet's `num_joints_half_body = 8`, which it compares
+        with a strict >).
     """
+    if half_body_probability > 0 and skeleton.name not in UPPER_BODY_JOINTS:
+      raise ValueError(f'TopDownTransform: half-body augmentation needs the upper-body joints '
+                       f'of skeleton {skeleton.name!r}; UPPER_BODY_JOINTS has '
+                       f'{sorted(UPPER_BODY_JOINTS)}')
     self.input_size = tuple(int(s) for s in input_size)
     self.skeleton = skeleton
     self.augment = augment
@@ -76,7 +116,11 @@ class TopDownTransform(grain.RandomMapTransform):
     self.rotation_degrees = rotation_degrees
     self.rotation_probability = rotation_probability
     self.flip_probability = flip_probability
+    self.half_body_probability = half_body_probability
+    self.half_body_min_joints = half_body_min_joints
     self._flip_permutation = skeleton.flip_permutation()
+    self._upper_body = np.zeros(skeleton.num_keypoints, bool)
+    self._upper_body[list(UPPER_BODY_JOINTS.get(skeleton.name, ()))] = True
 
   def random_map(self, element: dict, rng: np.random.Generator) -> dict:
     """Example (P = 1) -> crop, joints and 0/1 visibility."""
@@ -88,9 +132,16 @@ class TopDownTransform(grain.RandomMapTransform):
     width, height = self.input_size
     scale, rotation, flip = _augmentation(rng, self.scale_factor, self.rotation_degrees,
                                           self.rotation_probability, self.flip_probability)
+    half_body = rng.random() < self.half_body_probability
+    take_upper = rng.random() < 0.5
     if not self.augment:
-      scale, rotation, flip = 1.0, 0.0, False
-    center, size = transforms.box_to_center_scale(element['boxes'][0], width / height)
+      scale, rotation, flip, half_body = 1.0, 0.0, False, False
+    labelled = np.asarray(element['visible'][0]) > 0
+    half_box = self._half_body_box(keypoints[0], labelled, take_upper) if half_body else None
+    if half_box is None:
+      center, size = transforms.box_to_center_scale(element['boxes'][0], width / height)
+    else:
+      center, size = transforms.box_to_center_scale(half_box, width / height, HALF_BODY_PADDING)
     # A box of zero extent (a person reduced to a point) would divide by zero.
     size = np.maximum(size * scale, 1.0)
     matrix = transforms.crop_matrix(center, size, self.input_size, rotation)
@@ -98,13 +149,32 @@ class TopDownTransform(grain.RandomMapTransform):
       matrix = transforms.compose(transforms.horizontal_flip_matrix(width), matrix)
 
     joints = transforms.apply_affine(keypoints[0], matrix)
-    visible = (np.asarray(element['visible'][0]) > 0) & _inside(joints, self.input_size)
+    visible = labelled & _inside(joints, self.input_size)
     if flip:
       joints = joints[self._flip_permutation]
       visible = visible[self._flip_permutation]
     return {'image': transforms.warp(element['image'], matrix, self.input_size),
             'joints': joints.astype(np.float32),
             'visible': visible.astype(np.float32)}
+
+  def _half_body_box(self, keypoints: np.ndarray, labelled: np.ndarray,
+                     take_upper: bool) -> np.ndarray | None:
+    """Keypoints [J, 2], labelled [J] -> box [4] (x, y, w, h) around one half's labelled joints, or None."""
+    if labelled.sum() < self.half_body_min_joints:
+      return None
+    upper = labelled & self._upper_body
+    lower = labelled & ~self._upper_body
+    drawn, other = (upper, lower) if take_upper else (lower, upper)
+    if drawn.sum() >= HALF_BODY_MIN_HALF_JOINTS:
+      chosen = keypoints[drawn]
+    elif other.sum() >= HALF_BODY_MIN_HALF_JOINTS:
+      chosen = keypoints[other]
+    else:
+      return None
+    # The extent's midpoint, not the joints' mean (as HRNet and mmpose take):
+    # centred on it, the 1.5x box holds every chosen joint before rotation.
+    low, high = chosen.min(0), chosen.max(0)
+    return np.concatenate([low, high - low])
 
 
 class BottomUpTransform(grain.RandomMapTransform):
@@ -213,7 +283,8 @@ class BottomUpTransform(grain.RandomMapTransform):
 
 def make_loader(source, transform: grain.Transformation, *, global_batch_size: int,
                 seed: int, shuffle: bool = True, num_epochs: int | None = None,
-                worker_count: int = 0, drop_remainder: bool = True) -> grain.DataLoader:
+                worker_count: int = 0, drop_remainder: bool = True,
+                read_threads: int | None = None) -> grain.DataLoader:
   """Source and transform -> grain DataLoader of this host's batches (dicts of [B, ...] arrays).
 
   Each JAX process reads only its own slice of the source (grain's
@@ -232,6 +303,10 @@ def make_loader(source, transform: grain.Transformation, *, global_batch_size: i
     num_epochs: passes over the data; None repeats forever.
     worker_count: grain worker processes; 0 reads in this process.
     drop_remainder: drop the last, smaller batch of a finite stream.
+    read_threads: threads reading (and so decoding) records in each worker;
+      None keeps grain's default (16). Decoding is CPU-bound, so on a machine
+      with few cores fewer threads avoid oversubscribing them; measure with
+      scripts/bench_input.py.
 
   Returns:
     A grain DataLoader.
@@ -252,5 +327,7 @@ def make_loader(source, transform: grain.Transformation, *, global_batch_size: i
       num_epochs=num_epochs,
       seed=seed)
   batch = grain.Batch(global_batch_size // process_count, drop_remainder=drop_remainder)
+  read_options = None if read_threads is None else grain.ReadOptions(num_threads=read_threads)
   return grain.DataLoader(data_source=source, sampler=sampler,
-                          operations=[transform, batch], worker_count=worker_count)
+                          operations=[transform, batch], worker_count=worker_count,
+                          read_options=read_options)

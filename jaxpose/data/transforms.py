@@ -54,3 +54,19 @@ def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
   matrix = outer[:, :2] @ inner
   matrix[:, 2] += outer[:, 2]
   return matrix
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+  """[2, 3] affine matrix -> the [2, 3] matrix undoing it (e.g. crop -> image coordinates)."""
+  matrix = np.asarray(matrix, np.float64)
+  linear = matrix[:, :2]
+  if abs(np.linalg.det(linear)) < 1e-12:
+    raise ValueError(f'invert_affine: the matrix {matrix.tolist()} is singular')
+  inverse = np.linalg.inv(linear)
+  return np.concatenate([inverse, -inverse @ matrix[:, 2:]], axis=1)
+
+
+def flip_joints(joints: np.ndarray, width: int, flip_permutation: np.ndarray) -> np.ndarray:
+  """Joints [..., J, 2] of an image `width` pixels wide -> [..., J, 2] in its mirror image, left and right swapped."""
+  mirrored = apply_affine(joints, horizontal_flip_matrix(width))
+  return mirrored[..., flip_permutation, :]

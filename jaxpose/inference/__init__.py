@@ -1,0 +1,1 @@
+"""Inference: from images and person boxes to keypoints in image coordinates."""

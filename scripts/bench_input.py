@@ -1,0 +1,166 @@
+"""Benchmark: the top-down training input pipeline against bare JPEG decoding of the same files.
+
+Prints, measured in one run on the bundled COCO sample (tests/data/coco: 4
+images, 12 labelled people) repeated to `--records` person records:
+- bare decoding: `cv2.imread` of each record's image file, in this process
+  and in a pool of 2 processes (the floor a 2-worker pipeline can reach);
+- the pipeline: `pipeline.make_loader` over `coco.CocoPersons` with the
+  augmenting `TopDownTransform` (scale, rotation, flip; 256x256 crops),
+  batches of 32, with 0, 1 and 2 grain workers, each with grain's default
+  16 reading threads and with 1.
+Rounds interleave the eight readers (worker start-up excluded), each reading
+`--batches` batches' worth of images; the table shows the best and median
+rates, and each reader's rate as a fraction of bare decoding with as many
+processes as it has decoders, in the same round (median over rounds). Then
+the cost per record of each stage in one process: decoding, reading a
+record (decode and colour conversion), and the augmenting crop.
+
+Usage: python scripts/bench_input.py [--records 384] [--batches 8] [--rounds 3]
+"""
+
+import argparse
+import multiprocessing
+import os
+import pathlib
+import time
+
+from absl import flags
+import cv2
+import numpy as np
+
+from jaxpose.data import coco, pipeline
+
+COCO_DIR = pathlib.Path(__file__).resolve().parent.parent / 'tests' / 'data' / 'coco'
+BATCH_SIZE = 32
+INPUT_SIZE = (256, 256)
+
+
+class Repeated:
+  """A random-access source whose record i is `source[i % len(source)]`, `length` records in all."""
+
+  def __init__(self, source, length: int):
+    self.source = source
+    self.length = length
+
+  def __len__(self) -> int:
+    return self.length
+
+  def __getitem__(self, index) -> dict:
+    return self.source[int(index) % len(self.source)]
+
+  def __repr__(self) -> str:
+    return f'Repeated({self.source!r}, {self.length})'
+
+
+def record_paths(persons: coco.CocoPersons, length: int) -> list[str]:
+  """The image file of each of the repeated source's `length` records."""
+  starts = persons._starts  # pylint: disable=protected-access
+  paths = []
+  for index in range(length):
+    image_index = int(np.searchsorted(starts, index % len(persons), side='right')) - 1
+    paths.append(persons.images.records[image_index].path)
+  return paths
+
+
+def decode(path: str) -> int:
+  """Decodes one JPEG as the source does before its colour conversion; returns its height."""
+  return cv2.imread(path, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION).shape[0]
+
+
+def images_per_second(fn, count: int) -> float:
+  """Images/s of `fn()`, which handles `count` images."""
+  start = time.perf_counter()
+  fn()
+  return count / (time.perf_counter() - start)
+
+
+def pipeline_rate(source, worker_count: int, read_threads: int | None, batches: int,
+                  seed: int) -> float:
+  """Images/s of the augmenting top-down loader with `worker_count` grain workers, after a warm-up."""
+  transform = pipeline.TopDownTransform(INPUT_SIZE, augment=True)
+  loader = pipeline.make_loader(source, transform, global_batch_size=BATCH_SIZE, seed=seed,
+                                worker_count=worker_count, read_threads=read_threads)
+  iterator = iter(loader)
+  # Warm-up: workers start and fill their buffers; only the steady state counts.
+  for _ in range(max(2, 2 * worker_count)):
+    next(iterator)
+
+  def read():
+    for _ in range(batches):
+      batch = next(iterator)
+    assert batch['image'].shape == (BATCH_SIZE, INPUT_SIZE[1], INPUT_SIZE[0], 3)
+  return images_per_second(read, batches * BATCH_SIZE)
+
+
+def stage_milliseconds(persons: coco.CocoPersons, paths: list[str], repeats: int) -> dict:
+  """Best per-record milliseconds, in this process, of decoding, reading a record, and transforming it."""
+  transform = pipeline.TopDownTransform(INPUT_SIZE, augment=True)
+  examples = [persons[i] for i in range(len(persons))]
+  rng = np.random.default_rng(0)
+  stages = {
+      'cv2.imread': lambda: [decode(path) for path in paths[:len(persons)]],
+      'CocoPersons[i] (read, decode, to RGB)': lambda: [persons[i] for i in range(len(persons))],
+      'TopDownTransform (affine crop)': lambda: [transform.random_map(e, rng) for e in examples],
+  }
+  return {name: 1e3 / max(images_per_second(fn, len(persons)) for _ in range(repeats))
+          for name, fn in stages.items()}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('--records', type=int, default=384)
+  parser.add_argument('--batches', type=int, default=8, help='timed batches per round')
+  parser.add_argument('--rounds', type=int, default=3)
+  args = parser.parse_args()
+  # grain's workers read absl flags, which this argparse script never parses.
+  flags.FLAGS.mark_as_parsed()
+  persons = coco.CocoPersons(str(COCO_DIR / 'test_coco.json'), str(COCO_DIR))
+  source = Repeated(persons, args.records)
+  paths = record_paths(persons, args.records)
+  sizes = {cv2.imread(p).shape[1::-1] for p in set(paths)}
+  piped_paths = paths[:args.batches * BATCH_SIZE]  # as many images as a pipeline round
+
+  # Rounds interleave the readers, so that a change in the machine's load
+  # hits all of them; ratios are taken within a round.
+  loaders = [(workers, threads) for threads in (None, 1) for workers in (0, 1, 2)]
+  names = ['bare1', 'bare2'] + [f'workers{w}_threads{t}' for w, t in loaders]
+  rates = {name: [] for name in names}
+  with multiprocessing.get_context('spawn').Pool(2) as pool:
+    pool.map(decode, paths[:8])  # start-up and first imports
+    for round_index in range(args.rounds):
+      rates['bare1'].append(images_per_second(
+          lambda: [decode(path) for path in piped_paths], len(piped_paths)))
+      rates['bare2'].append(images_per_second(
+          lambda: pool.map(decode, piped_paths, chunksize=8), len(piped_paths)))
+      for workers, threads in loaders:
+        rates[f'workers{workers}_threads{threads}'].append(
+            pipeline_rate(source, workers, threads, args.batches, seed=round_index))
+  stages = stage_milliseconds(persons, paths, args.rounds)
+
+  rates = {name: np.array(values) for name, values in rates.items()}
+  print(f'{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f}; '
+        f'{len(persons)} persons in {len(set(paths))} images {sorted(sizes)}, repeated to '
+        f'{args.records}; batch {BATCH_SIZE}, {INPUT_SIZE[0]}x{INPUT_SIZE[1]} crops; '
+        f'{args.rounds} rounds of {len(piped_paths)} images')
+  print(f'| {"reader":52s} | {"best images/s":>13s} | {"median images/s":>15s} | '
+        f'{"/ bare decoding (median of rounds)":>34s} |')
+  print(f'| {"-" * 52} | {"-" * 13} | {"-" * 15} | {"-" * 34} |')
+  labels = {'bare1': 'bare cv2.imread, 1 process', 'bare2': 'bare cv2.imread, 2 processes'}
+  floors = {'bare1': 'bare1', 'bare2': 'bare2'}
+  for workers, threads in loaders:
+    name = f'workers{workers}_threads{threads}'
+    labels[name] = (f'pipeline, worker_count={workers}, read_threads='
+                    f'{threads or "default (16)"}')
+    floors[name] = 'bare2' if workers == 2 else 'bare1'
+  for name in names:
+    floor = floors[name]
+    ratio = f'{np.median(rates[name] / rates[floor]):.2f} of {labels[floor][5:]}'
+    print(f'| {labels[name]:52s} | {rates[name].max():13.1f} | {np.median(rates[name]):15.1f} '
+          f'| {ratio:>34s} |')
+  print('Per record, in one process (best of rounds):')
+  for name, milliseconds in stages.items():
+    print(f'  {name:40s} {milliseconds:6.2f} ms')
+
+
+if __name__ == '__main__':
+  main()
