@@ -1,1 +1,1 @@
-"""Inference: from images and person boxes to keypoints in image coordinates."""
+"""Inference: top-down and bottom-up pose estimation on images and videos, and tracking."""
