@@ -1,4 +1,4 @@
-"""The `jaxpose` command: `jaxpose train|sweep|eval|convert|demo ...`.
+"""The `jaxpose` command: `jaxpose train|sweep|eval|convert|export|demo ...`.
 
 Each subcommand is a thin wrapper: it parses flags, calls the library, and
 reports errors as one line naming the file and what was wrong.
@@ -10,7 +10,7 @@ import sys
 
 import jax
 
-from jaxpose import models
+from jaxpose import export, models
 
 # The COCO sample that ships with the repository (tests/data).
 _DEFAULT_COCO_DIR = pathlib.Path(__file__).resolve().parents[1] / 'tests' / 'data' / 'coco'
@@ -41,6 +41,11 @@ def _demo(args: argparse.Namespace) -> None:
   demo.run(args.out, pathlib.Path(args.data))
 
 
+def _export(args: argparse.Namespace) -> None:
+  from jaxpose import export  # pylint: disable=g-import-not-at-top
+  export.run_export(args)
+
+
 def _eval_results(args: argparse.Namespace) -> None:
   """COCO keypoint AP of an existing results file; the metrics are the last line, as JSON."""
   from jaxpose import evaluate  # pylint: disable=g-import-not-at-top
@@ -67,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
   convert.add_argument('--num-refinement-stages', type=int, default=1,
                        help='Lightweight OpenPose refinement stages')
   convert.set_defaults(run=_convert)
+
+  export_parser = commands.add_parser(
+      'export', help='Orbax checkpoint -> ONNX',
+      description='Export a jaxpose workdir to ONNX (RGB pixels in, normalisation inside), '
+      'checked against JAX with onnxruntime.')
+  export.add_arguments(export_parser)
+  export_parser.set_defaults(run=_export)
 
   evaluation = commands.add_parser(
       'eval', help='COCO keypoint AP of a results file (pycocotools)',

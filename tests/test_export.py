@@ -1,0 +1,203 @@
+"""jaxpose.export: ONNX files that onnxruntime runs to the JAX (and PyTorch) outputs."""
+
+import argparse
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from jaxpose import checkpoint, convert, export, models
+import torch_hourglass
+
+TOLERANCE = 1e-4  # of the output's largest magnitude
+HOURGLASS = {'arch': 'hourglass', 'num_stacks': 2, 'num_blocks': 1, 'num_joints': 5,
+             'num_features': 8, 'depthwise': False}
+OPENPOSE = {'arch': 'lightweight_openpose', 'num_refinement_stages': 1, 'num_channels': 16,
+            'num_heatmaps': 19, 'num_pafs': 38}
+
+
+def _randomized(config: dict, input_shape: tuple[int, ...], seed: int = 0) -> dict:
+  """Variables with fan-in scaled kernels and random BatchNorm statistics.
+
+  Flax's default init with untrained BatchNorm shrinks Lightweight OpenPose's
+  activations to ~1e-4, where onnxruntime's Elu (exp(x) - 1, not expm1) has
+  1e-3 relative error; trained models, like these weights, keep them O(1).
+  """
+  model = models.create_model(config)
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(input_shape),
+                                             train=False))
+  rng = np.random.default_rng(seed)
+  flat = {}
+  for path, leaf in flax.traverse_util.flatten_dict(flax.core.unfreeze(shapes)).items():
+    shape, name = leaf.shape, path[-1]
+    if name == 'kernel':
+      value = rng.normal(size=shape) * np.sqrt(1.5 / np.prod(shape[:-1]))
+    elif name == 'scale':
+      value = 1 + 0.2 * rng.normal(size=shape)
+    elif name == 'var':
+      value = 0.5 + rng.random(shape)
+    else:  # conv and BatchNorm biases, running means
+      value = 0.1 * rng.normal(size=shape)
+    flat[path] = jnp.asarray(value, jnp.float32)
+  return flax.traverse_util.unflatten_dict(flat)
+
+
+def _pixels(shape: tuple[int, ...], seed: int = 1) -> np.ndarray:
+  return np.random.default_rng(seed).uniform(0, 255, shape).astype(np.float32)
+
+
+def _jax_outputs(variables: dict, config: dict, images: np.ndarray) -> list[np.ndarray]:
+  """Model outputs on RGB pixels [B, H, W, 3], flattened as the ONNX outputs are ordered."""
+  model = models.create_model(config)
+  apply = jax.jit(lambda v, x: model.apply(v, models.normalize_images(x, config['arch']),
+                                           train=False))
+  outputs = apply(variables, images)
+  if config['arch'] == 'lightweight_openpose':
+    outputs = [maps for stage in outputs for maps in stage]
+  return [np.asarray(maps) for maps in outputs]
+
+
+def _assert_close(ours: np.ndarray, expected: np.ndarray) -> None:
+  assert ours.shape == expected.shape
+  np.testing.assert_allclose(ours, expected, rtol=0, atol=TOLERANCE * np.abs(expected).max())
+
+
+@pytest.fixture(scope='module')
+def hourglass_onnx(tmp_path_factory):
+  variables = _randomized(HOURGLASS, (1, 64, 64, 3))
+  path = export.export_onnx(variables, HOURGLASS, str(tmp_path_factory.mktemp('hg') / 'hg.onnx'),
+                            input_size=(64, 64), check=False)
+  return variables, path
+
+
+def test_hourglass_matches_jax_at_any_batch(hourglass_onnx):
+  variables, path = hourglass_onnx
+  session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+  assert [i.name for i in session.get_inputs()] == ['images']
+  assert session.get_inputs()[0].shape == ['N', 64, 64, 3]
+  assert [o.name for o in session.get_outputs()] == ['heatmaps_stack0', 'heatmaps_stack1']
+  # Every upsampling (4 per stack) became a Resize; no broadcast is left.
+  ops = [node.op_type for node in onnx.load(path).graph.node]
+  assert ops.count('Resize') == 8 and 'Expand' not in ops
+  images = _pixels((4, 64, 64, 3))
+  expected = _jax_outputs(variables, HOURGLASS, images)
+  # The two stacks differ, so a swapped or duplicated output would fail.
+  assert np.abs(expected[0] - expected[1]).max() > 0.1 * np.abs(expected[1]).max()
+  for batch in (1, 4):  # the same graph runs any batch size
+    ours = session.run(None, {'images': images[:batch]})
+    assert ours[0].shape == (batch, 16, 16, 5)
+    for a, b in zip(ours, expected, strict=True):
+      _assert_close(a, b[:batch])
+
+
+def test_hourglass_nchw_last_only(tmp_path):
+  variables = _randomized(HOURGLASS, (1, 64, 64, 3), seed=2)
+  path = export.export_onnx(variables, HOURGLASS, str(tmp_path / 'hg_nchw.onnx'),
+                            input_size=(64, 128), nchw=True, last_only=True,
+                            check=False)
+  session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+  assert session.get_inputs()[0].shape == ['N', 3, 64, 128]
+  assert [o.name for o in session.get_outputs()] == ['heatmaps_stack1']
+  images = _pixels((3, 64, 128, 3))
+  (ours,) = session.run(None, {'images': images.transpose(0, 3, 1, 2)})
+  expected = _jax_outputs(variables, HOURGLASS, images)[-1]
+  _assert_close(ours, expected.transpose(0, 3, 1, 2))
+
+
+def test_lightweight_openpose_matches_jax_at_any_batch(tmp_path):
+  variables = _randomized(OPENPOSE, (1, 64, 96, 3))
+  path = export.export_onnx(variables, OPENPOSE, str(tmp_path / 'lwop.onnx'),
+                            input_size=(64, 96), check=False)
+  session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+  assert [o.name for o in session.get_outputs()] == [
+      'heatmaps_stage0', 'pafs_stage0', 'heatmaps_stage1', 'pafs_stage1']
+  # BGR order matters: a channel-symmetric input would hide a missing flip.
+  images = _pixels((4, 64, 96, 3), seed=10)
+  images[..., 0] *= 0.2
+  both = _jax_outputs(variables, OPENPOSE, np.concatenate([images, images[..., ::-1]]))
+  expected, flipped = [maps[:4] for maps in both], [maps[4:] for maps in both]
+  assert np.abs(flipped[-1] - expected[-1]).max() > 10 * TOLERANCE * np.abs(expected[-1]).max()
+  for batch in (1, 4):
+    ours = session.run(None, {'images': images[:batch]})
+    assert ours[1].shape == (batch, 8, 12, 38)
+    for a, b in zip(ours, expected, strict=True):
+      _assert_close(a, b[:batch])
+
+
+def test_output_names_last_only():
+  assert export.output_names(OPENPOSE, last_only=True) == ['heatmaps_stage1', 'pafs_stage1']
+  assert export.output_names({'arch': 'lightweight_openpose'}) == [
+      'heatmaps_stage0', 'pafs_stage0', 'heatmaps_stage1', 'pafs_stage1']
+  assert export.output_names({'arch': 'hourglass', 'num_stacks': 8},
+                             last_only=True) == ['heatmaps_stack7']
+
+
+def _export_args(workdir, out, **flags) -> argparse.Namespace:
+  parser = argparse.ArgumentParser()
+  export.add_arguments(parser)
+  argv = ['--workdir', str(workdir), '--out', str(out)]
+  for flag, value in flags.items():
+    argv += [f'--{flag}', *map(str, value)] if value is not True else [f'--{flag}']
+  return parser.parse_args(argv)
+
+
+def test_pytorch_checkpoint_to_onnx_gives_pytorch_outputs(tmp_path, capsys):
+  torch_model = torch_hourglass.randomize(torch_hourglass.HourglassNet(1, 1, num_classes=16))
+  path = tmp_path / 'hg.pth'
+  torch.save(torch_model.state_dict(), path)
+  # The library path of `jaxpose convert`.
+  model = models.create_model({'arch': 'hourglass', 'num_stacks': 1, 'num_blocks': 1,
+                               'num_joints': 16})
+  variables = convert.variables_from_torch(model, convert.load_torch_checkpoint(str(path)),
+                                           input_shape=(1, 64, 64, 3))
+  checkpoint.save_variables(str(tmp_path / 'workdir'), variables, models.model_config(model))
+
+  export.run_export(_export_args(tmp_path / 'workdir', tmp_path / 'hg.onnx',
+                                 **{'input-size': (64, 64), 'nchw': True}))
+  assert 'heatmaps_stack0: max |onnx - jax|' in capsys.readouterr().out
+
+  images = _pixels((2, 3, 64, 64))
+  session = ort.InferenceSession(str(tmp_path / 'hg.onnx'), providers=['CPUExecutionProvider'])
+  (ours,) = session.run(None, {'images': images})
+  mean = np.array([0.485, 0.456, 0.406], np.float32).reshape(1, 3, 1, 1)
+  std = np.array([0.229, 0.224, 0.225], np.float32).reshape(1, 3, 1, 1)
+  with torch.no_grad():
+    (expected,) = torch_model(torch.from_numpy((images / 255 - mean) / std))
+  _assert_close(ours, expected.numpy())
+
+
+def test_missing_workdir_is_named(tmp_path):
+  with pytest.raises(FileNotFoundError, match=str(tmp_path / 'nothing')):
+    export.export_workdir(str(tmp_path / 'nothing'), str(tmp_path / 'x.onnx'))
+  assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_workdir_of_another_architecture_is_named(tmp_path):
+  # Hourglass variables described as a 3-stack hourglass: the description lies.
+  variables = jax.tree_util.tree_map(np.asarray, _randomized(HOURGLASS, (1, 64, 64, 3)))
+  checkpoint.save_variables(str(tmp_path / 'three'), variables, {**HOURGLASS, 'num_stacks': 3})
+  with pytest.raises(ValueError, match=rf"{tmp_path / 'three'}.*no variable '[a-z_]*/[a-z_]*_2"):
+    export.export_workdir(str(tmp_path / 'three'), str(tmp_path / 'x.onnx'))
+  # ... and as Lightweight OpenPose, and with an architecture jaxpose does not know.
+  checkpoint.save_variables(str(tmp_path / 'lwop'), variables, OPENPOSE)
+  with pytest.raises(ValueError, match=rf"{tmp_path / 'lwop'}.*another architecture"):
+    export.export_workdir(str(tmp_path / 'lwop'), str(tmp_path / 'x.onnx'))
+  checkpoint.save_variables(str(tmp_path / 'resnet'), variables, {'arch': 'resnet'})
+  with pytest.raises(ValueError, match=rf"{tmp_path / 'resnet'}.*\"arch\" is 'resnet'"):
+    export.export_workdir(str(tmp_path / 'resnet'), str(tmp_path / 'x.onnx'))
+  assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_check_reports_a_mismatch_per_output(hourglass_onnx):
+  variables, path = hourglass_onnx
+  forward = export.inference_fn(variables, HOURGLASS)
+  # JAX's second stack scaled by 1.001: that output is off by 1e-3 of its max.
+  errors = export.check_onnx(path, lambda images: (forward(images)[0], 1.001 * forward(images)[1]),
+                             (2, 64, 64, 3))
+  assert errors['heatmaps_stack0'] < 1e-5
+  assert errors['heatmaps_stack1'] == pytest.approx(1e-3 / 1.001, rel=0.02)
