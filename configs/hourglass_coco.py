@@ -1,7 +1,7 @@
 """A stacked hourglass on COCO person keypoints, 256x192 crops (SimpleBaseline's setting).
 
 jaxpose train --config configs/hourglass_coco.py --workdir workdirs/hg_coco \
-    --config.data.root=/data/coco
+    --config.data.coco_dir=/data/coco
 """
 
 from jaxpose import config as config_lib

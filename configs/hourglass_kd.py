@@ -2,7 +2,7 @@
 
 Train (or convert) the teacher first, then:
 jaxpose train --config configs/hourglass_kd.py --workdir workdirs/hg4_kd \
-    --config.teacher.workdir=workdirs/hg8_mpii --config.data.root=/data/mpii
+    --config.teacher.workdir=workdirs/hg8_mpii --config.data.mpii_dir=/data/mpii
 """
 
 from jaxpose import config as config_lib

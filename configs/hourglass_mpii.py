@@ -1,7 +1,7 @@
 """The published 8-stack hourglass on MPII (Newell et al. 2016; bearpaw/pytorch-pose).
 
 jaxpose train --config configs/hourglass_mpii.py --workdir workdirs/hg8_mpii \
-    --config.data.root=/data/mpii
+    --config.data.mpii_dir=/data/mpii
 Pass a number to train a smaller stack: --config configs/hourglass_mpii.py:2
 """
 

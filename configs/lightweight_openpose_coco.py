@@ -1,7 +1,7 @@
 """Lightweight OpenPose on COCO (Osokin 2018): 368x368 crops, Adam 4e-5, batch 80.
 
 jaxpose train --config configs/lightweight_openpose_coco.py --workdir workdirs/lwop \
-    --config.data.root=/data/coco
+    --config.data.coco_dir=/data/coco
 Upstream starts from ImageNet MobileNet weights and trains in three phases (then
 with 3 refinement stages, then 1); this config is its single-phase core.
 """

@@ -1,4 +1,4 @@
-"""The `jaxpose` command: `jaxpose train|sweep|eval|convert|export|demo ...`.
+"""The `jaxpose` command: `jaxpose train|sweep|eval|convert|export|infer|demo ...`.
 
 Each subcommand is a thin wrapper: it parses flags, calls the library, and
 reports errors as one line naming the file and what was wrong.
@@ -10,7 +10,7 @@ import sys
 
 import jax
 
-from jaxpose import export, models
+from jaxpose import export, infer, models
 
 # The COCO sample that ships with the repository (tests/data).
 _DEFAULT_COCO_DIR = pathlib.Path(__file__).resolve().parents[1] / 'tests' / 'data' / 'coco'
@@ -39,6 +39,10 @@ def _convert(args: argparse.Namespace) -> None:
 def _demo(args: argparse.Namespace) -> None:
   from jaxpose import demo  # pylint: disable=g-import-not-at-top
   demo.run(args.out, pathlib.Path(args.data))
+
+
+def _infer(args: argparse.Namespace) -> None:
+  infer.run(args)
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -80,8 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
   export.add_arguments(export_parser)
   export_parser.set_defaults(run=_export)
 
+  infer_parser = commands.add_parser(
+      'infer', help='poses on an image, a folder of images or a video: tracked, drawn, saved',
+      description=infer.__doc__.splitlines()[0])
+  infer.add_arguments(infer_parser)
+  infer_parser.set_defaults(run=_infer)
+
   evaluation = commands.add_parser(
-      'eval', help='COCO keypoint AP of a results file (pycocotools)',
+      'eval', help='COCO keypoint AP of a results file (pycocotools); with --config '
+      'C --workdir W, evaluate a model (see jaxpose/main.py)',
       description='Score a COCO keypoint results JSON against COCO annotations with '
       "pycocotools' COCOeval; the last line printed is the 10 metrics as one JSON object.")
   evaluation.add_argument('--coco-annotations', required=True,
@@ -107,7 +118,11 @@ _ABSL_COMMANDS = ('train', 'sweep')
 
 def main(argv: list[str] | None = None) -> None:
   argv = sys.argv[1:] if argv is None else argv
-  if argv and argv[0] in _ABSL_COMMANDS:
+  # `jaxpose eval --config C --workdir W` evaluates a model (absl, config
+  # overrides); `jaxpose eval --coco-annotations A --results R` scores a file.
+  model_eval = argv[:1] == ['eval'] and any(a.split('=')[0].split('.')[0] == '--config'
+                                            for a in argv[1:])
+  if argv and (argv[0] in _ABSL_COMMANDS or model_eval):
     from jaxpose import main as absl_main  # pylint: disable=g-import-not-at-top
     absl_main.run(argv[0], argv[1:])
     return

@@ -53,7 +53,7 @@ def default_config() -> ml_collections.ConfigDict:
   config.teacher.kdloss_alpha = 0.5
 
   config.data = ml_collections.ConfigDict()
-  config.data.source = 'synthetic'  # 'synthetic' | 'coco' | 'mpii'
+  config.data.source = 'synthetic'  # 'synthetic' | 'coco' | 'mpii' | 'tfds'
   config.data.root = ''  # dataset directory, for real datasets
   config.data.num_train_examples = 20000  # synthetic: distinct generated images
   config.data.num_eval_examples = 256
@@ -64,6 +64,22 @@ def default_config() -> ml_collections.ConfigDict:
   config.data.scale_factor = 0.25
   config.data.rotation_degrees = 30.0
   config.data.flip = True
+  # Top-down: chance of a crop around the upper or lower body (HRNet: 0.3).
+  config.data.half_body_probability = 0.0
+  config.data.read_threads = 0  # grain threads reading records per worker (0: grain's 16)
+  # Real datasets, in their download layout (see jaxpose/data/input_pipeline.py):
+  config.data.coco_dir = ''  # annotations/person_keypoints_{train,val}2017.json, {train,val}2017/
+  config.data.mpii_dir = ''  # annot/{train,valid}.json, images/
+  # Set to replace one path of the layout (e.g. the bundled sample tests/data/coco).
+  config.data.train_annotations = ''
+  config.data.train_images = ''
+  config.data.eval_annotations = ''
+  config.data.eval_images = ''
+  # source 'tfds': a dataset of jaxpose/data/tfds_builders.py, built in tfds_data_dir.
+  config.data.tfds_name = ''  # 'coco_keypoints_jaxpose' | 'mpii_jaxpose'
+  config.data.tfds_data_dir = ''  # '' for tfds' default (~/tensorflow_datasets)
+  config.data.train_split = 'train'
+  config.data.eval_split = 'validation'
   return config
 
 

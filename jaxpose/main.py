@@ -1,8 +1,10 @@
-"""`jaxpose train` and `jaxpose sweep`: absl flags and ml_collections config files.
+"""`jaxpose train`, `sweep` and `eval`: absl flags and ml_collections config files.
 
   jaxpose train --config configs/quickstart.py --workdir workdirs/quickstart \
       --config.model.num_stacks=4
   jaxpose sweep --config configs/sweeps/quickstart_stacks.py --workdir workdirs/sweep
+  jaxpose eval --config configs/hourglass_coco.py --workdir workdirs/hg_coco \
+      --config.data.coco_dir=/data/coco [--detections=dets.json]
 
 Every config field can be overridden with --config.FIELD=VALUE. On several
 hosts (a TPU pod slice) each host runs the same command and
@@ -30,6 +32,14 @@ flags.DEFINE_bool('distributed', None,
                   'names a coordinator, as on Cloud TPU pods and SLURM).')
 config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
                                 lock_config=True)
+flags.DEFINE_integer('step', None, 'eval: checkpoint step (default: the latest).')
+flags.DEFINE_string('detections', None,
+                    'eval: COCO detection results JSON for the person boxes (top-down COCO); '
+                    'default: the ground-truth boxes.')
+flags.DEFINE_float('detection_threshold', 0.0, 'eval: drop detections scored lower.')
+flags.DEFINE_bool('flip_test', True, 'eval: average with the mirrored crops (top-down).')
+flags.DEFINE_string('results', None,
+                    'eval: COCO results JSON to write (default: WORKDIR/eval/results_stepN.json).')
 
 _COORDINATOR_VARIABLES = ('JAX_COORDINATOR_ADDRESS', 'COORDINATOR_ADDRESS', 'TPU_WORKER_HOSTNAMES',
                           'SLURM_JOB_ID', 'MEGASCALE_COORDINATOR_ADDRESS')
@@ -76,9 +86,25 @@ def sweep_main(argv) -> None:
     sys.exit(f'jaxpose sweep: {e}')
 
 
+def eval_main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if FLAGS.config is None or FLAGS.workdir is None:
+    raise app.UsageError('--config and --workdir are required')
+  if not FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  from jaxpose import eval_model  # pylint: disable=g-import-not-at-top
+  try:
+    eval_model.run(FLAGS.config, FLAGS.workdir, step=FLAGS.step, detections=FLAGS.detections,
+                   detection_threshold=FLAGS.detection_threshold, flip_test=FLAGS.flip_test,
+                   results_file=FLAGS.results)
+  except (ValueError, FileNotFoundError) as e:
+    sys.exit(f'jaxpose eval: {e}')
+
+
 def run(command: str, argv: list[str]) -> None:
   """Runs `jaxpose <command> argv...` as an absl app."""
-  main = {'train': train_main, 'sweep': sweep_main}[command]
+  main = {'train': train_main, 'sweep': sweep_main, 'eval': eval_main}[command]
   try:
     app.run(main, argv=[f'jaxpose {command}'] + argv)
   except (AttributeError, KeyError) as e:

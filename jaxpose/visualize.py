@@ -37,3 +37,29 @@ def overlay_heatmaps(image: np.ndarray, heatmaps: np.ndarray, alpha: float = 0.5
   peak = cv2.resize(peak, (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
   colored = cv2.applyColorMap((255 * peak).astype(np.uint8), cv2.COLORMAP_JET)
   return cv2.addWeighted(image, 1 - alpha, colored, alpha, 0)
+
+
+def draw_people(image: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
+                track_ids: np.ndarray, skeleton: Skeleton, score_threshold: float = 0.2,
+                rgb: bool = True) -> np.ndarray:
+  """Image [H, W, 3] uint8, keypoints [P, J, 2], scores [P, J], ids [P] -> a copy with skeletons by id.
+
+  Each person is drawn in `color_for(its id)`, so a track keeps its color
+  across frames, with the id written above its top keypoint; a person with
+  id < 0 (untracked) gets a color by its row. Keypoints scored at or below
+  `score_threshold` are not drawn. `rgb` says the image's channel order
+  (`color_for` gives BGR).
+  """
+  out = np.ascontiguousarray(image).copy()
+  keypoints = np.asarray(keypoints, np.float64)
+  scores = np.asarray(scores)
+  for row, (points, person_scores, track_id) in enumerate(zip(keypoints, scores, track_ids)):
+    color = color_for(int(track_id) if track_id >= 0 else row)
+    color = color[::-1] if rgb else color
+    shown = person_scores > score_threshold
+    out = draw_skeleton(out, points, shown, skeleton, color)
+    if track_id >= 0 and shown.any():
+      top = points[shown][np.argmin(points[shown, 1])]
+      cv2.putText(out, str(int(track_id)), (int(top[0]), int(top[1]) - 8),
+                  cv2.FONT_HERSHEY_SIMPLEX, 0.6, color, 2, cv2.LINE_AA)
+  return out

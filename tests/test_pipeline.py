@@ -100,7 +100,11 @@ def test_top_down_flip_twice_is_identity():
   # Mirroring the flipped output (and swapping its left and right back)
   # gives the unflipped one: the same rotation and scale, only mirrored.
   back_image = flipped['image'][:, ::-1]
-  assert np.abs(back_image.astype(int) - unflipped['image']).max() <= 1
+  # OpenCV 4 rounds bilinear sample positions to 1/32 px, and a mirrored
+  # matrix rounds them the other way: on white noise a pixel can move by up
+  # to 255/32 levels; on average far less.
+  difference = np.abs(back_image.astype(int) - unflipped['image'])
+  assert difference.max() <= 8 and difference.mean() < 1
   back_joints = flipped['joints'][COCO_FLIP]
   np.testing.assert_allclose(63 - back_joints[:, 0], unflipped['joints'][:, 0], atol=1e-4)
   np.testing.assert_allclose(back_joints[:, 1], unflipped['joints'][:, 1], atol=1e-4)
@@ -233,7 +237,10 @@ def test_bottom_up_flip_mirrors_and_swaps_left_and_right():
       example, np.random.default_rng(5))
   flipped = pipeline.BottomUpTransform(96, flip_probability=1.0, **options).random_map(
       example, np.random.default_rng(5))
-  assert np.abs(flipped['image'][:, ::-1].astype(int) - unflipped['image']).max() <= 1
+  # As in the top-down case: OpenCV 4's 1/32 px sample positions round the
+  # other way under a mirror (drawn edges are sharp, so up to 255/32 levels).
+  difference = np.abs(flipped['image'][:, ::-1].astype(int) - unflipped['image'])
+  assert difference.max() <= 8 and difference.mean() < 1
   back = flipped['keypoints'][:, skeletons.OPENPOSE.flip_permutation()]
   people = unflipped['person_mask']
   np.testing.assert_array_equal(flipped['person_mask'], people)

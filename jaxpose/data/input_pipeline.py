@@ -4,9 +4,30 @@ Training batches come from a grain loader (shuffled, augmented, sharded by
 host, resumable). Eval batches are the eval split once, in order, without
 augmentation, the last batch padded and flagged with `example_mask` so that
 every example counts exactly once whatever the batch size and device count.
+
+`config.data.source` picks the examples:
+- 'synthetic': generated people (`jaxpose.data.synthetic`), COCO-17.
+- 'coco': COCO 2017 person keypoints in its download layout under
+  `config.data.coco_dir`: `annotations/person_keypoints_{train,val}2017.json`
+  and the image folders `train2017/`, `val2017/`.
+- 'mpii': MPII under `config.data.mpii_dir`: HRNet's `annot/train.json` and
+  `annot/valid.json`, images in `images/`.
+- 'tfds': a dataset that `jaxpose.data.tfds_builders` built
+  (`config.data.tfds_name`, in `config.data.tfds_data_dir`), splits
+  `config.data.train_split` and `eval_split`.
+Any of `config.data.train_annotations`, `train_images`, `eval_annotations`,
+`eval_images` replaces that path of the layout (a .mat for MPII's official
+annotations, or the bundled sample: annotations and images in tests/data/coco).
+The older `config.data.root` stands in for an unset `coco_dir` / `mpii_dir`.
+
+The hourglass (top-down) reads one example per person, Lightweight OpenPose
+(bottom-up) one per image; the dataset's skeleton (COCO 17 or MPII 16 joints)
+must match `config.model.num_joints`, and bottom-up needs COCO.
 """
 
+import dataclasses
 from collections.abc import Iterator
+import os
 
 import grain.python as grain
 import jax
@@ -14,26 +35,194 @@ import ml_collections
 import numpy as np
 
 from jaxpose import skeletons
-from jaxpose.data import pipeline, synthetic
+from jaxpose.data import coco, mpii, pipeline, synthetic
 
 # The eval split of generated data is drawn with a seed no training run uses.
 _EVAL_SEED_OFFSET = 1_000_003
 
+# Example fields with one entry per person, which a per-person source slices.
+_PER_PERSON_FIELDS = ('keypoints', 'visible', 'boxes', 'area', 'head_boxes', 'center', 'scale')
+# tfds features that hold encoded images: skipped when only counting people.
+_IMAGE_FEATURES = ('image', 'ignore_mask')
 
-def create_sources(config: ml_collections.ConfigDict):
-  """config.data -> (train source, eval source), grain random-access sources."""
+
+@dataclasses.dataclass(frozen=True)
+class DatasetFiles:
+  """Annotation files and image folders of a dataset's train and eval splits."""
+  train_annotations: str
+  train_images: str
+  eval_annotations: str
+  eval_images: str
+
+
+def _layout(config: ml_collections.ConfigDict) -> tuple[str, dict[str, str]]:
+  """The source's directory field and its download layout: (field name, {split path field: path under it})."""
   data = config.data
-  if data.source != 'synthetic':
-    raise ValueError(
-        f'config.data.source: {data.source!r} is not readable yet; the COCO and MPII '
-        "readers arrive with jaxpose.data's dataset builders. Use 'synthetic'.")
+  if data.source == 'coco':
+    return 'coco_dir', {
+        'train_annotations': os.path.join('annotations', 'person_keypoints_train2017.json'),
+        'train_images': 'train2017',
+        'eval_annotations': os.path.join('annotations', 'person_keypoints_val2017.json'),
+        'eval_images': 'val2017'}
+  return 'mpii_dir', {'train_annotations': os.path.join('annot', 'train.json'),
+                      'train_images': 'images',
+                      'eval_annotations': os.path.join('annot', 'valid.json'),
+                      'eval_images': 'images'}
+
+
+def split_files(config: ml_collections.ConfigDict, split: str) -> tuple[str, str]:
+  """config.data of a 'coco' or 'mpii' source, 'train' or 'eval' -> (annotation file, image folder).
+
+  Raises naming the config field whose path is unset or does not exist.
+  """
+  data = config.data
+  dir_field, layout = _layout(config)
+  root = data[dir_field] or data.root
+  paths = []
+  for field in (f'{split}_annotations', f'{split}_images'):
+    if data[field]:
+      path, named_by = data[field], f'config.data.{field}'
+    elif root:
+      path, named_by = os.path.join(root, layout[field]), f'config.data.{dir_field}'
+    else:
+      raise ValueError(f'config.data.{dir_field} is not set: source {data.source!r} needs the '
+                       f'dataset directory (--config.data.{dir_field}=/path), or '
+                       f'config.data.{field} for this path')
+    is_folder = field.endswith('_images')
+    if not (os.path.isdir if is_folder else os.path.isfile)(path):
+      raise FileNotFoundError(f'{named_by}: {"directory" if is_folder else "file"} {path} does '
+                              f'not exist (expected the {field.replace("_", " ")} there)')
+    paths.append(path)
+  return tuple(paths)
+
+
+def dataset_files(config: ml_collections.ConfigDict) -> DatasetFiles:
+  """config.data of a 'coco' or 'mpii' source -> its files (see `split_files`)."""
+  train_annotations, train_images = split_files(config, 'train')
+  eval_annotations, eval_images = split_files(config, 'eval')
+  return DatasetFiles(train_annotations, train_images, eval_annotations, eval_images)
+
+
+def data_skeleton(config: ml_collections.ConfigDict) -> skeletons.Skeleton:
+  """The keypoint layout of the config's dataset: COCO (17) or MPII (16)."""
+  source = config.data.source
+  if source in ('synthetic', 'coco'):
+    return skeletons.COCO
+  if source == 'mpii':
+    return skeletons.MPII
+  if source == 'tfds':
+    num_joints = _tfds_builder(config).info.features['keypoints'].shape[1]
+    by_size = {s.num_keypoints: s for s in (skeletons.COCO, skeletons.MPII)}
+    if num_joints not in by_size:
+      raise ValueError(f'config.data.tfds_name {config.data.tfds_name!r}: keypoints of '
+                       f'{num_joints} joints; expected COCO (17) or MPII (16)')
+    return by_size[num_joints]
+  raise ValueError(f"config.data.source: expected 'synthetic', 'coco', 'mpii' or 'tfds', "
+                   f'got {source!r}')
+
+
+def _check_skeleton(config: ml_collections.ConfigDict, skeleton: skeletons.Skeleton) -> None:
+  """Raises ValueError if the model cannot learn the dataset's keypoints."""
+  named = (f'config.data.tfds_name {config.data.tfds_name!r}' if config.data.source == 'tfds'
+           else f'config.data.source {config.data.source!r}')
+  if config.model.arch == 'hourglass':
+    if config.model.num_joints != skeleton.num_keypoints:
+      raise ValueError(f'config.model.num_joints is {config.model.num_joints}, but {named} '
+                       f'has the {skeleton.num_keypoints} {skeleton.name} keypoints')
+  elif skeleton is not skeletons.COCO:
+    raise ValueError(f'config.model.arch {config.model.arch!r} is bottom-up and learns COCO '
+                     f'keypoints, but {named} has the {skeleton.num_keypoints} {skeleton.name} '
+                     'keypoints')
+
+
+class PersonsOfImages:
+  """Grain random-access source with one element per person of a per-image source (P = 1).
+
+  Element k is image i's example with only its person p's fields
+  (`_PER_PERSON_FIELDS`) and no `ignore_mask`, as `coco.CocoPersons` gives.
+  """
+
+  def __init__(self, images, people_per_image: np.ndarray):
+    """Wraps `images` (`__len__`, `__getitem__`) whose image i has `people_per_image[i]` people."""
+    if len(people_per_image) != len(images):
+      raise ValueError(f'PersonsOfImages: {len(people_per_image)} counts for the '
+                       f'{len(images)} images of {images!r}')
+    self.images = images
+    # starts[i]: the element index of image i's first person.
+    self._starts = np.concatenate([[0], np.cumsum(people_per_image)]).astype(np.int64)
+
+  def __len__(self) -> int:
+    return int(self._starts[-1])
+
+  def __repr__(self) -> str:
+    return f'PersonsOfImages({self.images!r}, num_persons={len(self)})'
+
+  def __getitem__(self, index) -> dict:
+    """Index -> example dict with P = 1."""
+    index = int(index)
+    if not 0 <= index < len(self):
+      raise IndexError(f'index {index} out of range for {self!r}')
+    image_index = int(np.searchsorted(self._starts, index, side='right')) - 1
+    person = index - int(self._starts[image_index])
+    example = dict(self.images[image_index])
+    example.pop('ignore_mask', None)
+    for field in _PER_PERSON_FIELDS:
+      if field in example:
+        example[field] = np.asarray(example[field])[person:person + 1]
+    return example
+
+
+def _tfds_builder(config: ml_collections.ConfigDict):
+  """The tfds builder of config.data.tfds_name; raises naming the fields if it is not built."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from jaxpose.data import tfds_builders  # pylint: disable=g-import-not-at-top,unused-import
+  data = config.data
+  if not data.tfds_name:
+    raise ValueError("config.data.tfds_name is not set: source 'tfds' needs a dataset of "
+                     "jaxpose/data/tfds_builders.py ('coco_keypoints_jaxpose', 'mpii_jaxpose')")
+  try:
+    builder = tfds.builder(data.tfds_name, data_dir=data.tfds_data_dir or None,
+                           file_format='array_record')
+  except tfds.core.registered.DatasetNotFoundError as error:
+    raise ValueError(f'config.data.tfds_name {data.tfds_name!r}: no such tfds dataset '
+                     f'({error})') from None
+  if not builder.is_prepared():
+    raise FileNotFoundError(f'config.data.tfds_name {data.tfds_name!r}: not built in '
+                            f'config.data.tfds_data_dir {builder.data_dir}; build it first '
+                            '(jaxpose/data/tfds_builders.py)')
+  return builder
+
+
+def _tfds_sources(config: ml_collections.ConfigDict, per_person: bool):
+  """config.data of a 'tfds' source -> (train, eval) sources, per person for top-down."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from jaxpose.data import tfds_builders  # pylint: disable=g-import-not-at-top
+  builder = _tfds_builder(config)
+  sources = []
+  for field in ('train_split', 'eval_split'):
+    split = config.data[field]
+    if split not in builder.info.splits:
+      raise ValueError(f'config.data.{field}: {config.data.tfds_name!r} has no split {split!r}; '
+                       f'it has {sorted(builder.info.splits)}')
+    images = tfds_builders.TfdsSource(builder.as_data_source(split=split))
+    if per_person:
+      # Counting people reads every record once; skipping the images' decoding keeps it fast.
+      skip = {name: tfds.decode.SkipDecoding() for name in _IMAGE_FEATURES
+              if name in builder.info.features}
+      records = builder.as_data_source(split=split, decoders=skip)
+      counts = np.array([len(records[i]['visible']) for i in range(len(records))])
+      images = PersonsOfImages(images, counts)
+    sources.append(images)
+  return tuple(sources)
+
+
+def _synthetic_sources(config: ml_collections.ConfigDict):
+  """Generated train and eval sources, per person for top-down."""
+  data = config.data
   if data.num_train_examples <= 0 or data.num_eval_examples <= 0:
     raise ValueError(f'config.data: num_train_examples ({data.num_train_examples}) and '
                      f'num_eval_examples ({data.num_eval_examples}) must be positive: '
                      'an empty dataset cannot be trained on or evaluated')
-  if config.model.arch == 'hourglass' and config.model.num_joints != skeletons.COCO.num_keypoints:
-    raise ValueError(f'config.model.num_joints: {config.model.num_joints}, but generated '
-                     f'people have the {skeletons.COCO.num_keypoints} COCO keypoints')
 
   def people(num, seed):
     return synthetic.SyntheticPeople(num, image_size=tuple(data.image_size),
@@ -45,6 +234,29 @@ def create_sources(config: ml_collections.ConfigDict):
   return train, evaluation
 
 
+def create_sources(config: ml_collections.ConfigDict):
+  """config.data -> (train source, eval source), grain random-access sources.
+
+  Top-down (hourglass) sources have one element per person, bottom-up ones one
+  per image (module docstring).
+  """
+  skeleton = data_skeleton(config)
+  _check_skeleton(config, skeleton)
+  per_person = config.model.arch == 'hourglass'
+  source = config.data.source
+  if source == 'synthetic':
+    return _synthetic_sources(config)
+  if source == 'tfds':
+    return _tfds_sources(config, per_person)
+  files = dataset_files(config)
+  if source == 'coco':
+    reader = coco.CocoPersons if per_person else coco.CocoKeypoints
+  else:
+    reader = mpii.MpiiPersons
+  return (reader(files.train_annotations, files.train_images),
+          reader(files.eval_annotations, files.eval_images))
+
+
 def create_transform(config: ml_collections.ConfigDict, train: bool) -> grain.RandomMapTransform:
   """The config's top-down or bottom-up transform; augmented only for training."""
   data = config.data
@@ -52,7 +264,9 @@ def create_transform(config: ml_collections.ConfigDict, train: bool) -> grain.Ra
                  rotation_degrees=data.rotation_degrees,
                  flip_probability=0.5 if data.flip else 0.0)
   if config.model.arch == 'hourglass':
-    return pipeline.TopDownTransform(tuple(config.input_size), skeletons.COCO, **augment)
+    return pipeline.TopDownTransform(tuple(config.input_size), data_skeleton(config),
+                                     half_body_probability=data.half_body_probability,
+                                     **augment)
   width, height = config.input_size
   if width != height:
     raise ValueError(f'config.input_size: bottom-up inputs are square, got {width}x{height}')
@@ -65,7 +279,8 @@ def train_loader(source, config: ml_collections.ConfigDict, host_batch_size: int
   del host_batch_size  # make_loader splits the global batch over hosts itself
   return pipeline.make_loader(source, create_transform(config, train=True),
                               global_batch_size=config.batch_size, seed=config.seed,
-                              worker_count=config.data.worker_count)
+                              worker_count=config.data.worker_count,
+                              read_threads=config.data.read_threads or None)
 
 
 def eval_batches(source, config: ml_collections.ConfigDict, data) -> Iterator[dict]:

@@ -1,0 +1,357 @@
+"""`jaxpose eval --config C --workdir W`: a trained model's COCO AP or MPII PCKh on the eval split.
+
+  jaxpose eval --config configs/hourglass_coco.py --workdir workdirs/hg_coco \
+      --config.data.coco_dir=/data/coco [--detections=person_detections.json]
+
+The checkpoint (`checkpoint.restore_variables`) gives the model; the config
+gives the data (`input_pipeline.dataset_files`: the eval annotations and
+images), the input size and, for the hourglass, the skeleton.
+
+- Top-down (hourglass): every eval image's person boxes, from the ground
+  truth (non-crowd people with a labelled keypoint, box score 1) or from a
+  detections file in COCO results format ({image_id, category_id, bbox,
+  score}; people with score >= `detection_threshold`), are cropped and run
+  through `inference.topdown.predict_topdown` (flip test by default). COCO:
+  a person's score is its box score times the mean of its keypoint scores
+  above `KEYPOINT_SCORE_THRESHOLD` (HRNet's and mmpose's rescoring); with
+  detections, OKS-NMS (threshold `OKS_NMS_THRESHOLD`, as mmpose) removes
+  duplicates; then COCO AP by pycocotools. MPII: PCKh@0.5 and @0.1, which need
+  the head boxes of the official .mat annotations.
+- Bottom-up (Lightweight OpenPose): each whole image, resized to height
+  `BOTTOM_UP_HEIGHT` and padded to a multiple of the stride as upstream's
+  val.py does, -> the model's last stage -> `codecs.paf.decode` -> COCO
+  keypoints -> COCO AP.
+
+Results go to `W/eval/results_step{N}.json` (COCO); the metrics are printed as
+one JSON object on the last line, with the keys of `jaxpose eval
+--coco-annotations` (COCO) or of `evaluate.pckh_summary` (MPII).
+"""
+
+from collections.abc import Callable
+import json
+import os
+import sys
+
+from absl import logging
+import cv2
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+
+from jaxpose import checkpoint, evaluate, models, skeletons
+from jaxpose.codecs import paf
+from jaxpose.data import coco, input_pipeline, mpii
+from jaxpose.inference import tracking
+from jaxpose.inference import topdown
+
+# A person's score averages its keypoint scores above this (HRNet, mmpose).
+KEYPOINT_SCORE_THRESHOLD = 0.2
+# Detections kept: box score at least this (mmpose's COCO default keeps all).
+DEFAULT_DETECTION_THRESHOLD = 0.0
+# Of two people of an image with a higher OKS, the lower-scored one is dropped (mmpose).
+OKS_NMS_THRESHOLD = 0.9
+# COCO's per-keypoint OKS sigmas (pycocotools), for OKS-NMS.
+COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07,
+                        .87, .87, .89, .89]) / 10.0
+# Upstream's val.py: images resized to this height, padded to the stride.
+BOTTOM_UP_HEIGHT = 368
+BOTTOM_UP_STRIDE = 8
+# Crops per forward pass; the last batch is padded so that one shape compiles.
+CROP_BATCH = 16
+
+# images uint8 [B, h, w, 3] -> the last stack's heatmaps [B, h', w', J].
+HeatmapsFn = Callable[[np.ndarray], np.ndarray]
+# input float32 [1, H, W, 3] of pixel values 0..255 (RGB) -> (heatmaps [1, H/8, W/8, 19], pafs [1, H/8, W/8, 38]).
+MapsFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _model_from_workdir(config: ml_collections.ConfigDict, workdir: str, step: int | None):
+  """Workdir -> (model, variables, step); raises if the checkpoint's model is not the config's arch."""
+  variables, description = checkpoint.restore_variables(workdir, step)
+  if description.get('arch') != config.model.arch:
+    raise ValueError(f'{workdir}: the checkpoint holds a {description.get("arch")!r} model, '
+                     f'but config.model.arch is {config.model.arch!r}')
+  if config.model.arch == 'hourglass' and description.get('num_joints') != config.model.num_joints:
+    raise ValueError(f'{workdir}: the checkpoint\'s hourglass has {description.get("num_joints")} '
+                     f'joints, but config.model.num_joints is {config.model.num_joints}')
+  if step is None:
+    with checkpoint.Checkpointer(workdir, read_only=True) as checkpointer:
+      step = checkpointer.latest_step()
+  return models.create_model(description), variables, int(step)
+
+
+def _batched_heatmaps_fn(model, variables) -> HeatmapsFn:
+  """A hourglass and its variables -> HeatmapsFn, run in batches of CROP_BATCH."""
+  @jax.jit
+  def forward(images):
+    outputs = model.apply(variables, models.normalize_images(images, 'hourglass'), train=False)
+    return outputs[-1]
+
+  def heatmaps_fn(images: np.ndarray) -> np.ndarray:
+    outputs = []
+    for start in range(0, len(images), CROP_BATCH):
+      chunk = images[start:start + CROP_BATCH]
+      padded = np.concatenate([chunk, np.zeros((CROP_BATCH - len(chunk),) + chunk.shape[1:],
+                                               chunk.dtype)])
+      outputs.append(np.asarray(forward(padded))[:len(chunk)])
+    return np.concatenate(outputs)
+  return heatmaps_fn
+
+
+def _openpose_maps_fn(model, variables) -> MapsFn:
+  """A Lightweight OpenPose and its variables -> MapsFn (its last stage)."""
+  @jax.jit
+  def forward(images):
+    outputs = model.apply(variables, models.normalize_images(images, 'lightweight_openpose'),
+                          train=False)
+    heatmaps, pafs = outputs[-1]
+    return heatmaps, pafs
+  return lambda images: tuple(np.asarray(x) for x in forward(jnp.asarray(images)))
+
+
+def load_detections(path: str, threshold: float = DEFAULT_DETECTION_THRESHOLD
+                    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+  """COCO detection results JSON -> {image_id: (boxes [P, 4] (x, y, w, h), scores [P])}, people with score >= threshold."""
+  try:
+    with open(path) as f:
+      results = json.load(f)
+  except FileNotFoundError:
+    raise FileNotFoundError(f'detections file {path} does not exist') from None
+  except json.JSONDecodeError as error:
+    raise ValueError(f'detections file {path} is not valid JSON: {error}') from None
+  if not isinstance(results, list):
+    raise ValueError(f'detections file {path}: expected a list of {{image_id, category_id, '
+                     f'bbox, score}}, got a {type(results).__name__}')
+  by_image = {}
+  for index, result in enumerate(results):
+    missing = [k for k in ('image_id', 'bbox', 'score') if k not in result]
+    if missing or len(result['bbox']) != 4:
+      raise ValueError(f'detections file {path}: detection #{index} lacks {missing or "a bbox of 4"}')
+    if result.get('category_id', evaluate.COCO_PERSON_CATEGORY_ID) != (
+        evaluate.COCO_PERSON_CATEGORY_ID) or result['score'] < threshold:
+      continue
+    by_image.setdefault(int(result['image_id']), []).append(result)
+  return {image_id: (np.array([r['bbox'] for r in found], np.float64),
+                     np.array([r['score'] for r in found], np.float64))
+          for image_id, found in by_image.items()}
+
+
+def person_scores(box_scores: np.ndarray, keypoint_scores: np.ndarray) -> np.ndarray:
+  """Box scores [P], keypoint scores [P, J] -> [P]: box score x mean of keypoint scores above the threshold (0 if none)."""
+  confident = keypoint_scores > KEYPOINT_SCORE_THRESHOLD
+  total = np.where(confident, keypoint_scores, 0.0).sum(-1)
+  mean = np.where(confident.any(-1), total / np.maximum(confident.sum(-1), 1), 0.0)
+  return box_scores * mean
+
+
+def oks_nms(keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray,
+            threshold: float = OKS_NMS_THRESHOLD) -> np.ndarray:
+  """One image's people: keypoints [P, 17, 2], scores [P], box areas [P] -> kept indices, best first.
+
+  Greedy, as mmpose's `oks_nms`: the best-scored person is kept and everyone
+  whose OKS with it exceeds `threshold` is dropped; the OKS of two people is
+  normalised by the mean of their areas and counts every keypoint.
+  """
+  order = list(np.argsort(-np.asarray(scores), kind='stable'))
+  everywhere = np.ones(keypoints.shape[:2])
+  kept = []
+  while order:
+    best, order = order[0], order[1:]
+    kept.append(best)
+    if not order:
+      break
+    pair_areas = ((areas[order] + areas[best]) / 2)[:, None]  # [A, 1]
+    similarity = tracking.oks(keypoints[order], everywhere[order], keypoints[best:best + 1],
+                              everywhere[best:best + 1], pair_areas, COCO_SIGMAS,
+                              score_threshold=0.0)[:, 0]
+    order = [p for p, s in zip(order, similarity) if s <= threshold]
+  return np.array(kept, np.int64)
+
+
+def _coco_images(annotation_file: str, image_dir: str) -> list[tuple[int, str]]:
+  """A COCO annotation file's images -> [(image id, path)], in file order."""
+  content = coco.load_json(annotation_file, ('images', 'annotations'))
+  return [(int(info['id']), os.path.join(image_dir, info['file_name']))
+          for info in content['images']]
+
+
+def _topdown_coco(heatmaps_fn: HeatmapsFn, config, files, detections: str | None,
+                  detection_threshold: float, flip_test: bool) -> list[dict]:
+  """Hourglass on COCO -> COCO results, one per person box."""
+  skeleton = skeletons.COCO
+  if detections is None:
+    records = coco.load_coco(files.eval_annotations, files.eval_images)
+    people = [(r.image_id, r.path, r.boxes, np.ones(len(r.boxes))) for r in records]
+  else:
+    boxes = load_detections(detections, detection_threshold)
+    people = [(image_id, path, *boxes[image_id])
+              for image_id, path in _coco_images(files.eval_annotations, files.eval_images)
+              if image_id in boxes]
+  results = []
+  for image_id, path, image_boxes, box_scores in tqdm.tqdm(people, desc='eval', unit='image',
+                                                          file=sys.stderr):
+    image = coco.read_image(path, image_id)
+    keypoints, keypoint_scores = topdown.predict_topdown(
+        heatmaps_fn, image, image_boxes, tuple(config.input_size),
+        skeleton.flip_permutation(), flip_test=flip_test)
+    scores = person_scores(box_scores, keypoint_scores)
+    if detections is not None:
+      kept = oks_nms(keypoints, scores, image_boxes[:, 2] * image_boxes[:, 3])
+      keypoints, keypoint_scores, scores = keypoints[kept], keypoint_scores[kept], scores[kept]
+    results += evaluate.coco_results(np.full(len(scores), image_id), keypoints,
+                                     keypoint_scores, scores)
+  return results
+
+
+def _topdown_mpii(heatmaps_fn: HeatmapsFn, config, files, flip_test: bool) -> dict:
+  """Hourglass on MPII with ground-truth boxes -> `evaluate.pckh_summary`."""
+  records = mpii.load_mpii(files.eval_annotations, files.eval_images)
+  if any(np.isnan(r.head_boxes).any() for r in records):
+    raise ValueError(f'{files.eval_annotations}: PCKh needs each person\'s head box, which '
+                     'this annotation file does not have (HRNet\'s JSON has none); set '
+                     'config.data.eval_annotations to the official .mat annotations '
+                     '(mpii_human_pose_v1_u12_1.mat, or gt_valid.mat converted to it)')
+  predicted, target, visible, head_boxes = [], [], [], []
+  for record in tqdm.tqdm(records, desc='eval', unit='image', file=sys.stderr):
+    image = coco.read_image(record.path, record.image_id)
+    keypoints, _ = topdown.predict_topdown(heatmaps_fn, image, record.boxes,
+                                           tuple(config.input_size),
+                                           skeletons.MPII.flip_permutation(), flip_test=flip_test)
+    predicted.append(keypoints)
+    target.append(record.keypoints)
+    visible.append(record.visible > 0)
+    head_boxes.append(record.head_boxes)
+  return evaluate.pckh_summary(np.concatenate(predicted), np.concatenate(target),
+                               np.concatenate(visible), np.concatenate(head_boxes))
+
+
+def bottom_up_input(image: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
+  """Image uint8 [H, W, 3] -> (input float32 [1, 368, W', 3] of raw pixel values, resize ratio, (pad top, pad left)).
+
+  Upstream's val.py: resize by 368 / H (bicubic), then pad to a height of 368
+  and a width of max(W * ratio, 368) rounded up to the stride, centred, with
+  its normalised zero, i.e. pixel value 128. Resizing raw values and
+  normalising afterwards equals upstream's order: both steps are linear.
+  """
+  height, width = image.shape[:2]
+  ratio = BOTTOM_UP_HEIGHT / height
+  resized = cv2.resize(image.astype(np.float32), (0, 0), fx=ratio, fy=ratio,
+                       interpolation=cv2.INTER_CUBIC)
+  stride = BOTTOM_UP_STRIDE
+  padded_height = -(-BOTTOM_UP_HEIGHT // stride) * stride
+  padded_width = -(-max(resized.shape[1], BOTTOM_UP_HEIGHT) // stride) * stride
+  top = (padded_height - resized.shape[0]) // 2
+  left = (padded_width - resized.shape[1]) // 2
+  padded = np.full((padded_height, padded_width, 3), 128.0, np.float32)
+  padded[top:top + resized.shape[0], left:left + resized.shape[1]] = resized
+  return padded[None], ratio, (top, left)
+
+
+def predict_bottom_up(maps_fn: MapsFn, image: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Image uint8 [H, W, 3] -> (COCO keypoints [N, 17, 2] image pixels, keypoint scores [N, 17], person scores [N]).
+
+  The person score is upstream's: decode's score times (keypoints found - 1).
+  Keypoints not found are (0, 0) with score 0.
+  """
+  inputs, ratio, (top, left) = bottom_up_input(image)
+  heatmaps, pafs = maps_fn(inputs)
+  people, scores = paf.decode(np.asarray(heatmaps)[0], np.asarray(pafs)[0],
+                              stride=BOTTOM_UP_STRIDE)
+  found = people[..., 0] >= 0
+  # decode reports cell positions half a pixel up-left of the inverse of the
+  # codec at stride 8, upsampling 4 (its docstring); then undo pad and resize
+  # with pixel centres at integers, as cv2.resize places them.
+  in_input = people[..., :2] + 0.5
+  in_image = (in_input - np.array([left, top])) / ratio + 0.5 / ratio - 0.5
+  keypoints = skeletons.coco_from_openpose(np.where(found[..., None], in_image, 0.0))
+  keypoint_scores = skeletons.coco_from_openpose(people[..., 2:3])[..., 0]
+  person = scores * np.maximum(found.sum(-1) - 1, 0)
+  return keypoints, keypoint_scores, person
+
+
+def _bottom_up_coco(maps_fn: MapsFn, files) -> list[dict]:
+  """Lightweight OpenPose on every image of the COCO eval annotations -> COCO results."""
+  results = []
+  for image_id, path in tqdm.tqdm(_coco_images(files.eval_annotations, files.eval_images),
+                                  desc='eval', unit='image', file=sys.stderr):
+    keypoints, keypoint_scores, scores = predict_bottom_up(maps_fn, coco.read_image(path, image_id))
+    results += evaluate.coco_results(np.full(len(scores), image_id), keypoints,
+                                     keypoint_scores, scores)
+  return results
+
+
+def _eval_files(config: ml_collections.ConfigDict) -> input_pipeline.DatasetFiles:
+  """The eval annotations and images that config.data names (a 'coco' or 'mpii' source); no train paths needed."""
+  if config.data.source not in ('coco', 'mpii'):
+    raise ValueError(f"config.data.source is {config.data.source!r}: jaxpose eval reads the "
+                     "'coco' or 'mpii' annotation files (set --config.data.source and its "
+                     'directory)')
+  annotations, images = input_pipeline.split_files(config, 'eval')
+  return input_pipeline.DatasetFiles('', '', annotations, images)
+
+
+def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, *,
+                     step: int | None = None, detections: str | None = None,
+                     detection_threshold: float = DEFAULT_DETECTION_THRESHOLD,
+                     flip_test: bool = True, results_file: str | None = None,
+                     model_fn: HeatmapsFn | MapsFn | None = None) -> dict:
+  """Evaluates the workdir's checkpoint on the config's eval split -> metrics (module docstring).
+
+  Args:
+    config: a training config; its data section names the eval files.
+    workdir: a workdir of `jaxpose train` or `jaxpose convert`.
+    step: the checkpoint step (default: the latest).
+    detections: COCO detection results to take person boxes from (top-down
+      COCO); None uses the ground-truth boxes.
+    detection_threshold: detections scored lower are dropped.
+    flip_test: average with the mirrored crop's heatmaps (top-down).
+    results_file: where the COCO results go (default
+      `workdir/eval/results_step{N}.json`).
+    model_fn: replaces the restored model (tests): a HeatmapsFn for the
+      hourglass, a MapsFn for Lightweight OpenPose; the workdir is then not read.
+
+  Returns:
+    COCO: {'AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm',
+    'ARl', 'step'}; MPII: `evaluate.pckh_summary`'s keys and 'step'.
+  """
+  files = _eval_files(config)
+  skeleton = input_pipeline.data_skeleton(config)
+  if config.model.arch == 'hourglass' and config.model.num_joints != skeleton.num_keypoints:
+    raise ValueError(f'config.model.num_joints is {config.model.num_joints}, but '
+                     f'config.data.source {config.data.source!r} has the '
+                     f'{skeleton.num_keypoints} {skeleton.name} keypoints')
+  if model_fn is None:
+    model, variables, step = _model_from_workdir(config, workdir, step)
+    model_fn = (_batched_heatmaps_fn(model, variables) if config.model.arch == 'hourglass'
+                else _openpose_maps_fn(model, variables))
+  step = 0 if step is None else int(step)
+
+  if config.data.source == 'mpii':
+    if config.model.arch != 'hourglass':
+      raise ValueError(f'config.model.arch {config.model.arch!r}: MPII is evaluated top-down '
+                       'only (hourglass)')
+    if detections is not None:
+      raise ValueError('--detections: MPII is evaluated with its ground-truth boxes')
+    return dict(_topdown_mpii(model_fn, config, files, flip_test), step=step)
+
+  if config.model.arch == 'hourglass':
+    results = _topdown_coco(model_fn, config, files, detections, detection_threshold, flip_test)
+  else:
+    results = _bottom_up_coco(model_fn, files)
+  results_file = results_file or os.path.join(workdir, 'eval', f'results_step{step}.json')
+  evaluate.write_coco_results(results_file, results)
+  if not results:
+    logging.warning('%s: the model found no person; every metric is 0', results_file)
+    return dict({name: 0.0 for name in evaluate.COCO_STAT_NAMES}, step=step)
+  metrics = evaluate.coco_keypoint_ap(files.eval_annotations, results, verbose=False)
+  return dict(metrics, step=step)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, **options) -> dict:
+  """`jaxpose eval --config C --workdir W`: `evaluate_workdir`, then the metrics as one JSON line, last."""
+  metrics = evaluate_workdir(config, workdir, **options)
+  print(json.dumps(metrics))
+  return metrics

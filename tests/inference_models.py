@@ -1,0 +1,40 @@
+"""Tiny randomly initialised models for the inference tests: checkpoints and ONNX files."""
+
+import atexit
+import functools
+import pathlib
+import shutil
+import tempfile
+
+from jaxpose import checkpoint, export
+import test_export
+
+# COCO-17 heatmaps, so that top-down results are COCO records.
+HOURGLASS = dict(test_export.HOURGLASS, num_joints=17)
+OPENPOSE = test_export.OPENPOSE
+HOURGLASS_INPUT = (1, 256, 256, 3)
+OPENPOSE_INPUT = (1, 256, 456, 3)
+
+
+def write_models(folder: pathlib.Path, onnx: bool = True) -> dict[str, str]:
+  """Writes both tiny models as workdirs (and ONNX files) under `folder` -> {name: path}."""
+  paths = {}
+  for name, config, shape in (('hourglass', HOURGLASS, HOURGLASS_INPUT),
+                              ('openpose', OPENPOSE, OPENPOSE_INPUT)):
+    # Fan-in scaled weights: O(1) activations, as a trained model's (see test_export).
+    variables = test_export._randomized(config, shape)  # pylint: disable=protected-access
+    workdir = folder / name
+    checkpoint.save_variables(str(workdir), variables, config)
+    paths[name] = str(workdir)
+    if onnx:
+      paths[f'{name}_onnx'] = export.export_onnx(variables, config, str(folder / f'{name}.onnx'),
+                                                 input_size=shape[1:3], check=False)
+  return paths
+
+
+@functools.cache
+def shared_models() -> dict[str, str]:
+  """`write_models` once per test session (exporting takes most of the time), removed at exit."""
+  folder = pathlib.Path(tempfile.mkdtemp(prefix='jaxpose_inference_models_'))
+  atexit.register(shutil.rmtree, folder, ignore_errors=True)
+  return write_models(folder)

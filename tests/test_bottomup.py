@@ -1,0 +1,113 @@
+"""jaxpose.inference.bottomup: upstream's letterboxing, and people back in image pixels."""
+
+import numpy as np
+import pytest
+
+from jaxpose import skeletons
+from jaxpose.codecs import paf
+from jaxpose.inference import bottomup
+
+# A person in OpenPose-18 order around its neck (index 1), in input pixels.
+_OFFSETS = np.array([[0, -20], [0, 0], [-14, 0], [-20, 18], [-22, 36], [14, 0], [20, 18],
+                     [22, 36], [-8, 40], [-9, 66], [-10, 92], [8, 40], [9, 66], [10, 92],
+                     [-4, -24], [4, -24], [-8, -20], [8, -20]], np.float32)
+
+
+class _SquareFinder:
+  """A stand-in model: finds the bright square in its input and renders a person's maps at it.
+
+  The person's neck is at the square's centre (the intensity-weighted mean of
+  the input pixels), found in the network input itself, so a test can check
+  that predict_bottomup takes it back to the square's centre in the image.
+  """
+  input_size = None
+  input_multiple = 8
+
+  def __init__(self):
+    self.inputs = []
+
+  def __call__(self, images):
+    self.inputs.append(images)
+    brightness = images[0].astype(np.float64).sum(-1)
+    brightness = np.where(brightness > 3 * 200, brightness, 0)  # the square, not the padding
+    ys, xs = np.mgrid[:brightness.shape[0], :brightness.shape[1]]
+    centre = np.array([(xs * brightness).sum(), (ys * brightness).sum()]) / brightness.sum()
+    keypoints = (centre + _OFFSETS)[None, None]
+    heatmaps, pafs = paf.encode(keypoints, np.ones((1, 1, 18), bool),
+                                image_size=(images.shape[2], images.shape[1]))[:2]
+    return {'heatmaps_stage0': np.asarray(heatmaps), 'pafs_stage0': np.asarray(pafs)}
+
+
+def test_letterbox_as_upstream_demo():
+  # 960x540 at height 256: upstream scales by 256 / 540 to 455 px wide, then pads
+  # to 456 (a multiple of 8): left pad floor(1 / 2) = 0.
+  padded, placement = bottomup.letterbox(np.zeros((540, 960, 3), np.uint8))
+  assert padded.shape == (256, 456, 3)
+  assert placement.pad == (0, 0)
+  np.testing.assert_allclose(placement.scale, (455 / 960, 256 / 540))
+  # A tall image is padded to a square: 100 x 300 -> 85 x 256, left pad (256 - 85) // 2.
+  padded, placement = bottomup.letterbox(np.full((300, 100, 3), 7, np.uint8))
+  assert padded.shape == (256, 256, 3)
+  assert placement.pad == (85, 0)
+  assert padded[0, 0, 0] == bottomup.PAD_PIXEL and padded[128, 128, 0] == 7
+  # A fixed-size model: fit inside 128 x 256 (H x W), 300 x 100 -> 43 x 128, pad 106 left.
+  padded, placement = bottomup.letterbox(np.zeros((300, 100, 3), np.uint8),
+                                         input_size=(128, 256))
+  assert padded.shape == (128, 256, 3)
+  assert placement.pad == (106, 0)
+
+
+def test_letterbox_to_image_inverts_cv2_resize_centres():
+  placement = bottomup.Letterbox(scale=(0.5, 0.25), pad=(10, 3))
+  # Input pixel (10, 3) is the image's top-left input pixel, whose centre is
+  # image (0.5, 1.5) for a 2x / 4x shrink (cv2.resize's half-pixel centres).
+  np.testing.assert_allclose(placement.to_image([[10, 3]]), [[0.5, 1.5]])
+
+
+@pytest.mark.parametrize('shape, centre', [((540, 960), (700, 300)), ((300, 100), (50, 100))])
+def test_people_come_back_at_the_square(shape, centre):
+  image = np.zeros((*shape, 3), np.uint8)
+  x, y = centre
+  image[y - 6:y + 6, x - 6:x + 6] = 255  # centre (x - 0.5, y - 0.5) in pixel-centre coordinates
+  model = _SquareFinder()
+  people, scores = bottomup.predict_bottomup(model, image)
+  assert people.shape == (1, 18, 3) and scores.shape == (1,)
+  assert (people[0, :, 2] > 0).all()
+  scale = model.inputs[0].shape[1] / shape[0]  # the input height over the image's
+  neck = people[0, skeletons.OPENPOSE_NECK, :2]
+  # Decoding rounds to the upsampled grid (2 input pixels); within that, the neck
+  # is back at the square's centre.
+  np.testing.assert_allclose(neck, (x - 0.5, y - 0.5), atol=1.5 / scale)
+  np.testing.assert_allclose(people[0, :, :2] - neck, _OFFSETS / scale, atol=3 / scale)
+
+
+def test_coco_keypoints_and_upstream_score():
+  people = np.zeros((1, 18, 3), np.float32)
+  people[0, :, :2] = -1
+  people[0, 0] = (10, 20, 0.9)  # nose
+  people[0, 1] = (11, 30, 0.8)  # neck
+  people[0, 2] = (5, 30, 0.7)  # right shoulder
+  keypoints, keypoint_scores, scores = bottomup.coco_keypoints(people, np.array([2.5]))
+  np.testing.assert_allclose(keypoints[0, 0], (10, 20))
+  np.testing.assert_allclose(keypoints[0, 6], (5, 30))  # COCO right shoulder
+  np.testing.assert_allclose(keypoint_scores[0, [0, 6]], (0.9, 0.7))
+  assert keypoint_scores[0].sum() == pytest.approx(1.6)
+  assert (keypoints[0, 1:6] == 0).all()  # not found: (0, 0), as upstream's val.py
+  # Upstream: person score x (keypoints found - 1), the neck counted: 2.5 x 2.
+  np.testing.assert_allclose(scores, [5.0])
+
+
+def test_no_bias_over_sub_pixel_positions():
+  # At half scale, 16 consecutive image positions sample the decoder's 2-pixel
+  # grid at 4 phases, so rounding averages out and a systematic shift (such as
+  # decode's 0.5 input pixel, 1 image pixel here) remains. Measured: -0.25
+  # image pixel with the correction, -1.25 without.
+  errors = []
+  for k in range(16):
+    x, y = 200 + k, 220 + k
+    image = np.zeros((512, 640, 3), np.uint8)
+    image[y - 8:y + 8, x - 8:x + 8] = 255
+    people, _ = bottomup.predict_bottomup(_SquareFinder(), image)
+    errors.append(people[0, skeletons.OPENPOSE_NECK, :2] - (x - 0.5, y - 0.5))
+  np.testing.assert_array_less(np.abs(np.mean(errors, axis=0)), 0.5)
+  np.testing.assert_array_less(np.abs(errors), 2.01)

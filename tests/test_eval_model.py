@@ -1,0 +1,304 @@
+"""eval_model: a workdir's COCO AP / MPII PCKh on the eval split, with a random model and with an oracle."""
+
+import json
+import pathlib
+
+import jax
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from jaxpose import checkpoint, evaluate, models, skeletons
+from jaxpose import config as config_lib
+from jaxpose.codecs import heatmap, paf
+from jaxpose.data import coco, mpii, transforms
+from jaxpose.inference import topdown
+from jaxpose import eval_model
+from test_input_pipeline import coco_sample_config
+from test_mpii import _load as load_mpii_entries
+from test_mpii import write_official_mat
+
+DATA = pathlib.Path(__file__).parent / 'data'
+COCO_DIR = DATA / 'coco'
+COCO_JSON = COCO_DIR / 'test_coco.json'
+DETECTIONS = COCO_DIR / 'test_coco_det_AP_H_56.json'
+MPII_DIR = DATA / 'mpii'
+INPUT_SIZE = (64, 64)
+STRIDE = 4
+SIGMA = 1.0
+
+
+class _TargetRenderer:
+  """A perfect hourglass: exact target heatmaps for each crop it was told about (by its bytes)."""
+
+  def __init__(self, input_size, num_joints):
+    self.input_size = tuple(input_size)
+    self.heatmap_size = (input_size[0] // STRIDE, input_size[1] // STRIDE)
+    self.num_joints = num_joints
+    self.known = {}
+
+  def add(self, crop, joints, visible):
+    self.known[np.ascontiguousarray(crop).tobytes()] = (joints, visible)
+
+  def add_person(self, crop, joints, labelled, flip_permutation):
+    """A crop, its joints [J, 2] in crop pixels, labelled [J]; and the flip test's mirror of them."""
+    self.add(crop, joints, labelled)
+    width = self.input_size[0]
+    mirrored = joints.copy()
+    mirrored[:, 0] = width - STRIDE - joints[:, 0]  # topdown.mirror_crops: x -> w - stride - x
+    self.add(topdown.mirror_crops(crop[None], STRIDE)[0], mirrored[flip_permutation],
+             labelled[flip_permutation])
+
+  def __call__(self, images):
+    joints, visible = zip(*(self.known[np.ascontiguousarray(image).tobytes()]
+                            for image in images))
+    target, _ = heatmap.encode(np.stack(joints), np.stack(visible).astype(np.float32),
+                               image_size=self.input_size, heatmap_size=self.heatmap_size,
+                               sigma=SIGMA)
+    return np.asarray(target)
+
+
+def _oracle(records, skeleton, input_size=INPUT_SIZE):
+  """Records with keypoints / visible / boxes -> (renderer, the keypoints it must give back [N, J, 2])."""
+  renderer = _TargetRenderer(input_size, skeleton.num_keypoints)
+  expected = []
+  for record in records:
+    image = coco.read_image(record.path, record.image_id)
+    crops, matrices = topdown.crop_people(image, record.boxes, input_size)
+    for crop, matrix, joints, visible in zip(crops, matrices, record.keypoints, record.visible):
+      in_crop = transforms.apply_affine(joints.astype(np.float64), matrix)
+      labelled = (visible > 0).astype(np.float32)
+      renderer.add_person(crop, in_crop, labelled, skeleton.flip_permutation())
+      # An exact Gaussian decodes to its centre pixel (equal neighbours: no
+      # quarter shift): the joint rounded as the codec rounds (int(x/4 + 0.5)).
+      nearest = np.trunc(in_crop / STRIDE + 0.5) * STRIDE
+      expected.append(transforms.apply_affine(nearest, transforms.invert_affine(matrix)))
+  return renderer, np.array(expected)
+
+
+def _oks(predicted, annotation):
+  """Predicted [17, 2] vs a COCO annotation -> OKS, pycocotools' formula (labelled joints)."""
+  truth = np.array(annotation['keypoints'], np.float64).reshape(17, 3)
+  labelled = truth[:, 2] > 0
+  variances = (2 * eval_model.COCO_SIGMAS) ** 2
+  squared = ((predicted - truth[:, :2]) ** 2).sum(-1)
+  e = squared / variances / (annotation['area'] + np.spacing(1)) / 2
+  return np.exp(-e)[labelled].mean()
+
+
+def test_oracle_heatmaps_give_the_ap_of_the_stride_quantisation(tmp_path):
+  config = coco_sample_config(**{'input_size': INPUT_SIZE})
+  records = coco.load_coco(str(COCO_JSON), str(COCO_DIR))
+  renderer, expected = _oracle(records, skeletons.COCO)
+  results_file = tmp_path / 'results.json'
+  metrics = eval_model.evaluate_workdir(config, str(tmp_path), model_fn=renderer,
+                                        results_file=str(results_file))
+  results = json.loads(results_file.read_text())
+  assert len(results) == len(expected) == 12
+  predicted = np.array([r['keypoints'] for r in results]).reshape(-1, 17, 3)
+  labelled = np.concatenate([r.visible for r in records]) > 0
+  np.testing.assert_allclose(predicted[..., :2][labelled], expected[labelled], atol=1e-3)
+  # Independent check: one prediction per ground-truth person and no other
+  # person near it, so at OKS threshold t a person is recalled iff its OKS
+  # >= t, and AR is the mean over the ten thresholds of the recalled fraction.
+  annotations = [a for a in json.loads(COCO_JSON.read_text())['annotations']
+                 if not a['iscrowd'] and a['num_keypoints'] > 0]
+  oks = np.array([_oks(p[:, :2], a) for p, a in zip(predicted, annotations)])
+  thresholds = np.linspace(0.5, 0.95, 10)
+  # The 64x64 input (16x16 heatmaps) quantises joints to 4 crop pixels:
+  # OKS stays above 0.5 for everyone, not above 0.95.
+  assert oks.min() > 0.5 and oks.min() < 0.95
+  assert metrics['AP50'] == pytest.approx(1.0)
+  assert metrics['AR'] == pytest.approx(np.mean([(oks >= t).mean() for t in thresholds]), abs=1e-6)
+  assert metrics['step'] == 0
+
+
+def test_oracle_heatmaps_score_ap_one_at_256_input(tmp_path):
+  # At 256x256 (64x64 heatmaps) the rounding error is below OKS's 0.95 bar
+  # for every person of the sample, so AP and AR are exactly 1.
+  config = coco_sample_config(**{'input_size': (256, 256)})
+  records = coco.load_coco(str(COCO_JSON), str(COCO_DIR))
+  renderer, expected = _oracle(records, skeletons.COCO, (256, 256))
+  annotations = [a for a in json.loads(COCO_JSON.read_text())['annotations']
+                 if not a['iscrowd'] and a['num_keypoints'] > 0]
+  oks = np.array([_oks(p, a) for p, a in zip(expected, annotations)])
+  assert oks.min() > 0.95  # so every person is a match at every threshold: AP = AR = 1
+  metrics = eval_model.evaluate_workdir(config, str(tmp_path), model_fn=renderer)
+  assert metrics['AP'] == pytest.approx(1.0) and metrics['AR'] == pytest.approx(1.0)
+  assert (tmp_path / 'eval' / 'results_step0.json').is_file()
+
+
+def _save_tiny_hourglass(workdir, num_joints=17, input_size=INPUT_SIZE):
+  model = models.create_model(config_lib.hourglass_model(
+      num_stacks=1, num_joints=num_joints, num_features=8).to_dict())
+  variables = model.init(jax.random.key(0), np.zeros((1, input_size[1], input_size[0], 3)),
+                         train=False)
+  checkpoint.save_variables(str(workdir), variables, models.model_config(model), step=7)
+
+
+def test_random_model_with_detections_writes_results_pycocotools_scores(tmp_path):
+  workdir = tmp_path / 'hg'
+  _save_tiny_hourglass(workdir)
+  config = coco_sample_config(**{'input_size': INPUT_SIZE})
+  metrics = eval_model.evaluate_workdir(config, str(workdir), detections=str(DETECTIONS),
+                                        detection_threshold=0.5)
+  results_file = workdir / 'eval' / 'results_step7.json'
+  ground_truth = COCO(str(COCO_JSON))
+  scored = COCOeval(ground_truth, ground_truth.loadRes(str(results_file)), 'keypoints')
+  scored.evaluate()
+  scored.accumulate()
+  scored.summarize()
+  assert metrics['step'] == 7
+  for name, value in zip(evaluate.COCO_STAT_NAMES, scored.stats):
+    assert metrics[name] == pytest.approx(value)
+    assert np.isfinite(metrics[name])
+  # Kept: detections scored >= 0.5 of images in the annotations, less OKS-NMS.
+  detections = json.loads(DETECTIONS.read_text())
+  image_ids = {i['id'] for i in json.loads(COCO_JSON.read_text())['images']}
+  candidates = [d for d in detections if d['score'] >= 0.5 and d['image_id'] in image_ids]
+  results = json.loads(results_file.read_text())
+  assert 0 < len(results) <= len(candidates)
+  assert {r['image_id'] for r in results} == {d['image_id'] for d in candidates}
+
+
+def test_oks_nms_drops_the_lower_scored_duplicate():
+  people = np.random.default_rng(0).uniform(0, 100, (3, 17, 2))
+  people[1] = people[0] + 1.0  # nearly the same person
+  people[2] = people[0] + 40.0  # someone else, overlapping
+  areas = np.array([100.0 * 100.0, 60.0 * 60.0, 100.0 * 100.0])
+  kept = eval_model.oks_nms(people, np.array([0.5, 0.9, 0.7]), areas)
+  np.testing.assert_array_equal(kept, [1, 2])
+  # By hand (mmpose's oks_iou): OKS of 0 and 1 over their mean area, and of 1 and 2.
+  variances = (2 * eval_model.COCO_SIGMAS) ** 2
+  def by_hand(a, b):
+    squared = ((people[a] - people[b]) ** 2).sum(-1)
+    return np.exp(-squared / variances / ((areas[a] + areas[b]) / 2 + np.spacing(1)) / 2).mean()
+  assert by_hand(1, 0) > eval_model.OKS_NMS_THRESHOLD >= by_hand(1, 2)
+  # A threshold between the two OKS keeps person 0 as well.
+  middle = (by_hand(1, 0) + 1) / 2
+  np.testing.assert_array_equal(eval_model.oks_nms(people, np.array([0.5, 0.9, 0.7]), areas,
+                                                   threshold=middle), [1, 2, 0])
+
+
+@pytest.mark.parametrize('input_size, mean_at_half', [((64, 64), None), ((256, 256), 100.0)])
+def test_mpii_oracle_pckh_with_head_boxes_from_the_mat(tmp_path, input_size, mean_at_half):
+  annotation_file = write_official_mat(tmp_path / 'mpii.mat', load_mpii_entries())
+  config = coco_sample_config(**{'input_size': input_size, 'data.source': 'mpii',
+                                 'data.eval_annotations': annotation_file,
+                                 'data.eval_images': str(MPII_DIR)})
+  config.model.num_joints = 16
+  records = mpii.load_mpii(annotation_file, str(MPII_DIR))
+  renderer, expected = _oracle(records, skeletons.MPII, input_size)
+  metrics = eval_model.evaluate_workdir(config, str(tmp_path), model_fn=renderer)
+  truth = np.concatenate([r.keypoints for r in records])
+  visible = np.concatenate([r.visible for r in records]) > 0
+  head_boxes = np.concatenate([r.head_boxes for r in records])
+  # Hand computation: head size 0.6 x diagonal; the made-up heads are 40 x 50.
+  head_size = 0.6 * np.hypot(40.0, 50.0)
+  np.testing.assert_allclose(evaluate.mpii_head_sizes(head_boxes), head_size, rtol=1e-6)
+  error = np.linalg.norm(expected - truth, axis=-1)
+  by_hand = {}
+  for threshold in (0.5, 0.1):
+    correct = error <= threshold * head_size
+    joints = [j for j in evaluate.MPII_JOINTS_IN_MEAN if visible[:, j].any()]
+    counts = np.array([visible[:, j].sum() for j in joints])
+    per_joint = np.array([correct[visible[:, j], j].mean() for j in joints]) * 100
+    by_hand[threshold] = float((per_joint * counts).sum() / counts.sum())
+  assert metrics['Mean'] == pytest.approx(by_hand[0.5], abs=1e-4)
+  assert metrics['Mean@0.1'] == pytest.approx(by_hand[0.1], abs=1e-4)
+  # MPII people are large (boxes of 200 x scale ~ 500-800 px): a 64-pixel crop
+  # rounds joints to ~30 image px, beyond half the 38-px head size; a 256-pixel
+  # crop to ~8 px, within it for every joint.
+  if mean_at_half is not None:
+    assert metrics['Mean'] == pytest.approx(mean_at_half)
+  else:
+    assert metrics['Mean'] < 100.0
+
+
+def test_mpii_json_has_no_head_boxes_for_pckh(tmp_path):
+  config = coco_sample_config(**{'input_size': INPUT_SIZE, 'data.source': 'mpii',
+                                 'data.eval_annotations': str(MPII_DIR / 'test_mpii.json'),
+                                 'data.eval_images': str(MPII_DIR)})
+  config.model.num_joints = 16
+  with pytest.raises(ValueError, match=r'test_mpii\.json: PCKh needs each person.s head box'):
+    eval_model.evaluate_workdir(config, str(tmp_path), model_fn=lambda images: None)
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+  _save_tiny_hourglass(tmp_path / 'hg')
+  config = coco_sample_config()
+  config.model = config_lib.lightweight_openpose_model()
+  with pytest.raises(ValueError, match=r"holds a 'hourglass' model, but config\.model\.arch is "
+                     r"'lightweight_openpose'"):
+    eval_model.evaluate_workdir(config, str(tmp_path / 'hg'))
+
+
+def test_bottom_up_oracle_maps_find_every_person(tmp_path):
+  # The 'model' renders the codec's exact maps of the ground truth, moved into
+  # the resized and padded input as bottom_up_input places pixels.
+  dataset = json.loads(COCO_JSON.read_text())
+  people = {}
+  for annotation in dataset['annotations']:
+    if not annotation['iscrowd'] and annotation['num_keypoints'] > 0:
+      people.setdefault(annotation['image_id'], []).append(annotation['keypoints'])
+  inputs_seen = {}
+
+  def maps_fn(inputs):
+    keypoints = np.array(people[current['image_id']], np.float64).reshape(-1, 17, 3)
+    _, ratio, (top, left) = eval_model.bottom_up_input(current['image'])
+    in_input = (keypoints[..., :2] + 0.5) * ratio - 0.5 + np.array([left, top])
+    openpose, visible = skeletons.openpose_from_coco(in_input, keypoints[..., 2])
+    height, width = inputs.shape[1:3]
+    heatmaps, pafs = paf.encode(openpose, (visible > 0).astype(np.float32),
+                                image_size=(width, height), stride=8, sigma=7.0)
+    inputs_seen[current['image_id']] = inputs.shape
+    return np.asarray(heatmaps)[None], np.asarray(pafs)[None]
+
+  current = {}
+  real_read_image = coco.read_image
+
+  def read_image(path, image_id):
+    current['image_id'], current['image'] = image_id, real_read_image(path, image_id)
+    return current['image']
+  config = coco_sample_config()
+  config.model = config_lib.lightweight_openpose_model()
+  config.input_size = (368, 368)
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(coco, 'read_image', read_image)
+    metrics = eval_model.evaluate_workdir(config, str(tmp_path), model_fn=maps_fn)
+  assert set(inputs_seen) == set(people)
+  assert all(shape[1] == 368 and shape[2] % 8 == 0 for shape in inputs_seen.values())
+  # Every person is found with the right limbs; positions are off by the
+  # decoder's quarter-cell steps (2 input px, ~1-4 image px), which costs OKS
+  # above 0.75 for a few keypoints of the large people only.
+  assert metrics['AP50'] == 1.0 and metrics['AP75'] == 1.0 and metrics['APm'] == 1.0
+  assert metrics['AP'] >= 0.98
+  # Positions: no bias (the half-pixel of decode and the resize's pixel
+  # centres undone), errors within a few pixels.
+  errors = []
+  for result in json.loads((tmp_path / 'eval' / 'results_step0.json').read_text()):
+    found = np.array(result['keypoints']).reshape(17, 3)
+    candidates = np.array(people[result['image_id']], np.float64).reshape(-1, 17, 3)
+    both = (candidates[..., 2] > 0) & (found[:, 2] > 0)
+    distance = np.where(both, np.abs(candidates[..., :2] - found[:, :2]).sum(-1), 0).sum(-1)
+    truth = candidates[np.argmin(distance / np.maximum(both.sum(-1), 1))]
+    labelled = (truth[:, 2] > 0) & (found[:, 2] > 0)
+    errors.append(found[labelled, :2] - truth[labelled, :2])
+  errors = np.concatenate(errors)
+  assert len(errors) >= 150
+  assert np.all(np.abs(errors.mean(0)) < 0.1) and np.all(np.abs(errors).mean(0) < 1.0)
+  assert np.abs(errors).max() < 5.0
+
+
+def test_random_lightweight_openpose_checkpoint_runs_end_to_end(tmp_path):
+  model = models.create_model(config_lib.lightweight_openpose_model().to_dict())
+  variables = model.init(jax.random.key(0), np.zeros((1, 64, 64, 3)), train=False)
+  checkpoint.save_variables(str(tmp_path / 'lwop'), variables, models.model_config(model), step=5)
+  config = coco_sample_config()
+  config.model = config_lib.lightweight_openpose_model()
+  metrics = eval_model.evaluate_workdir(config, str(tmp_path / 'lwop'))
+  assert metrics['step'] == 5
+  assert set(metrics) == set(evaluate.COCO_STAT_NAMES) | {'step'}
+  assert all(0.0 <= metrics[name] <= 1.0 for name in evaluate.COCO_STAT_NAMES)
+  assert (tmp_path / 'lwop' / 'eval' / 'results_step5.json').is_file()

@@ -1,0 +1,210 @@
+"""jaxpose infer: per-frame records, tracked ids and an annotated video, for both approaches and backends."""
+
+import argparse
+import json
+import pathlib
+
+import cv2
+import numpy as np
+import pytest
+
+from jaxpose import infer, skeletons
+from jaxpose.inference import bottomup, predictor, topdown, tracking, video
+import inference_models
+
+DATA = pathlib.Path(__file__).parent / 'data'
+DEMO_VIDEO = DATA / 'video' / 'demo.mp4'
+COCO_DIR = DATA / 'coco'
+COCO_DETECTIONS = COCO_DIR / 'test_coco_det_AP_H_56.json'
+NUM_FRAMES = 5
+# Keypoints may differ by a rounding of the quarter-pixel shift between backends.
+KEYPOINT_TOLERANCE = 0.05  # pixels
+SCORE_TOLERANCE = 1e-3  # of the largest score
+
+
+@pytest.fixture(scope='module')
+def models():
+  return inference_models.shared_models()
+
+
+@pytest.fixture(scope='module')
+def video_detections(tmp_path_factory):
+  """Two people boxes per frame of the demo video, drifting, in COCO results format."""
+  records = []
+  for frame in range(NUM_FRAMES):
+    records.append({'image_id': frame, 'category_id': 1, 'score': 0.9,
+                    'bbox': [100 + 20 * frame, 100, 120, 300]})
+    records.append({'image_id': frame, 'category_id': 1, 'score': 0.8,
+                    'bbox': [600 - 10 * frame, 150, 100, 250]})
+  path = tmp_path_factory.mktemp('detections') / 'video_detections.json'
+  path.write_text(json.dumps(records))
+  return path
+
+
+def _run(out: pathlib.Path, *flags: str) -> tuple[dict, list[dict], list[dict]]:
+  parser = argparse.ArgumentParser()
+  infer.add_arguments(parser)
+  summary = infer.run(parser.parse_args([*flags, '--out', str(out)]))
+  return (summary, json.loads((out / infer.RESULTS_FILE).read_text()),
+          json.loads((out / infer.FRAMES_FILE).read_text()))
+
+
+def _video_properties(path: pathlib.Path) -> tuple[int, int, int, float]:
+  """(frames decoded, width, height, fps), read with cv2."""
+  capture = cv2.VideoCapture(str(path))
+  count = 0
+  while capture.read()[0]:
+    count += 1
+  return (count, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
+          int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)), capture.get(cv2.CAP_PROP_FPS))
+
+
+def _assert_same_records(ours: list[dict], expected: list[dict]):
+  assert len(ours) == len(expected)
+  assert [(r['frame'], r['image_id'], r['track_id']) for r in ours] == [
+      (r['frame'], r['image_id'], r['track_id']) for r in expected]
+  keypoints = np.array([r['keypoints'] for r in ours]).reshape(len(ours), -1, 3)
+  reference = np.array([r['keypoints'] for r in expected]).reshape(len(ours), -1, 3)
+  np.testing.assert_allclose(keypoints[..., :2], reference[..., :2], atol=KEYPOINT_TOLERANCE)
+  scale = np.abs(reference[..., 2]).max()
+  np.testing.assert_allclose(keypoints[..., 2], reference[..., 2], atol=SCORE_TOLERANCE * scale)
+  scores = np.array([r['score'] for r in expected])
+  np.testing.assert_allclose([r['score'] for r in ours], scores,
+                             atol=SCORE_TOLERANCE * np.abs(scores).max())
+
+
+def _replayed_track_ids(records: list[dict], skeleton: skeletons.Skeleton, fps: float) -> list:
+  """Track ids that a fresh Tracker gives the records' people, frame by frame."""
+  tracker = tracking.Tracker(skeleton.sigmas, frame_rate=fps)
+  ids = []
+  for frame in sorted({r['frame'] for r in records}):
+    people = [r for r in records if r['frame'] == frame]
+    flat = np.array([r['keypoints'] for r in people]).reshape(len(people), -1, 3)
+    boxes = np.array([r['bbox'] for r in people]).reshape(-1, 4)
+    ids.extend(int(i) for i in tracker.update(flat[..., :2], flat[..., 2], boxes))
+  return ids
+
+
+@pytest.fixture(scope='module')
+def topdown_jax(models, video_detections, tmp_path_factory):
+  out = tmp_path_factory.mktemp('topdown_jax')
+  return out, _run(out, '--workdir', models['hourglass'], '--video', str(DEMO_VIDEO),
+                   '--detections', str(video_detections))
+
+
+@pytest.fixture(scope='module')
+def bottomup_jax(models, tmp_path_factory):
+  out = tmp_path_factory.mktemp('bottomup_jax')
+  return out, _run(out, '--workdir', models['openpose'], '--video', str(DEMO_VIDEO))
+
+
+def test_topdown_video(models, topdown_jax):
+  out, (summary, records, frames) = topdown_jax
+  assert summary['approach'] == 'top-down' and summary['frames'] == NUM_FRAMES
+  assert [f['frame'] for f in frames] == list(range(NUM_FRAMES))
+  assert [f['people'] for f in frames] == [2] * NUM_FRAMES  # one per box
+  assert len(records) == 2 * NUM_FRAMES
+  assert _video_properties(out / 'demo.mp4') == (NUM_FRAMES, 960, 540, 5.0)
+  # Frame 0's records are predict_topdown on its boxes, in the box order.
+  image = next(iter(video.VideoSource(DEMO_VIDEO))).image
+  model = predictor.JaxPredictor(models['hourglass'])
+  keypoints, scores = topdown.predict_topdown(
+      lambda crops: predictor.last_heatmaps(model(crops)), image,
+      np.array([[100, 100, 120, 300], [600, 150, 100, 250]]), (256, 256),
+      skeletons.COCO.flip_permutation(), flip_test=False)
+  first = np.array([r['keypoints'] for r in records[:2]]).reshape(2, 17, 3)
+  np.testing.assert_allclose(first[..., :2], keypoints, atol=1e-3)
+  np.testing.assert_allclose(first[..., 2], scores, atol=1e-5)
+  # Person score: box score x mean keypoint score above 0.2 (mmpose's rescoring).
+  above = np.where(scores > 0.2, scores, 0).sum(-1) / np.maximum((scores > 0.2).sum(-1), 1)
+  np.testing.assert_allclose([r['score'] for r in records[:2]], [0.9, 0.8] * above, rtol=1e-5)
+  assert [r['bbox'] for r in records[:2]] == [[100, 100, 120, 300], [600, 150, 100, 250]]
+  assert _replayed_track_ids(records, skeletons.COCO, 5.0) == [r['track_id'] for r in records]
+
+
+def test_topdown_flip_test(models, video_detections, tmp_path):
+  _, records, frames = _run(tmp_path, '--workdir', models['hourglass'], '--video', str(DEMO_VIDEO),
+                            '--detections', str(video_detections), '--flip-test',
+                            '--max-frames', '2')
+  assert len(frames) == 2 and len(records) == 4
+  assert _video_properties(tmp_path / 'demo.mp4')[0] == 2
+  image = next(iter(video.VideoSource(DEMO_VIDEO))).image
+  model = predictor.JaxPredictor(models['hourglass'])
+  keypoints, scores = topdown.predict_topdown(
+      lambda crops: predictor.last_heatmaps(model(crops)), image,
+      np.array([[100, 100, 120, 300], [600, 150, 100, 250]]), (256, 256),
+      skeletons.COCO.flip_permutation(), flip_test=True)
+  first = np.array([r['keypoints'] for r in records[:2]]).reshape(2, 17, 3)
+  np.testing.assert_allclose(first[..., :2], keypoints, atol=1e-3)
+  np.testing.assert_allclose(first[..., 2], scores, atol=1e-5)
+
+
+def test_topdown_onnx_gives_the_same_records(models, video_detections, topdown_jax, tmp_path):
+  _, (_, expected, _) = topdown_jax
+  _, records, _ = _run(tmp_path, '--onnx', models['hourglass_onnx'], '--video', str(DEMO_VIDEO),
+                       '--detections', str(video_detections))
+  _assert_same_records(records, expected)
+
+
+def test_bottomup_video(models, bottomup_jax):
+  out, (summary, records, frames) = bottomup_jax
+  assert summary['approach'] == 'bottom-up' and summary['frames'] == NUM_FRAMES
+  assert [f['frame'] for f in frames] == list(range(NUM_FRAMES))
+  assert _video_properties(out / 'demo.mp4') == (NUM_FRAMES, 960, 540, 5.0)
+  # Each frame's records are predict_bottomup's people, converted to COCO-17.
+  model = predictor.JaxPredictor(models['openpose'])
+  for frame in video.VideoSource(DEMO_VIDEO):
+    people, person_scores = bottomup.predict_bottomup(model, frame.image)
+    keypoints, keypoint_scores, scores = bottomup.coco_keypoints(people, person_scores)
+    ours = [r for r in records if r['frame'] == frame.index]
+    assert frames[frame.index]['people'] == len(ours) == len(people)
+    flat = np.array([r['keypoints'] for r in ours]).reshape(len(ours), 17, 3)
+    np.testing.assert_allclose(flat[..., :2], keypoints, atol=1e-3)
+    np.testing.assert_allclose(flat[..., 2], keypoint_scores, atol=1e-6)
+    np.testing.assert_allclose([r['score'] for r in ours], scores, rtol=1e-6)
+  assert len(records) > 0  # the random model's maps group into people on this video
+  assert _replayed_track_ids(records, skeletons.COCO, 5.0) == [r['track_id'] for r in records]
+
+
+def test_bottomup_onnx_gives_the_same_records(models, bottomup_jax, tmp_path):
+  _, (_, expected, _) = bottomup_jax
+  _, records, _ = _run(tmp_path, '--onnx', models['openpose_onnx'], '--video', str(DEMO_VIDEO))
+  _assert_same_records(records, expected)
+
+
+def test_image_folder_with_detections(models, tmp_path):
+  threshold = 0.9
+  _, records, frames = _run(tmp_path, '--onnx', models['hourglass_onnx'], '--images',
+                            str(COCO_DIR), '--detections', str(COCO_DETECTIONS),
+                            '--detection-threshold', str(threshold), '--no-track')
+  detections = json.loads(COCO_DETECTIONS.read_text())
+  image_ids = [785, 40083, 196141, 197388]
+  expected = [sum(d['image_id'] == i and d['score'] >= threshold for d in detections)
+              for i in image_ids]
+  assert [f['image_id'] for f in frames] == image_ids
+  assert [f['people'] for f in frames] == expected
+  assert [r['image_id'] for r in records] == [i for i, n in zip(image_ids, expected)
+                                              for _ in range(n)]
+  assert {r['track_id'] for r in records} == {-1}
+  for frame in frames:
+    picture = cv2.imread(str(tmp_path / f'{frame["name"]}.png'))
+    original = cv2.imread(str(COCO_DIR / f'{frame["name"]}.jpg'))
+    assert picture.shape == original.shape
+
+
+@pytest.mark.parametrize('content', [b'', b'\x00garbage\xff' * 100])
+def test_unreadable_video_names_the_path(models, tmp_path, content):
+  path = tmp_path / 'broken.mp4'
+  path.write_bytes(content)
+  with pytest.raises(ValueError, match=str(path)):
+    _run(tmp_path / 'out', '--workdir', models['openpose'], '--video', str(path))
+
+
+def test_empty_folder_and_empty_image_name_the_path(models, tmp_path):
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  with pytest.raises(ValueError, match=str(empty)):
+    _run(tmp_path / 'out', '--workdir', models['openpose'], '--images', str(empty))
+  (empty / 'zero.jpg').write_bytes(b'')
+  with pytest.raises(ValueError, match=str(empty / 'zero.jpg')):
+    _run(tmp_path / 'out', '--workdir', models['openpose'], '--image', str(empty / 'zero.jpg'))
