@@ -63,3 +63,33 @@ def draw_people(image: np.ndarray, keypoints: np.ndarray, scores: np.ndarray,
       cv2.putText(out, str(int(track_id)), (int(top[0]), int(top[1]) - 8),
                   cv2.FONT_HERSHEY_SIMPLEX, 0.6, color, 2, cv2.LINE_AA)
   return out
+
+
+def draw_pafs(image: np.ndarray, pafs: np.ndarray, step: int = 1, min_magnitude: float = 0.1,
+              color: tuple[int, int, int] = (0, 255, 255), thickness: int = 1) -> np.ndarray:
+  """Image [H, W, 3] uint8, part affinity fields [h, w, 2L] -> a copy with the fields as arrows.
+
+  Channels 2l, 2l + 1 are limb l's (x, y) unit-vector field (the layout of
+  `jaxpose.codecs.paf`). At every `step`-th cell the limbs' vectors are
+  summed; where the sum is longer than `min_magnitude` an arrow from the
+  cell's centre points along it, scaled to the cell size on the image.
+  """
+  pafs = np.asarray(pafs, np.float32)
+  if pafs.ndim != 3 or pafs.shape[-1] % 2:
+    raise ValueError(f'draw_pafs: expected fields [h, w, 2L], got shape {pafs.shape}')
+  out = np.ascontiguousarray(image).copy()
+  height, width = pafs.shape[:2]
+  cell = np.array([image.shape[1] / width, image.shape[0] / height])
+  field = pafs.reshape(height, width, -1, 2).sum(axis=2)
+  for y in range(0, height, step):
+    for x in range(0, width, step):
+      vector = field[y, x]
+      length = float(np.hypot(*vector))
+      if length <= min_magnitude:
+        continue
+      start = (np.array([x, y]) + 0.5) * cell
+      end = start + vector / length * cell * step * min(length, 1.0)
+      cv2.arrowedLine(out, tuple(int(v) for v in np.round(start)),
+                      tuple(int(v) for v in np.round(end)), color, thickness, cv2.LINE_AA,
+                      tipLength=0.3)
+  return out

@@ -1,6 +1,7 @@
-"""jaxpose.visualize.draw_people: skeletons colored by track id."""
+"""jaxpose.visualize: skeletons colored by track id, part affinity fields as arrows."""
 
 import numpy as np
+import pytest
 
 from jaxpose import skeletons, visualize
 
@@ -20,3 +21,19 @@ def test_people_colored_by_track_id():
   bgr = visualize.draw_people(image, keypoints, scores, np.array([7, 3]), skeletons.COCO,
                               rgb=False)
   np.testing.assert_array_equal(bgr[50, 50], visualize.color_for(7))
+
+
+def test_pafs_are_drawn_where_the_field_is_and_along_it():
+  image = np.zeros((80, 80, 3), np.uint8)
+  pafs = np.zeros((10, 10, 4), np.float32)
+  pafs[5, 2:8, 0] = 1.0  # limb 0 points right along row 5
+  drawn = visualize.draw_pafs(image, pafs, color=(255, 255, 255))
+  changed = np.argwhere(drawn.any(axis=-1))
+  # Only row 5's cells (image rows 40-47, arrows horizontal) are touched,
+  # from cell 2's centre (x = 20) to one cell past cell 7's (x = 68), give
+  # or take the anti-aliased pixel at either end.
+  assert changed[:, 0].min() >= 40 - 3 and changed[:, 0].max() <= 47 + 3
+  assert abs(changed[:, 1].min() - 20) <= 1 and abs(changed[:, 1].max() - 68) <= 1
+  assert not visualize.draw_pafs(image, np.zeros_like(pafs)).any()
+  with pytest.raises(ValueError, match='2L'):
+    visualize.draw_pafs(image, np.zeros((10, 10, 3)))
