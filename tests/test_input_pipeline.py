@@ -10,15 +10,15 @@ import pytest
 import tensorflow_datasets as tfds
 
 from jaxpose import config as config_lib
-from jaxpose import sweep, train
+from jaxpose import train
 from jaxpose.data import coco, input_pipeline, mpii, pipeline, tfds_builders
+from test_train import tiny_config
 
 DATA = pathlib.Path(__file__).parent / 'data'
 COCO_DIR = DATA / 'coco'
 COCO_JSON = COCO_DIR / 'test_coco.json'
 MPII_DIR = DATA / 'mpii'
 MPII_JSON = MPII_DIR / 'test_mpii.json'
-QUICKSTART = pathlib.Path(__file__).parents[1] / 'configs' / 'quickstart.py'
 # The bundled COCO sample: 12 people with a labelled keypoint on its 4 images.
 COCO_SAMPLE_PEOPLE = 12
 COCO_SAMPLE_IMAGES = 4
@@ -26,24 +26,10 @@ COCO_SAMPLE_IMAGES = 4
 
 def coco_sample_config(**overrides):
   """A tiny hourglass that reads the bundled COCO sample for both splits."""
-  config = sweep.load_config_file(str(QUICKSTART))
-  config.model.num_features = 8
-  config.model.num_stacks = 1
-  config.batch_size = 4
-  config.num_train_steps = 2
-  config.log_every_steps = 1
-  config.eval_every_steps = 1000
-  config.checkpoint_every_steps = 1000
-  config.warmup_steps = 0
-  config.data.source = 'coco'
-  config.data.train_annotations = config.data.eval_annotations = str(COCO_JSON)
-  config.data.train_images = config.data.eval_images = str(COCO_DIR)
-  for dotted, value in overrides.items():
-    *parents, leaf = dotted.split('.')
-    node = config
-    for name in parents:
-      node = node[name]
-    node[leaf] = value
+  config = tiny_config(**{
+      'batch_size': 4, 'num_train_steps': 2, 'data.source': 'coco',
+      'data.train_annotations': str(COCO_JSON), 'data.eval_annotations': str(COCO_JSON),
+      'data.train_images': str(COCO_DIR), 'data.eval_images': str(COCO_DIR), **overrides})
   config_lib.validate(config)
   return config
 

@@ -39,6 +39,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from jaxpose import skeletons
+from jaxpose.data import persons
 
 NUM_KEYPOINTS = skeletons.COCO.num_keypoints
 # How many ids a summary warning lists.
@@ -214,17 +215,15 @@ def ignore_mask(segments, height: int, width: int) -> np.ndarray:
   return mask
 
 
-def image_example(record: CocoImage, people: slice = slice(None),
-                  with_ignore_mask: bool = True) -> dict:
-  """An image's record -> example dict (module docstring) with the people `people` selects."""
+def image_example(record: CocoImage, with_ignore_mask: bool = True) -> dict:
+  """An image's record -> example dict (module docstring)."""
   image = read_image(record.path, record.image_id)
   if image.shape[:2] != (record.height, record.width):
     raise ValueError(f'image file {record.path} (image id {record.image_id}) is '
                      f'{image.shape[1]}x{image.shape[0]}, but its annotations say '
                      f'{record.width}x{record.height}')
-  example = {'image': image, 'keypoints': record.keypoints[people],
-             'visible': record.visible[people], 'boxes': record.boxes[people],
-             'image_id': record.image_id, 'area': record.area[people]}
+  example = {'image': image, 'keypoints': record.keypoints, 'visible': record.visible,
+             'boxes': record.boxes, 'image_id': record.image_id, 'area': record.area}
   if with_ignore_mask:
     example['ignore_mask'] = ignore_mask(record.ignored_segments, record.height, record.width)
   return example
@@ -233,15 +232,18 @@ def image_example(record: CocoImage, people: slice = slice(None),
 class CocoKeypoints:
   """Grain random-access source of COCO images with their labelled people, one example per image."""
 
-  def __init__(self, annotation_file: str, image_dir: str):
+  def __init__(self, annotation_file: str, image_dir: str, with_ignore_mask: bool = True):
     """Reads the annotations and checks that the image files exist; images are read on access.
 
     Args:
       annotation_file: a COCO `person_keypoints_*.json`.
       image_dir: the folder its `file_name`s are in.
+      with_ignore_mask: rasterise `ignore_mask` (bottom-up needs it, top-down
+        crops do not, and it costs a pycocotools decode per image).
     """
     self.annotation_file = annotation_file
     self.image_dir = image_dir
+    self.with_ignore_mask = with_ignore_mask
     self.records = load_coco(annotation_file, image_dir)
 
   def __len__(self) -> int:
@@ -252,14 +254,14 @@ class CocoKeypoints:
             f'image_dir={self.image_dir!r}, num_images={len(self)})')
 
   def __getitem__(self, index) -> dict:
-    """Index -> example dict with `ignore_mask`."""
+    """Index -> example dict (with `ignore_mask` unless disabled)."""
     index = int(index)
     if not 0 <= index < len(self):
       raise IndexError(f'index {index} out of range for {self!r}')
-    return image_example(self.records[index])
+    return image_example(self.records[index], with_ignore_mask=self.with_ignore_mask)
 
 
-class CocoPersons:
+class CocoPersons(persons.PersonsOfImages):
   """Grain random-access source with one element per labelled COCO person (P = 1), in file order.
 
   Element k is the whole image with one person's keypoints, visibility, box
@@ -269,23 +271,5 @@ class CocoPersons:
 
   def __init__(self, annotation_file: str, image_dir: str):
     """Reads the annotations as `CocoKeypoints` does."""
-    self.images = CocoKeypoints(annotation_file, image_dir)
-    counts = [len(record.visible) for record in self.images.records]
-    # starts[i]: the element index of image i's first person.
-    self._starts = np.concatenate([[0], np.cumsum(counts)])
-
-  def __len__(self) -> int:
-    return int(self._starts[-1])
-
-  def __repr__(self) -> str:
-    return f'CocoPersons({self.images!r}, num_persons={len(self)})'
-
-  def __getitem__(self, index) -> dict:
-    """Index -> example dict with P = 1."""
-    index = int(index)
-    if not 0 <= index < len(self):
-      raise IndexError(f'index {index} out of range for {self!r}')
-    image_index = int(np.searchsorted(self._starts, index, side='right')) - 1
-    person = index - int(self._starts[image_index])
-    return image_example(self.images.records[image_index], slice(person, person + 1),
-                         with_ignore_mask=False)
+    images = CocoKeypoints(annotation_file, image_dir, with_ignore_mask=False)
+    super().__init__(images, [len(record.visible) for record in images.records])

@@ -35,13 +35,11 @@ import ml_collections
 import numpy as np
 
 from jaxpose import skeletons
-from jaxpose.data import coco, mpii, pipeline, synthetic
+from jaxpose.data import coco, mpii, persons, pipeline, synthetic
 
 # The eval split of generated data is drawn with a seed no training run uses.
 _EVAL_SEED_OFFSET = 1_000_003
 
-# Example fields with one entry per person, which a per-person source slices.
-_PER_PERSON_FIELDS = ('keypoints', 'visible', 'boxes', 'area', 'head_boxes', 'center', 'scale')
 # tfds features that hold encoded images: skipped when only counting people.
 _IMAGE_FEATURES = ('image', 'ignore_mask')
 
@@ -135,43 +133,6 @@ def _check_skeleton(config: ml_collections.ConfigDict, skeleton: skeletons.Skele
                      'keypoints')
 
 
-class PersonsOfImages:
-  """Grain random-access source with one element per person of a per-image source (P = 1).
-
-  Element k is image i's example with only its person p's fields
-  (`_PER_PERSON_FIELDS`) and no `ignore_mask`, as `coco.CocoPersons` gives.
-  """
-
-  def __init__(self, images, people_per_image: np.ndarray):
-    """Wraps `images` (`__len__`, `__getitem__`) whose image i has `people_per_image[i]` people."""
-    if len(people_per_image) != len(images):
-      raise ValueError(f'PersonsOfImages: {len(people_per_image)} counts for the '
-                       f'{len(images)} images of {images!r}')
-    self.images = images
-    # starts[i]: the element index of image i's first person.
-    self._starts = np.concatenate([[0], np.cumsum(people_per_image)]).astype(np.int64)
-
-  def __len__(self) -> int:
-    return int(self._starts[-1])
-
-  def __repr__(self) -> str:
-    return f'PersonsOfImages({self.images!r}, num_persons={len(self)})'
-
-  def __getitem__(self, index) -> dict:
-    """Index -> example dict with P = 1."""
-    index = int(index)
-    if not 0 <= index < len(self):
-      raise IndexError(f'index {index} out of range for {self!r}')
-    image_index = int(np.searchsorted(self._starts, index, side='right')) - 1
-    person = index - int(self._starts[image_index])
-    example = dict(self.images[image_index])
-    example.pop('ignore_mask', None)
-    for field in _PER_PERSON_FIELDS:
-      if field in example:
-        example[field] = np.asarray(example[field])[person:person + 1]
-    return example
-
-
 def _tfds_builder(config: ml_collections.ConfigDict):
   """The tfds builder of config.data.tfds_name; raises naming the fields if it is not built."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
@@ -211,7 +172,7 @@ def _tfds_sources(config: ml_collections.ConfigDict, per_person: bool):
               if name in builder.info.features}
       records = builder.as_data_source(split=split, decoders=skip)
       counts = np.array([len(records[i]['visible']) for i in range(len(records))])
-      images = PersonsOfImages(images, counts)
+      images = persons.PersonsOfImages(images, counts)
     sources.append(images)
   return tuple(sources)
 

@@ -50,6 +50,7 @@ import numpy as np
 import scipy.io
 
 from jaxpose import skeletons
+from jaxpose.data import persons
 from jaxpose.data.coco import read_image, warn_dropped
 
 NUM_JOINTS = skeletons.MPII.num_keypoints
@@ -244,13 +245,12 @@ def load_mpii(annotation_file: str, image_dir: str) -> list[MpiiImage]:
   return images
 
 
-def image_example(record: MpiiImage, people: slice = slice(None)) -> dict:
-  """An image's record -> example dict (module docstring) with the people `people` selects."""
+def image_example(record: MpiiImage) -> dict:
+  """An image's record -> example dict (module docstring)."""
   return {'image': read_image(record.path, record.image_id),
-          'keypoints': record.keypoints[people], 'visible': record.visible[people],
-          'boxes': record.boxes[people], 'image_id': record.image_id,
-          'head_boxes': record.head_boxes[people], 'center': record.center[people],
-          'scale': record.scale[people]}
+          'keypoints': record.keypoints, 'visible': record.visible,
+          'boxes': record.boxes, 'image_id': record.image_id,
+          'head_boxes': record.head_boxes, 'center': record.center, 'scale': record.scale}
 
 
 class MpiiPeople:
@@ -283,7 +283,7 @@ class MpiiPeople:
     return image_example(self.records[index])
 
 
-class MpiiPersons:
+class MpiiPersons(persons.PersonsOfImages):
   """Grain random-access source with one element per labelled MPII person (P = 1).
 
   Element k is the whole image with one person's annotations, people in the
@@ -292,22 +292,5 @@ class MpiiPersons:
 
   def __init__(self, annotation_file: str, image_dir: str):
     """Reads the annotations as `MpiiPeople` does."""
-    self.images = MpiiPeople(annotation_file, image_dir)
-    counts = [len(record.visible) for record in self.images.records]
-    # starts[i]: the element index of image i's first person.
-    self._starts = np.concatenate([[0], np.cumsum(counts)])
-
-  def __len__(self) -> int:
-    return int(self._starts[-1])
-
-  def __repr__(self) -> str:
-    return f'MpiiPersons({self.images!r}, num_persons={len(self)})'
-
-  def __getitem__(self, index) -> dict:
-    """Index -> example dict with P = 1."""
-    index = int(index)
-    if not 0 <= index < len(self):
-      raise IndexError(f'index {index} out of range for {self!r}')
-    image_index = int(np.searchsorted(self._starts, index, side='right')) - 1
-    person = index - int(self._starts[image_index])
-    return image_example(self.images.records[image_index], slice(person, person + 1))
+    images = MpiiPeople(annotation_file, image_dir)
+    super().__init__(images, [len(record.visible) for record in images.records])

@@ -35,6 +35,7 @@ import cv2
 import numpy as np
 
 from jaxpose import skeletons
+from jaxpose.data import persons
 
 # Fractions of the person's height (standing, legs straight).
 TORSO = 0.30  # pelvis to neck
@@ -299,7 +300,7 @@ class SyntheticPeople:
     return points, np.concatenate([low, high - low])
 
 
-class SyntheticPersons:
+class SyntheticPersons(persons.PersonsOfImages):
   """Grain random-access source with one element per person of a `SyntheticPeople` (P = 1).
 
   Element k is person j of image i, in image order; the image is drawn in
@@ -308,25 +309,4 @@ class SyntheticPersons:
   """
 
   def __init__(self, images: SyntheticPeople):
-    self.images = images
-    counts = images.num_people(np.arange(len(images)))
-    # starts[i]: the element index of image i's first person.
-    self._starts = np.concatenate([[0], np.cumsum(counts)])
-
-  def __len__(self) -> int:
-    return int(self._starts[-1])
-
-  def __repr__(self) -> str:
-    return f'SyntheticPersons({self.images!r})'
-
-  def __getitem__(self, index) -> dict:
-    """Index -> example dict with P = 1."""
-    index = int(index)
-    if not 0 <= index < len(self):
-      raise IndexError(f'index {index} out of range for {self!r} of length {len(self)}')
-    image_index = int(np.searchsorted(self._starts, index, side='right')) - 1
-    person = index - int(self._starts[image_index])
-    example = self.images[image_index]
-    for key in ('keypoints', 'visible', 'boxes'):
-      example[key] = example[key][person:person + 1]
-    return example
+    super().__init__(images, images.num_people(np.arange(len(images))))
