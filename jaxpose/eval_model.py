@@ -43,8 +43,7 @@ import tqdm
 from jaxpose import checkpoint, evaluate, models, skeletons
 from jaxpose.codecs import paf
 from jaxpose.data import coco, input_pipeline, mpii
-from jaxpose.inference import tracking
-from jaxpose.inference import topdown
+from jaxpose.inference import detect, topdown, tracking
 
 # A person's score averages its keypoint scores above this (HRNet, mmpose).
 KEYPOINT_SCORE_THRESHOLD = 0.2
@@ -111,33 +110,6 @@ def _openpose_maps_fn(model, variables) -> MapsFn:
   return lambda images: tuple(np.asarray(x) for x in forward(jnp.asarray(images)))
 
 
-def load_detections(path: str, threshold: float = DEFAULT_DETECTION_THRESHOLD
-                    ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-  """COCO detection results JSON -> {image_id: (boxes [P, 4] (x, y, w, h), scores [P])}, people with score >= threshold."""
-  try:
-    with open(path) as f:
-      results = json.load(f)
-  except FileNotFoundError:
-    raise FileNotFoundError(f'detections file {path} does not exist') from None
-  except json.JSONDecodeError as error:
-    raise ValueError(f'detections file {path} is not valid JSON: {error}') from None
-  if not isinstance(results, list):
-    raise ValueError(f'detections file {path}: expected a list of {{image_id, category_id, '
-                     f'bbox, score}}, got a {type(results).__name__}')
-  by_image = {}
-  for index, result in enumerate(results):
-    missing = [k for k in ('image_id', 'bbox', 'score') if k not in result]
-    if missing or len(result['bbox']) != 4:
-      raise ValueError(f'detections file {path}: detection #{index} lacks {missing or "a bbox of 4"}')
-    if result.get('category_id', evaluate.COCO_PERSON_CATEGORY_ID) != (
-        evaluate.COCO_PERSON_CATEGORY_ID) or result['score'] < threshold:
-      continue
-    by_image.setdefault(int(result['image_id']), []).append(result)
-  return {image_id: (np.array([r['bbox'] for r in found], np.float64),
-                     np.array([r['score'] for r in found], np.float64))
-          for image_id, found in by_image.items()}
-
-
 def person_scores(box_scores: np.ndarray, keypoint_scores: np.ndarray) -> np.ndarray:
   """Box scores [P], keypoint scores [P, J] -> [P]: box score x mean of keypoint scores above the threshold (0 if none)."""
   confident = keypoint_scores > KEYPOINT_SCORE_THRESHOLD
@@ -185,10 +157,11 @@ def _topdown_coco(heatmaps_fn: HeatmapsFn, config, files, detections: str | None
     records = coco.load_coco(files.eval_annotations, files.eval_images)
     people = [(r.image_id, r.path, r.boxes, np.ones(len(r.boxes))) for r in records]
   else:
-    boxes = load_detections(detections, detection_threshold)
-    people = [(image_id, path, *boxes[image_id])
+    boxes = detect.DetectionsFile(detections, detection_threshold)
+    detected = set(boxes.image_ids)
+    people = [(image_id, path, *boxes.boxes(image_id))
               for image_id, path in _coco_images(files.eval_annotations, files.eval_images)
-              if image_id in boxes]
+              if image_id in detected]
   results = []
   for image_id, path, image_boxes, box_scores in tqdm.tqdm(people, desc='eval', unit='image',
                                                           file=sys.stderr):

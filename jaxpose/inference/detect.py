@@ -24,9 +24,9 @@ import os
 import cv2
 import numpy as np
 
+from jaxpose import evaluate
 from jaxpose.inference import tracking
 
-COCO_PERSON_CATEGORY_ID = 1
 # HOG's detection window is 64x128; frames are shrunk to at most this width
 # first, which keeps the detector near real time on HD video (people smaller
 # than 128 / scale pixels are missed either way).
@@ -60,14 +60,15 @@ class DetectionsFile:
     for i, record in enumerate(records):
       if not isinstance(record, dict) or not {'image_id', 'bbox', 'score'} <= set(record):
         raise ValueError(f'{self.path}: detection {i} lacks image_id, bbox or score: {record!r}')
-      if record.get('category_id', COCO_PERSON_CATEGORY_ID) != COCO_PERSON_CATEGORY_ID:
+      person = evaluate.COCO_PERSON_CATEGORY_ID
+      if record.get('category_id', person) != person:
         continue
       if len(record['bbox']) != 4:
         raise ValueError(f'{self.path}: detection {i} (image {record["image_id"]}): bbox '
                          f'{record["bbox"]} is not [x, y, w, h]')
       if record['score'] >= score_threshold:
         by_image[record['image_id']].append((*record['bbox'], record['score']))
-    self._by_image = {image_id: np.array(rows, np.float32) for image_id, rows in by_image.items()}
+    self._by_image = {image_id: np.array(rows, np.float64) for image_id, rows in by_image.items()}
 
   @property
   def image_ids(self) -> list:
