@@ -41,9 +41,8 @@ import numpy as np
 import tqdm
 
 from jaxpose import checkpoint, evaluate, models, skeletons
-from jaxpose.codecs import paf
 from jaxpose.data import coco, input_pipeline, mpii
-from jaxpose.inference import detect, topdown, tracking
+from jaxpose.inference import bottomup, detect, topdown, tracking
 
 # A person's score averages its keypoint scores above this (HRNet, mmpose).
 KEYPOINT_SCORE_THRESHOLD = 0.2
@@ -200,49 +199,20 @@ def _topdown_mpii(heatmaps_fn: HeatmapsFn, config, files, flip_test: bool) -> di
                                np.concatenate(visible), np.concatenate(head_boxes))
 
 
-def bottom_up_input(image: np.ndarray) -> tuple[np.ndarray, float, tuple[int, int]]:
-  """Image uint8 [H, W, 3] -> (input float32 [1, 368, W', 3] of raw pixel values, resize ratio, (pad top, pad left)).
-
-  Upstream's val.py: resize by 368 / H (bicubic), then pad to a height of 368
-  and a width of max(W * ratio, 368) rounded up to the stride, centred, with
-  its normalised zero, i.e. pixel value 128. Resizing raw values and
-  normalising afterwards equals upstream's order: both steps are linear.
-  """
-  height, width = image.shape[:2]
-  ratio = BOTTOM_UP_HEIGHT / height
-  resized = cv2.resize(image.astype(np.float32), (0, 0), fx=ratio, fy=ratio,
-                       interpolation=cv2.INTER_CUBIC)
-  stride = BOTTOM_UP_STRIDE
-  padded_height = -(-BOTTOM_UP_HEIGHT // stride) * stride
-  padded_width = -(-max(resized.shape[1], BOTTOM_UP_HEIGHT) // stride) * stride
-  top = (padded_height - resized.shape[0]) // 2
-  left = (padded_width - resized.shape[1]) // 2
-  padded = np.full((padded_height, padded_width, 3), 128.0, np.float32)
-  padded[top:top + resized.shape[0], left:left + resized.shape[1]] = resized
-  return padded[None], ratio, (top, left)
-
-
 def predict_bottom_up(maps_fn: MapsFn, image: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Image uint8 [H, W, 3] -> (COCO keypoints [N, 17, 2] image pixels, keypoint scores [N, 17], person scores [N]).
 
-  The person score is upstream's: decode's score times (keypoints found - 1).
-  Keypoints not found are (0, 0) with score 0.
+  The input as upstream's val.py makes it (bicubic resize to height 368,
+  centred padding to a multiple of the stride), then the shared bottom-up
+  decoding and upstream's person score (`inference.bottomup`).
   """
-  inputs, ratio, (top, left) = bottom_up_input(image)
-  heatmaps, pafs = maps_fn(inputs)
-  people, scores = paf.decode(np.asarray(heatmaps)[0], np.asarray(pafs)[0],
-                              stride=BOTTOM_UP_STRIDE)
-  found = people[..., 0] >= 0
-  # decode reports cell positions half a pixel up-left of the inverse of the
-  # codec at stride 8, upsampling 4 (its docstring); then undo pad and resize
-  # with pixel centres at integers, as cv2.resize places them.
-  in_input = people[..., :2] + 0.5
-  in_image = (in_input - np.array([left, top])) / ratio + 0.5 / ratio - 0.5
-  keypoints = skeletons.coco_from_openpose(np.where(found[..., None], in_image, 0.0))
-  keypoint_scores = skeletons.coco_from_openpose(people[..., 2:3])[..., 0]
-  person = scores * np.maximum(found.sum(-1) - 1, 0)
-  return keypoints, keypoint_scores, person
+  network_input, placement = bottomup.letterbox(image, BOTTOM_UP_HEIGHT, BOTTOM_UP_STRIDE,
+                                                interpolation=cv2.INTER_CUBIC)
+  heatmaps, pafs = maps_fn(network_input[None])
+  people, scores = bottomup.people_in_image(np.asarray(heatmaps)[0], np.asarray(pafs)[0],
+                                            placement, BOTTOM_UP_STRIDE)
+  return bottomup.coco_keypoints(people, scores)
 
 
 def _bottom_up_coco(maps_fn: MapsFn, files) -> list[dict]:

@@ -3,6 +3,7 @@
 import json
 import pathlib
 
+import cv2
 import jax
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from jaxpose import checkpoint, evaluate, models, skeletons
 from jaxpose import config as config_lib
 from jaxpose.codecs import heatmap, paf
 from jaxpose.data import coco, mpii, transforms
-from jaxpose.inference import topdown
+from jaxpose.inference import bottomup, topdown
 from jaxpose import eval_model
 from test_input_pipeline import coco_sample_config
 from test_mpii import _load as load_mpii_entries
@@ -236,7 +237,7 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
 
 def test_bottom_up_oracle_maps_find_every_person(tmp_path):
   # The 'model' renders the codec's exact maps of the ground truth, moved into
-  # the resized and padded input as bottom_up_input places pixels.
+  # the resized and padded input as the letterbox places pixels.
   dataset = json.loads(COCO_JSON.read_text())
   people = {}
   for annotation in dataset['annotations']:
@@ -246,8 +247,10 @@ def test_bottom_up_oracle_maps_find_every_person(tmp_path):
 
   def maps_fn(inputs):
     keypoints = np.array(people[current['image_id']], np.float64).reshape(-1, 17, 3)
-    _, ratio, (top, left) = eval_model.bottom_up_input(current['image'])
-    in_input = (keypoints[..., :2] + 0.5) * ratio - 0.5 + np.array([left, top])
+    _, placement = bottomup.letterbox(current['image'], eval_model.BOTTOM_UP_HEIGHT,
+                                      eval_model.BOTTOM_UP_STRIDE, interpolation=cv2.INTER_CUBIC)
+    in_input = ((keypoints[..., :2] + 0.5) * np.array(placement.scale) - 0.5 +
+                np.array(placement.pad))
     openpose, visible = skeletons.openpose_from_coco(in_input, keypoints[..., 2])
     height, width = inputs.shape[1:3]
     heatmaps, pafs = paf.encode(openpose, (visible > 0).astype(np.float32),

@@ -57,12 +57,16 @@ def _round_up(value: int, multiple: int) -> int:
 
 
 def letterbox(image: np.ndarray, height: int = DEFAULT_HEIGHT, multiple: int = openpose.STRIDE,
-              input_size: tuple[int, int] | None = None) -> tuple[np.ndarray, Letterbox]:
+              input_size: tuple[int, int] | None = None,
+              interpolation: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, Letterbox]:
   """Image [H, W, 3] uint8 -> (network input [h, w, 3] uint8, its `Letterbox`).
 
   Without `input_size` ((h, w) of a fixed-size model): scaled to `height`,
   width padded to a multiple of `multiple` and at least `height` (upstream's
-  demo). With it: scaled to fit inside it, then padded to it.
+  demo; its val.py does the same with `height` 368 and cv2.INTER_CUBIC).
+  With it: scaled to fit inside it, then padded to it. The resize is by the
+  scale factor (cv2's fx, fy), as upstream calls it, so `Letterbox.scale` is
+  exactly that factor.
   """
   image = np.asarray(image)
   if image.ndim != 3 or image.shape[-1] != 3 or not image.size:
@@ -70,21 +74,33 @@ def letterbox(image: np.ndarray, height: int = DEFAULT_HEIGHT, multiple: int = o
   image_height, image_width = image.shape[:2]
   if input_size is None:
     factor = height / image_height
-    out_height = _round_up(height, multiple)
+  else:
+    factor = min(input_size[0] / image_height, input_size[1] / image_width)
+  resized = cv2.resize(image, (0, 0), fx=factor, fy=factor, interpolation=interpolation)
+  new_height, new_width = resized.shape[:2]
+  if input_size is None:
+    out_height, out_width = _round_up(height, multiple), _round_up(max(new_width, height), multiple)
   else:
     out_height, out_width = input_size
-    factor = min(out_height / image_height, out_width / image_width)
-  new_width = max(1, round(image_width * factor))
-  new_height = max(1, round(image_height * factor))
-  if input_size is None:
-    out_width = _round_up(max(new_width, height), multiple)
-  resized = cv2.resize(image, (new_width, new_height), interpolation=cv2.INTER_LINEAR)
   top = (out_height - new_height) // 2
   left = (out_width - new_width) // 2
   padded = cv2.copyMakeBorder(resized, top, out_height - new_height - top, left,
                               out_width - new_width - left, cv2.BORDER_CONSTANT,
                               value=(PAD_PIXEL,) * 3)
-  return padded, Letterbox((new_width / image_width, new_height / image_height), (left, top))
+  return padded, Letterbox((factor, factor), (left, top))
+
+
+def people_in_image(heatmaps: np.ndarray, pafs: np.ndarray, placement: Letterbox, stride: int,
+                    **decode_options) -> tuple[np.ndarray, np.ndarray]:
+  """Last-stage maps [h, w, 19], [h, w, 38] of a letterboxed input -> (people [P, 18, 3] image pixels, scores [P]).
+
+  A keypoint not found is (-1, -1, 0); `decode_options` go to `paf.decode`.
+  """
+  people, scores = paf.decode(heatmaps, pafs, stride=stride, **decode_options)
+  found = people[..., 2] > 0
+  people[..., :2] = np.where(found[..., None],
+                             placement.to_image(people[..., :2] + DECODE_OFFSET), -1)
+  return people.astype(np.float32), scores
 
 
 def predict_bottomup(predictor: predictor_lib.Predictor, image: np.ndarray,
@@ -99,11 +115,7 @@ def predict_bottomup(predictor: predictor_lib.Predictor, image: np.ndarray,
                                        predictor.input_size)
   heatmaps, pafs = predictor_lib.last_maps(predictor(network_input[None]))
   stride = network_input.shape[1] // heatmaps.shape[2]
-  people, scores = paf.decode(heatmaps[0], pafs[0], stride=stride, **decode_options)
-  found = people[..., 2] > 0
-  people[..., :2] = np.where(found[..., None],
-                             placement.to_image(people[..., :2] + DECODE_OFFSET), -1)
-  return people.astype(np.float32), scores
+  return people_in_image(heatmaps[0], pafs[0], placement, stride, **decode_options)
 
 
 def coco_keypoints(people: np.ndarray, person_scores: np.ndarray
