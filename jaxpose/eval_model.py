@@ -34,15 +34,14 @@ import sys
 
 from absl import logging
 import cv2
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
 
-from jaxpose import checkpoint, evaluate, models, skeletons
+from jaxpose import checkpoint, evaluate, skeletons
 from jaxpose.data import coco, input_pipeline, mpii
 from jaxpose.inference import bottomup, detect, topdown, tracking
+from jaxpose.inference import predictor as predictor_lib
 
 # A person's score averages its keypoint scores above this (HRNet, mmpose).
 KEYPOINT_SCORE_THRESHOLD = 0.2
@@ -56,17 +55,16 @@ COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1
 # Upstream's val.py: images resized to this height, padded to the stride.
 BOTTOM_UP_HEIGHT = 368
 BOTTOM_UP_STRIDE = 8
-# Crops per forward pass; the last batch is padded so that one shape compiles.
-CROP_BATCH = 16
 
 # images uint8 [B, h, w, 3] -> the last stack's heatmaps [B, h', w', J].
 HeatmapsFn = Callable[[np.ndarray], np.ndarray]
-# input float32 [1, H, W, 3] of pixel values 0..255 (RGB) -> (heatmaps [1, H/8, W/8, 19], pafs [1, H/8, W/8, 38]).
+# input uint8 [1, H, W, 3] RGB -> (heatmaps [1, H/8, W/8, 19], pafs [1, H/8, W/8, 38]).
 MapsFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def _model_from_workdir(config: ml_collections.ConfigDict, workdir: str, step: int | None):
-  """Workdir -> (model, variables, step); raises if the checkpoint's model is not the config's arch."""
+def _predictor_from_workdir(config: ml_collections.ConfigDict, workdir: str, step: int | None
+                            ) -> tuple[predictor_lib.JaxPredictor, int]:
+  """Workdir -> (a jitted predictor of its model, step); raises if the model is not the config's."""
   variables, description = checkpoint.restore_variables(workdir, step)
   if description.get('arch') != config.model.arch:
     raise ValueError(f'{workdir}: the checkpoint holds a {description.get("arch")!r} model, '
@@ -77,36 +75,8 @@ def _model_from_workdir(config: ml_collections.ConfigDict, workdir: str, step: i
   if step is None:
     with checkpoint.Checkpointer(workdir, read_only=True) as checkpointer:
       step = checkpointer.latest_step()
-  return models.create_model(description), variables, int(step)
-
-
-def _batched_heatmaps_fn(model, variables) -> HeatmapsFn:
-  """A hourglass and its variables -> HeatmapsFn, run in batches of CROP_BATCH."""
-  @jax.jit
-  def forward(images):
-    outputs = model.apply(variables, models.normalize_images(images, 'hourglass'), train=False)
-    return outputs[-1]
-
-  def heatmaps_fn(images: np.ndarray) -> np.ndarray:
-    outputs = []
-    for start in range(0, len(images), CROP_BATCH):
-      chunk = images[start:start + CROP_BATCH]
-      padded = np.concatenate([chunk, np.zeros((CROP_BATCH - len(chunk),) + chunk.shape[1:],
-                                               chunk.dtype)])
-      outputs.append(np.asarray(forward(padded))[:len(chunk)])
-    return np.concatenate(outputs)
-  return heatmaps_fn
-
-
-def _openpose_maps_fn(model, variables) -> MapsFn:
-  """A Lightweight OpenPose and its variables -> MapsFn (its last stage)."""
-  @jax.jit
-  def forward(images):
-    outputs = model.apply(variables, models.normalize_images(images, 'lightweight_openpose'),
-                          train=False)
-    heatmaps, pafs = outputs[-1]
-    return heatmaps, pafs
-  return lambda images: tuple(np.asarray(x) for x in forward(jnp.asarray(images)))
+  model = predictor_lib.JaxPredictor.from_variables(variables, description, source=workdir)
+  return model, int(step)
 
 
 def person_scores(box_scores: np.ndarray, keypoint_scores: np.ndarray) -> np.ndarray:
@@ -267,9 +237,11 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, *,
                      f'config.data.source {config.data.source!r} has the '
                      f'{skeleton.num_keypoints} {skeleton.name} keypoints')
   if model_fn is None:
-    model, variables, step = _model_from_workdir(config, workdir, step)
-    model_fn = (_batched_heatmaps_fn(model, variables) if config.model.arch == 'hourglass'
-                else _openpose_maps_fn(model, variables))
+    model, step = _predictor_from_workdir(config, workdir, step)
+    if config.model.arch == 'hourglass':
+      model_fn = lambda crops: predictor_lib.last_heatmaps(model(crops))
+    else:
+      model_fn = lambda inputs: predictor_lib.last_maps(model(inputs))
   step = 0 if step is None else int(step)
 
   if config.data.source == 'mpii':
