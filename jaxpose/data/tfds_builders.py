@@ -58,6 +58,17 @@ def _require(path: str, builder: tfds.core.DatasetBuilder) -> str:
   return path
 
 
+def _people_features(joints: int) -> dict:
+  """The features every dataset here shares: the JPEG image and its people's keypoints."""
+  return {
+      'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
+      'image_id': np.int64,
+      'keypoints': tfds.features.Tensor(shape=(None, joints, 2), dtype=np.float32),
+      'visible': tfds.features.Tensor(shape=(None, joints), dtype=np.float32),
+      'boxes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
+  }
+
+
 class CocoKeypointsJaxpose(tfds.core.GeneratorBasedBuilder):
   """COCO 2017 person keypoints, one example per image with a labelled person (`coco.CocoKeypoints`)."""
 
@@ -79,11 +90,7 @@ class CocoKeypointsJaxpose(tfds.core.GeneratorBasedBuilder):
         description='COCO person keypoints in the jaxpose example schema.',
         homepage='https://cocodataset.org',
         features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
-            'image_id': np.int64,
-            'keypoints': tfds.features.Tensor(shape=(None, joints, 2), dtype=np.float32),
-            'visible': tfds.features.Tensor(shape=(None, joints), dtype=np.float32),
-            'boxes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
+            **_people_features(joints),
             'area': tfds.features.Tensor(shape=(None,), dtype=np.float32),
             'ignore_mask': tfds.features.Image(shape=(None, None, 1), encoding_format='png'),
         }))
@@ -134,11 +141,7 @@ class MpiiJaxpose(tfds.core.GeneratorBasedBuilder):
         description='MPII Human Pose in the jaxpose example schema; coordinates 0-based.',
         homepage='http://human-pose.mpi-inf.mpg.de/',
         features=tfds.features.FeaturesDict({
-            'image': tfds.features.Image(shape=(None, None, 3), encoding_format='jpeg'),
-            'image_id': np.int64,
-            'keypoints': tfds.features.Tensor(shape=(None, joints, 2), dtype=np.float32),
-            'visible': tfds.features.Tensor(shape=(None, joints), dtype=np.float32),
-            'boxes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
+            **_people_features(joints),
             'head_boxes': tfds.features.Tensor(shape=(None, 4), dtype=np.float32),
             'center': tfds.features.Tensor(shape=(None, 2), dtype=np.float32),
             'scale': tfds.features.Tensor(shape=(None,), dtype=np.float32),
