@@ -279,12 +279,17 @@ def _train_command(workdir, steps):
           '--config.data.num_eval_examples=8', '--config.data.image_size=(64, 64)']
 
 
+def _run_to_the_end(command: list[str], env: dict) -> None:
+  """Runs a `jaxpose train` command; a failure shows the end of its stderr."""
+  result = subprocess.run(command, env=env, capture_output=True)
+  assert result.returncode == 0, result.stderr.decode(errors='replace')[-3000:]
+
+
 def test_sigterm_saves_and_the_rerun_ends_where_an_uninterrupted_run_does(tmp_path):
   steps = 12
   env = dict(os.environ, JAX_PLATFORMS='cpu')
   env.pop('XLA_FLAGS', None)
-  subprocess.run(_train_command(tmp_path / 'straight', steps), check=True, env=env,
-                 capture_output=True)
+  _run_to_the_end(_train_command(tmp_path / 'straight', steps), env)
 
   interrupted = tmp_path / 'interrupted'
   process = subprocess.Popen(_train_command(interrupted, steps), env=env,
@@ -303,7 +308,7 @@ def test_sigterm_saves_and_the_rerun_ends_where_an_uninterrupted_run_does(tmp_pa
     stopped_at = checkpointer.latest_step()
   assert 5 <= stopped_at < steps
 
-  subprocess.run(_train_command(interrupted, steps), check=True, env=env, capture_output=True)
+  _run_to_the_end(_train_command(interrupted, steps), env)
   for (path, a), (_, b) in zip(_leaves(tmp_path / 'straight'), _leaves(interrupted)):
     np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-7, err_msg=str(path))
 
