@@ -66,7 +66,9 @@ def default_config() -> ml_collections.ConfigDict:
   config.data.flip = True
   # Top-down: chance of a crop around the upper or lower body (HRNet: 0.3).
   config.data.half_body_probability = 0.0
-  config.data.read_threads = 0  # grain threads reading records per worker (0: grain's 16)
+  # grain threads reading records per process; 0: the cores shared by the
+  # decoding processes (pipeline.default_read_threads), at most grain's 16.
+  config.data.read_threads = 0
   # Real datasets, in their download layout (see jaxpose/data/input_pipeline.py):
   config.data.coco_dir = ''  # annotations/person_keypoints_{train,val}2017.json, {train,val}2017/
   config.data.mpii_dir = ''  # annot/{train,valid}.json, images/

@@ -7,7 +7,8 @@ images, 12 labelled people) repeated to `--records` person records:
 - the pipeline: `pipeline.make_loader` over `coco.CocoPersons` with the
   augmenting `TopDownTransform` (scale, rotation, flip; 256x256 crops),
   batches of 32, with 0, 1 and 2 grain workers, each with grain's default
-  16 reading threads and with 1.
+  16 reading threads and with jaxpose's default (the cores shared by the
+  decoding processes, `pipeline.default_read_threads`).
 Rounds interleave the eight readers (worker start-up excluded), each reading
 `--batches` batches' worth of images; the table shows the best and median
 rates, and each reader's rate as a fraction of bare decoding with as many
@@ -15,7 +16,7 @@ processes as it has decoders, in the same round (median over rounds). Then
 the cost per record of each stage in one process: decoding, reading a
 record (decode and colour conversion), and the augmenting crop.
 
-Usage: python scripts/bench_input.py [--records 384] [--batches 8] [--rounds 3]
+Usage: python scripts/bench_input.py [--records 1024] [--batches 16] [--rounds 3]
 """
 
 import argparse
@@ -108,8 +109,8 @@ def stage_milliseconds(persons: coco.CocoPersons, paths: list[str], repeats: int
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--records', type=int, default=384)
-  parser.add_argument('--batches', type=int, default=8, help='timed batches per round')
+  parser.add_argument('--records', type=int, default=1024)
+  parser.add_argument('--batches', type=int, default=16, help='timed batches per round')
   parser.add_argument('--rounds', type=int, default=3)
   args = parser.parse_args()
   # grain's workers read absl flags, which this argparse script never parses.
@@ -122,7 +123,7 @@ def main():
 
   # Rounds interleave the readers, so that a change in the machine's load
   # hits all of them; ratios are taken within a round.
-  loaders = [(workers, threads) for threads in (None, 1) for workers in (0, 1, 2)]
+  loaders = [(workers, threads) for threads in (16, None) for workers in (0, 1, 2)]
   names = ['bare1', 'bare2'] + [f'workers{w}_threads{t}' for w, t in loaders]
   rates = {name: [] for name in names}
   with multiprocessing.get_context('spawn').Pool(2) as pool:
@@ -142,20 +143,21 @@ def main():
         f'{len(persons)} persons in {len(set(paths))} images {sorted(sizes)}, repeated to '
         f'{args.records}; batch {BATCH_SIZE}, {INPUT_SIZE[0]}x{INPUT_SIZE[1]} crops; '
         f'{args.rounds} rounds of {len(piped_paths)} images')
-  print(f'| {"reader":52s} | {"best images/s":>13s} | {"median images/s":>15s} | '
+  print(f'| {"reader":60s} | {"best images/s":>13s} | {"median images/s":>15s} | '
         f'{"/ bare decoding (median of rounds)":>34s} |')
-  print(f'| {"-" * 52} | {"-" * 13} | {"-" * 15} | {"-" * 34} |')
+  print(f'| {"-" * 60} | {"-" * 13} | {"-" * 15} | {"-" * 34} |')
   labels = {'bare1': 'bare cv2.imread, 1 process', 'bare2': 'bare cv2.imread, 2 processes'}
   floors = {'bare1': 'bare1', 'bare2': 'bare2'}
   for workers, threads in loaders:
     name = f'workers{workers}_threads{threads}'
-    labels[name] = (f'pipeline, worker_count={workers}, read_threads='
-                    f'{threads or "default (16)"}')
+    threads = (f'{threads} (grain default)' if threads else
+               f'{pipeline.default_read_threads(workers)} (jaxpose default)')
+    labels[name] = f'pipeline, worker_count={workers}, read_threads={threads}'
     floors[name] = 'bare2' if workers == 2 else 'bare1'
   for name in names:
     floor = floors[name]
     ratio = f'{np.median(rates[name] / rates[floor]):.2f} of {labels[floor][5:]}'
-    print(f'| {labels[name]:52s} | {rates[name].max():13.1f} | {np.median(rates[name]):15.1f} '
+    print(f'| {labels[name]:60s} | {rates[name].max():13.1f} | {np.median(rates[name]):15.1f} '
           f'| {ratio:>34s} |')
   print('Per record, in one process (best of rounds):')
   for name, milliseconds in stages.items():

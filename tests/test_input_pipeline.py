@@ -148,7 +148,7 @@ def test_half_body_and_read_threads_reach_the_transform_and_the_loader(monkeypat
   batch = next(iter(input_pipeline.train_loader(source, config, config.batch_size)))
   assert seen['read_threads'] == 2
   assert batch['image'].shape == (4, 64, 64, 3) and batch['joints'].shape == (4, 17, 2)
-  # The default keeps grain's own thread count.
+  # The default lets make_loader share the cores among the decoding processes.
   input_pipeline.train_loader(source, coco_sample_config(), 4)
   assert seen['read_threads'] is None and config_lib.default_config().data.read_threads == 0
 

@@ -331,6 +331,14 @@ def test_loader_shards_by_process(monkeypatch, shuffle):
   assert (seen[0].tolist() == list(range(6))) == (not shuffle)
 
 
+def test_default_read_threads_share_the_cores_between_workers():
+  assert pipeline.default_read_threads(0, cpu_count=2) == 2
+  assert pipeline.default_read_threads(2, cpu_count=2) == 1
+  assert pipeline.default_read_threads(3, cpu_count=2) == 1
+  assert pipeline.default_read_threads(4, cpu_count=96) == 16
+  assert pipeline.default_read_threads(32, cpu_count=96) == 3
+
+
 def test_loader_errors(monkeypatch):
   with pytest.raises(ValueError, match=r'_Indices\(0\) is empty'):
     pipeline.make_loader(_Indices(0), _Identity(), global_batch_size=4, seed=0)

@@ -18,6 +18,8 @@ fixed order whatever the options, so an example's augmentation depends only on
 the loader's seed and its position in the stream.
 """
 
+import os
+
 import cv2
 import grain.python as grain
 import jax
@@ -281,6 +283,18 @@ class BottomUpTransform(grain.RandomMapTransform):
     return mask
 
 
+def default_read_threads(worker_count: int, cpu_count: int | None = None) -> int:
+  """Reading threads per process: the machine's cores shared by the processes that decode, 1 to 16.
+
+  Decoding is CPU-bound, so threads beyond the cores only contend: grain's
+  default of 16 per worker, with 2 workers on 2 cores, fed 0.45 of the bare
+  decoding rate where 1 thread fed 0.7 (scripts/bench_input.py, BENCHMARKS.md).
+  16, grain's default, stays the ceiling for large hosts.
+  """
+  cpu_count = cpu_count or os.cpu_count() or 1
+  return int(np.clip(cpu_count // max(worker_count, 1), 1, 16))
+
+
 def make_loader(source, transform: grain.Transformation, *, global_batch_size: int,
                 seed: int, shuffle: bool = True, num_epochs: int | None = None,
                 worker_count: int = 0, drop_remainder: bool = True,
@@ -304,9 +318,7 @@ def make_loader(source, transform: grain.Transformation, *, global_batch_size: i
     worker_count: grain worker processes; 0 reads in this process.
     drop_remainder: drop the last, smaller batch of a finite stream.
     read_threads: threads reading (and so decoding) records in each worker;
-      None keeps grain's default (16). Decoding is CPU-bound, so on a machine
-      with few cores fewer threads avoid oversubscribing them; measure with
-      scripts/bench_input.py.
+      None gives `default_read_threads(worker_count)`.
 
   Returns:
     A grain DataLoader.
@@ -327,7 +339,9 @@ def make_loader(source, transform: grain.Transformation, *, global_batch_size: i
       num_epochs=num_epochs,
       seed=seed)
   batch = grain.Batch(global_batch_size // process_count, drop_remainder=drop_remainder)
-  read_options = None if read_threads is None else grain.ReadOptions(num_threads=read_threads)
+  if read_threads is None:
+    read_threads = default_read_threads(worker_count)
+  read_options = grain.ReadOptions(num_threads=read_threads)
   return grain.DataLoader(data_source=source, sampler=sampler,
                           operations=[transform, batch], worker_count=worker_count,
                           read_options=read_options)
