@@ -116,26 +116,83 @@ def test_pmap_shard_map_and_one_device_give_the_same_update():
 
 
 def test_three_quickstart_steps_checkpoint_the_same_variables_under_every_wrapper(tmp_path):
-  # The whole loop, three steps of the quick start per wrapper with the same
-  # global batch and seed, compared in the checkpoints. SGD for the reason
-  # given above. Measured with OpenCV 5's rendering of the generated people:
-  # 6e-6 one device vs a wrapper, 1e-7 pmap vs shard_map; with OpenCV
-  # 4.14's: 1.3e-5 for both. The issue's 1e-5 is NOT reliably met (float32
-  # rounding through BatchNorm's backward; see the issue notes), so this
-  # asserts 5e-5.
+  # The issue's acceptance: the whole loop, three steps of the quick start
+  # (shrunk, with its own Adam and warm-up) per wrapper with the same global
+  # batch and seed, compared in the checkpoints. Measured: one device vs a
+  # wrapper 6e-7 (params) and 1.6e-6 (batch statistics), pmap vs shard_map
+  # 8e-8 and 1.6e-7.
+  quickstart = sweep.load_config_file(str(QUICKSTART))
   results = {}
   for mode in ('none', 'pmap', 'shard_map'):
-    config = tiny_config(parallel=mode, optimizer='sgd', learning_rate=0.01)
+    config = tiny_config(parallel=mode, warmup_steps=quickstart.warmup_steps)
+    assert (config.optimizer, config.learning_rate) == (quickstart.optimizer,
+                                                         quickstart.learning_rate)
     metrics = train.train_and_evaluate(config, str(tmp_path / mode))
     assert metrics['step'] == 3 and np.isfinite(metrics['loss'])
     results[mode], model_config = checkpoint.restore_variables(str(tmp_path / mode))
     assert model_config['num_features'] == 8 and model_config['num_stacks'] == 1
   for collection in ('params', 'batch_stats'):
     assert _relative_l2_error(results['pmap'][collection],
-                              results['shard_map'][collection]) < 5e-5, collection
+                              results['shard_map'][collection]) < 1e-5, collection
     for mode in ('pmap', 'shard_map'):
       assert _relative_l2_error(results['none'][collection],
-                                results[mode][collection]) < 5e-5, (mode, collection)
+                                results[mode][collection]) < 1e-5, (mode, collection)
+  start = train.create_train_state(config, train.create_model(config),
+                                   train.create_optimizer(config, lambda step: 0.0))
+  assert _relative_l2_error(start.params, results['none']['params']) > 1e-4  # it trained
+
+
+def _three_steps_per_wrapper(config, reordered: bool = False) -> dict:
+  """{mode: TrainState} after three steps from the same state; `reordered` adds 'none' on reversed batches."""
+  source, _ = input_pipeline.create_sources(config)
+  loader = iter(input_pipeline.train_loader(source, config, config.batch_size))
+  batches = [next(loader) for _ in range(3)]
+  learning_rate_fn = train.create_learning_rate_fn(config)
+  tx = train.create_optimizer(config, learning_rate_fn)
+  start = train.create_train_state(config, train.create_model(config), tx)
+  runs = [('none', 'none', False), ('pmap', 'pmap', False), ('shard_map', 'shard_map', False)]
+  if reordered:
+    runs.append(('none, reversed batches', 'none', True))
+  states = {}
+  for name, mode, reverse in runs:
+    data = parallel.DataParallel(mode)
+    step = data.compile(functools.partial(
+        train.train_step, model=train.create_model(config, data.axis_name), teacher=None,
+        tx=tx, learning_rate_fn=learning_rate_fn, config=config, axis_name=data.axis_name),
+        num_replicated_args=1)
+    state = data.replicate(start)
+    for batch in batches:
+      if reverse:  # the same examples, so the same mean loss, summed in another order
+        batch = {key: value[::-1] for key, value in batch.items()}
+      state, _ = step(state, data.shard_batch(batch), None)
+    states[name] = data.unreplicate(state)
+  return states
+
+
+@pytest.mark.parametrize('size', ['tiny', pytest.param('quickstart', marks=pytest.mark.slow)])
+def test_wrappers_differ_from_one_device_less_than_a_reordered_batch_does(size):
+  # Where float32 training is ill-conditioned, no data-parallel step can match
+  # one device more closely than one device matches itself when the same
+  # examples come in another order: here Adam at its full rate from the first
+  # step (the first Adam step is lr * sign(gradient), and some gradient
+  # elements are mostly rounding after several BatchNorm backward passes).
+  # Measured, params / batch statistics, one device vs pmap and vs itself on
+  # reversed batches: tiny 2.3e-3 / 1.4e-3 vs 8.2e-3 / 1.7e-2; the full quick
+  # start with its warm-up 1.9e-5 / 4.2e-5 vs 2.2e-5 / 4.4e-5.
+  if size == 'tiny':
+    config = tiny_config()
+    assert config.warmup_steps == 0 and config.optimizer == 'adam'
+  else:
+    config = sweep.load_config_file(str(QUICKSTART))
+  states = _three_steps_per_wrapper(config, reordered=True)
+  reference = states['none']
+  for collection in ('params', 'batch_stats'):
+    floor = _relative_l2_error(getattr(reference, collection),
+                               getattr(states['none, reversed batches'], collection))
+    assert floor > 0  # the order of the sums matters at all
+    for mode in ('pmap', 'shard_map'):
+      error = _relative_l2_error(getattr(reference, collection), getattr(states[mode], collection))
+      assert error <= floor, (mode, collection, error, floor)
 
 
 def test_adam_leaves_the_biases_batchnorm_cancels_where_they_were():
