@@ -46,7 +46,7 @@ def default_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict(dict(
       arch='hourglass', num_stacks=2, num_blocks=1, num_joints=17, num_features=128,
-      depthwise=False))
+      depthwise=False, depth=4))
 
   config.teacher = ml_collections.ConfigDict()
   config.teacher.workdir = ''  # a workdir from `jaxpose train` or `jaxpose convert`
@@ -111,11 +111,12 @@ COCO_TRAIN_PEOPLE = 149813  # person instances with keypoints in COCO train2017
 
 
 def hourglass_model(num_stacks: int, num_blocks: int = 1, num_joints: int = 16,
-                    num_features: int = 128, depthwise: bool = False) -> ml_collections.ConfigDict:
-  """A StackedHourglass description (defaults: upstream's 256-channel hourglass)."""
+                    num_features: int = 128, depthwise: bool = False,
+                    depth: int = 4) -> ml_collections.ConfigDict:
+  """A StackedHourglass description (defaults: upstream's 256-channel, depth-4 hourglass)."""
   return ml_collections.ConfigDict(dict(
       arch='hourglass', num_stacks=num_stacks, num_blocks=num_blocks, num_joints=num_joints,
-      num_features=num_features, depthwise=depthwise))
+      num_features=num_features, depthwise=depthwise, depth=depth))
 
 
 def lightweight_openpose_model(num_refinement_stages: int = 1) -> ml_collections.ConfigDict:

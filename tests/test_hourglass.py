@@ -47,6 +47,22 @@ def test_rejects_sizes_the_hourglass_cannot_halve():
   model = StackedHourglass(num_stacks=1)
   with pytest.raises(ValueError, match='divisible by 64'):
     _shapes(model, size=200)
+  with pytest.raises(ValueError, match=r'divisible by 32 \(4 \* 2\*\*depth, depth 3\)'):
+    _shapes(StackedHourglass(num_stacks=1, depth=3), size=48)
+
+
+def test_depth_sets_the_number_of_halvings():
+  # Depth 3 drops upstream's lowest level: levels 0-2, the bottom residual at
+  # level 0 (branch 3), and a 32x32 input becomes 8x8 heatmaps over a 1x1 bottom.
+  shallow = _shapes(StackedHourglass(num_stacks=1, num_joints=5, depth=3), size=32)
+  levels = {name.split('_')[1] for name in shallow['params']['hg_0']}
+  assert levels == {'0', '1', '2'}
+  assert 'hg_0_3_0' in shallow['params']['hg_0'] and 'hg_3_0_0' not in shallow['params']['hg_0']
+  deep = _shapes(StackedHourglass(num_stacks=1, num_joints=5), size=64)
+  assert {name.split('_')[1] for name in deep['params']['hg_0']} == {'0', '1', '2', '3'}
+  heatmaps = StackedHourglass(num_stacks=1, num_joints=5, depth=3).init_with_output(
+      jax.random.key(0), jnp.zeros((1, 32, 32, 3)))[0]
+  assert heatmaps[0].shape == (1, 8, 8, 5)
 
 
 def test_batch_norm_statistics_average_across_devices():

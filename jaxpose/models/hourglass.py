@@ -112,7 +112,8 @@ class StackedHourglass(nn.Module):
   """Stacked hourglass: images [B, H, W, 3] -> list of num_stacks [B, H/4, W/4, num_joints].
 
   Every stack's heatmaps are returned, for intermediate supervision; the last
-  one is the prediction. H and W must be divisible by 64.
+  one is the prediction. H and W must be divisible by 4 * 2**depth (64 with
+  upstream's depth 4).
 
   Attributes:
     num_stacks: hourglass modules in sequence.
@@ -121,6 +122,9 @@ class StackedHourglass(nn.Module):
     num_features: bottleneck width; the hourglass carries 2 * num_features
       channels (upstream: 128, i.e. 256 channels).
     depthwise: depthwise 3x3 convs in every bottleneck (lighter students).
+    depth: halvings inside each hourglass (upstream: 4, a 4x4 bottom for
+      64x64 heatmaps). Small inputs want fewer: at 16x16 heatmaps depth 4
+      bottoms out at 1x1, where BatchNorm normalises one value per image.
     axis_name: mapped axis over which BatchNorm averages batch statistics in
       training (e.g. 'batch' under pmap / shard_map); None on one device.
   """
@@ -129,13 +133,15 @@ class StackedHourglass(nn.Module):
   num_joints: int = 16
   num_features: int = 128
   depthwise: bool = False
+  depth: int = HOURGLASS_DEPTH
   axis_name: str | None = None
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> list[jax.Array]:
-    if images.ndim != 4 or images.shape[1] % 64 or images.shape[2] % 64:
-      raise ValueError(
-          f'images: expected [B, H, W, C] with H and W divisible by 64, got {images.shape}')
+    multiple = 4 * 2**self.depth
+    if images.ndim != 4 or images.shape[1] % multiple or images.shape[2] % multiple:
+      raise ValueError(f'images: expected [B, H, W, C] with H and W divisible by {multiple} '
+                       f'(4 * 2**depth, depth {self.depth}), got {images.shape}')
     block = functools.partial(Bottleneck, depthwise=self.depthwise,
                               axis_name=self.axis_name)
     norm = functools.partial(layers.batch_norm, train, self.axis_name)
@@ -151,8 +157,8 @@ class StackedHourglass(nn.Module):
 
     outputs = []
     for i in range(self.num_stacks):
-      y = Hourglass(self.num_features, self.num_blocks, depthwise=self.depthwise,
-                    axis_name=self.axis_name, name=f'hg_{i}')(x, train)
+      y = Hourglass(self.num_features, self.num_blocks, depth=self.depth,
+                    depthwise=self.depthwise, axis_name=self.axis_name, name=f'hg_{i}')(x, train)
       for k in range(self.num_blocks):
         y = block(self.num_features, name=f'res_{i}_{k}')(y, train)
       y = nn.Conv(channels, (1, 1), name=f'fc_{i}_0')(y)
