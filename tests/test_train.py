@@ -77,7 +77,7 @@ def test_pmap_shard_map_and_one_device_give_the_same_update():
   # rounding (the gradient of an early layer passes several BatchNorm
   # backward subtractions) moves by a random fraction of lr whatever its
   # size, and the order of the device sum decides which: measured on this
-  # config, 1.3e-6 after one Adam step but 6e-5 after the second and 1.6e-3
+  # config at hourglass depth 4, 1.3e-6 after one Adam step but 6e-5 after the second and 1.6e-3
   # after three. SGD's step is proportional to the gradient, so the same
   # rounding stays at the 1e-6 level.
   assert jax.device_count() == 8
@@ -179,7 +179,7 @@ def test_wrappers_differ_from_one_device_less_than_a_reordered_batch_does():
   # step (the first Adam step is lr * sign(gradient), and some gradient
   # elements are mostly rounding after several BatchNorm backward passes).
   # Measured, params / batch statistics, one device vs pmap and vs itself on
-  # reversed batches: 2.3e-3 / 1.4e-3 vs 8.2e-3 / 1.7e-2. The full quick start
+  # reversed batches: 1.8e-3 / 5.4e-4 vs 4.3e-3 / 4.1e-3. The full quick start
   # at hourglass depth 4: 1.9e-5 / 4.2e-5 vs 2.2e-5 / 4.4e-5; at its depth 3,
   # 2.4e-6 / 1.9e-6 vs 2.8e-6 / 1.7e-6, all at the noise floor.
   config = tiny_config()
