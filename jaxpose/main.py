@@ -8,7 +8,8 @@
 
 Every config field can be overridden with --config.FIELD=VALUE. On several
 hosts (a TPU pod slice) each host runs the same command and
-`jax.distributed.initialize()` connects them.
+`jax.distributed.initialize()` connects them; where JAX cannot detect the
+cluster, add --coordinator_address=HOST:PORT --num_processes=N --process_id=I.
 """
 
 import os
@@ -29,7 +30,13 @@ flags.DEFINE_bool('print_only', False,
                   'sweep: print one `jaxpose train` command per point instead of running them.')
 flags.DEFINE_bool('distributed', None,
                   'Call jax.distributed.initialize() (default: when the environment '
-                  'names a coordinator, as on Cloud TPU pods and SLURM).')
+                  'names a coordinator, as on Cloud TPU pods and SLURM, or when '
+                  '--coordinator_address is given).')
+flags.DEFINE_string('coordinator_address', None,
+                    'host:port of process 0, for clusters JAX does not detect by itself '
+                    '(with --num_processes and --process_id).')
+flags.DEFINE_integer('num_processes', None, 'Processes (hosts) in the run.')
+flags.DEFINE_integer('process_id', None, 'This process\'s index, 0 to num_processes - 1.')
 config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
                                 lock_config=True)
 flags.DEFINE_integer('step', None, 'eval: checkpoint step (default: the latest).')
@@ -48,9 +55,13 @@ _COORDINATOR_VARIABLES = ('JAX_COORDINATOR_ADDRESS', 'COORDINATOR_ADDRESS', 'TPU
 def _initialize_distributed() -> None:
   wanted = FLAGS.distributed
   if wanted is None:
-    wanted = any(os.environ.get(v) for v in _COORDINATOR_VARIABLES)
+    wanted = (FLAGS.coordinator_address is not None or
+              any(os.environ.get(v) for v in _COORDINATOR_VARIABLES))
   if wanted:
-    jax.distributed.initialize()
+    # Unset flags are None: JAX detects them from the cluster's environment.
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes,
+                               process_id=FLAGS.process_id)
   logging.info('JAX process %d of %d, %d local / %d global devices', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
 

@@ -61,11 +61,11 @@ class MetricWriter:
 
 
 class Progress:
-  """A progress bar over training steps, with the latest logged figures."""
+  """A progress bar over training steps, with the latest logged figures; silent when not `enabled`."""
 
-  def __init__(self, total: int, initial: int = 0):
+  def __init__(self, total: int, initial: int = 0, enabled: bool = True):
     self._bar = tqdm.tqdm(total=total, initial=initial, unit='step', file=sys.stderr,
-                          dynamic_ncols=True, mininterval=1.0)
+                          dynamic_ncols=True, mininterval=1.0, disable=not enabled)
 
   def update(self, step: int, summary: dict[str, float]) -> None:
     self._bar.update(step - self._bar.n)

@@ -357,7 +357,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     checkpointer.save(step, host_state, model_description, data_iterator=train_iter,
                       metrics=metrics, wait=wait)
 
-  progress = metric_writers.Progress(config.num_train_steps, initial=start_step)
+  # One progress bar per run, not per host.
+  progress = metric_writers.Progress(config.num_train_steps, initial=start_step,
+                                     enabled=jax.process_index() == 0)
   window, window_start = [], time.perf_counter()
   with _Preemption() as preemption:
     for step in range(start_step + 1, config.num_train_steps + 1):
