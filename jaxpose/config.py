@@ -71,12 +71,15 @@ def default_config() -> ml_collections.ConfigDict:
   config.data.read_threads = 0
   # Real datasets, in their download layout (see jaxpose/data/input_pipeline.py):
   config.data.coco_dir = ''  # annotations/person_keypoints_{train,val}2017.json, {train,val}2017/
-  config.data.mpii_dir = ''  # annot/{train,valid}.json, images/
+  config.data.mpii_dir = ''  # annot/{train,valid}.json, annot/gt_valid.mat, images/
   # Set to replace one path of the layout (e.g. the bundled sample tests/data/coco).
   config.data.train_annotations = ''
   config.data.train_images = ''
   config.data.eval_annotations = ''
   config.data.eval_images = ''
+  # MPII eval from HRNet's JSON: the ground truth with the head boxes PCKh
+  # needs ('': gt_valid.mat beside eval_annotations).
+  config.data.eval_ground_truth = ''
   # source 'tfds': a dataset of jaxpose/data/tfds_builders.py, built in tfds_data_dir.
   config.data.tfds_name = ''  # 'coco_keypoints_jaxpose' | 'mpii_jaxpose'
   config.data.tfds_data_dir = ''  # '' for tfds' default (~/tensorflow_datasets)

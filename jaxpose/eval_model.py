@@ -149,12 +149,21 @@ def _topdown_coco(heatmaps_fn: HeatmapsFn, config, files, detections: str | None
 
 def _topdown_mpii(heatmaps_fn: HeatmapsFn, config, files, flip_test: bool) -> dict:
   """Hourglass on MPII with ground-truth boxes -> `evaluate.pckh_summary`."""
-  records = mpii.load_mpii(files.eval_annotations, files.eval_images)
+  ground_truth = None
+  if files.eval_annotations.endswith('.json'):
+    # HRNet's and mmpose's layout: the head boxes live in a .mat beside the JSON.
+    ground_truth = config.data.eval_ground_truth or os.path.join(
+        os.path.dirname(files.eval_annotations), 'gt_valid.mat')
+    if not os.path.isfile(ground_truth):
+      raise FileNotFoundError(
+          f'{files.eval_annotations}: PCKh needs each person\'s head box, which HRNet\'s JSON '
+          f'does not have; expected them in {ground_truth} (HRNet\'s gt_valid.mat, mmpose\'s '
+          'mpii_gt_val.mat): set config.data.eval_ground_truth to it, or '
+          'config.data.eval_annotations to the official mpii_human_pose_v1_u12_1.mat')
+  records = mpii.load_mpii(files.eval_annotations, files.eval_images, ground_truth)
   if any(np.isnan(r.head_boxes).any() for r in records):
-    raise ValueError(f'{files.eval_annotations}: PCKh needs each person\'s head box, which '
-                     'this annotation file does not have (HRNet\'s JSON has none); set '
-                     'config.data.eval_annotations to the official .mat annotations '
-                     '(mpii_human_pose_v1_u12_1.mat, or gt_valid.mat converted to it)')
+    raise ValueError(f'{files.eval_annotations}: PCKh needs each person\'s head box, and some '
+                     'people have none')
   predicted, target, visible, head_boxes = [], [], [], []
   for record in tqdm.tqdm(records, desc='eval', unit='image', file=sys.stderr):
     image = coco.read_image(record.path, record.image_id)

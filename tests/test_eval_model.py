@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import shutil
 
 import cv2
 import jax
@@ -18,7 +19,7 @@ from jaxpose.inference import bottomup, topdown
 from jaxpose import eval_model
 from test_input_pipeline import coco_sample_config
 from test_mpii import _load as load_mpii_entries
-from test_mpii import write_official_mat
+from test_mpii import write_ground_truth_mat, write_official_mat
 
 DATA = pathlib.Path(__file__).parent / 'data'
 COCO_DIR = DATA / 'coco'
@@ -217,13 +218,37 @@ def test_mpii_oracle_pckh_with_head_boxes_from_the_mat(tmp_path, input_size, mea
     assert metrics['Mean'] < 100.0
 
 
-def test_mpii_json_has_no_head_boxes_for_pckh(tmp_path):
+def test_mpii_json_without_its_ground_truth_file_names_where_it_looked(tmp_path):
   config = coco_sample_config(**{'input_size': INPUT_SIZE, 'data.source': 'mpii',
                                  'data.eval_annotations': str(MPII_DIR / 'test_mpii.json'),
                                  'data.eval_images': str(MPII_DIR)})
   config.model.num_joints = 16
-  with pytest.raises(ValueError, match=r'test_mpii\.json: PCKh needs each person.s head box'):
+  with pytest.raises(FileNotFoundError, match=r'test_mpii\.json: PCKh needs each person.s head '
+                     r'box.*expected them in .*tests/data/mpii/gt_valid\.mat'):
     eval_model.evaluate_workdir(config, str(tmp_path), model_fn=lambda images: None)
+
+
+def test_mpii_json_with_hrnets_ground_truth_scores_as_the_official_mat(tmp_path):
+  # The same people, head boxes and oracle predictions through both routes:
+  # HRNet's layout (annot/valid.json + annot/gt_valid.mat beside it) and the
+  # official .mat.
+  entries = load_mpii_entries()
+  annot = tmp_path / 'mpii' / 'annot'
+  annot.mkdir(parents=True)
+  shutil.copy(MPII_DIR / 'test_mpii.json', annot / 'valid.json')
+  write_ground_truth_mat(annot / 'gt_valid.mat', entries)
+  official = write_official_mat(tmp_path / 'mpii.mat', entries)
+  records = mpii.load_mpii(official, str(MPII_DIR))
+  renderer, _ = _oracle(records, skeletons.MPII, (64, 64))
+  metrics = {}
+  for route, annotations in (('json', str(annot / 'valid.json')), ('mat', official)):
+    config = coco_sample_config(**{'input_size': (64, 64), 'data.source': 'mpii',
+                                   'data.eval_annotations': annotations,
+                                   'data.eval_images': str(MPII_DIR)})
+    config.model.num_joints = 16
+    metrics[route] = eval_model.evaluate_workdir(config, str(tmp_path), model_fn=renderer)
+  assert 0 < metrics['mat']['Mean'] < 100  # 64-pixel crops miss some joints (test above)
+  assert metrics['json'] == metrics['mat']
 
 
 def test_checkpoint_of_another_architecture_is_refused(tmp_path):

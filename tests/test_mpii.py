@@ -84,6 +84,49 @@ def write_official_mat(path, entries: list[dict]) -> str:
   return str(path)
 
 
+def write_ground_truth_mat(path, entries: list[dict]) -> str:
+  """An HRNet `gt_valid.mat` lookalike for `entries`: column n is entry n, 1-based pixels, `head_box` heads."""
+  joints = np.array([entry['joints'] for entry in entries], np.float64)  # [N, 16, 2]
+  labelled = np.array([entry['joints_vis'] for entry in entries]) > 0  # [N, 16]
+  heads = np.array([head_box(entry) for entry in entries]).reshape(-1, 2, 2)  # [N, corner, xy]
+  names = np.array([['rank', 'rkne', 'rhip', 'lhip', 'lkne', 'lank', 'pelv', 'thor', 'neck',
+                     'head', 'rwri', 'relb', 'rsho', 'lsho', 'lelb', 'lwri']], dtype=object)
+  scipy.io.savemat(str(path), {'dataset_joints': names,
+                               'jnt_missing': (~labelled).T.astype(np.float64),
+                               'pos_gt_src': joints.transpose(1, 2, 0),
+                               'headboxes_src': heads.transpose(1, 2, 0)})
+  return str(path)
+
+
+def test_json_people_take_their_head_boxes_from_hrnets_ground_truth_file(tmp_path):
+  entries = _load()
+  truth = write_ground_truth_mat(tmp_path / 'gt_valid.mat', entries)
+  records = mpii.load_mpii(ANNOTATIONS, DATA, ground_truth_file=truth)
+  head_boxes = np.concatenate([r.head_boxes for r in records])
+  np.testing.assert_allclose(head_boxes, np.array([head_box(e) for e in entries]) - 1, atol=1e-4)
+  without = mpii.load_mpii(ANNOTATIONS, DATA)
+  assert np.isnan(np.concatenate([r.head_boxes for r in without])).all()
+  for record, plain in zip(records, without):
+    np.testing.assert_array_equal(record.keypoints, plain.keypoints)
+
+
+def test_a_ground_truth_file_of_other_people_is_refused(tmp_path):
+  entries = _load()
+  reordered = write_ground_truth_mat(tmp_path / 'reordered.mat', entries[::-1])
+  with pytest.raises(ValueError, match=r'reordered\.mat, person 0: its joints are not those of '
+                     r'.*test_mpii\.json entry 0'):
+    mpii.load_mpii(ANNOTATIONS, DATA, ground_truth_file=reordered)
+  shorter = write_ground_truth_mat(tmp_path / 'shorter.mat', entries[:4])
+  with pytest.raises(ValueError, match=r'shorter\.mat: headboxes_src has shape \[2, 2, 4\], '
+                     r'expected \[2, 2, 5\]'):
+    mpii.load_mpii(ANNOTATIONS, DATA, ground_truth_file=shorter)
+  with pytest.raises(FileNotFoundError, match='ground-truth file .*absent.mat does not exist'):
+    mpii.load_mpii(ANNOTATIONS, DATA, ground_truth_file=str(tmp_path / 'absent.mat'))
+  official = write_official_mat(tmp_path / 'official.mat', entries)
+  with pytest.raises(ValueError, match='only HRNet.s JSON annotations need one'):
+    mpii.load_mpii(official, DATA, ground_truth_file=str(tmp_path / 'shorter.mat'))
+
+
 def test_json_people_are_hrnet_values_minus_one():
   source = mpii.MpiiPeople(ANNOTATIONS, DATA)
   entries = _load()

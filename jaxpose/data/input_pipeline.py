@@ -11,7 +11,8 @@ every example counts exactly once whatever the batch size and device count.
   `config.data.coco_dir`: `annotations/person_keypoints_{train,val}2017.json`
   and the image folders `train2017/`, `val2017/`.
 - 'mpii': MPII under `config.data.mpii_dir`: HRNet's `annot/train.json` and
-  `annot/valid.json`, images in `images/`.
+  `annot/valid.json`, images in `images/` (`jaxpose eval` also reads the head
+  boxes of `annot/gt_valid.mat`, or `config.data.eval_ground_truth`).
 - 'tfds': a dataset that `jaxpose.data.tfds_builders` built
   (`config.data.tfds_name`, in `config.data.tfds_data_dir`), splits
   `config.data.train_split` and `eval_split`.

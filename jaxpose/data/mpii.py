@@ -8,7 +8,11 @@ Reads either annotation format, chosen by the file's extension:
   `single_person`, `act` and the test images (no joints) are not read.
 - `.json`: the HRNet / SimpleBaseline conversion (`annot/train.json`,
   `valid.json`): a list of people {image, joints [16, 2], joints_vis [16],
-  center [2], scale}. It has no head boxes.
+  center [2], scale}. It has no head boxes; HRNet and mmpose take them from
+  the ground-truth file beside it (`annot/gt_valid.mat`, mmpose's
+  `mpii_gt_val.mat`: `headboxes_src` [2, 2, N], `pos_gt_src` [16, 2, N],
+  `jnt_missing` [16, N], column n for the JSON's person n), which
+  `load_mpii(..., ground_truth_file=...)` reads.
 
 Coordinates: both formats store MATLAB's 1-based pixels (the JSON conversion
 kept the .mat's values: HRNet subtracts 1 from joints and centre when it loads
@@ -187,6 +191,41 @@ def _people_from_json(annotation_file: str) -> list[_Person]:
   return people
 
 
+def _attach_ground_truth(people: list[_Person], ground_truth_file: str,
+                         annotation_file: str) -> None:
+  """Sets each JSON person's head box from HRNet's gt_valid.mat, whose column n is person n.
+
+  The file's joints must be the JSON's (both are MATLAB's 1-based pixels), so
+  that a ground truth of another split or order is refused, not scored.
+  """
+  if not os.path.isfile(ground_truth_file):
+    raise FileNotFoundError(f'ground-truth file {ground_truth_file} does not exist')
+  try:
+    truth = scipy.io.loadmat(ground_truth_file)
+  except (ValueError, TypeError, OSError) as error:
+    raise ValueError(f'ground-truth file {ground_truth_file} is not a MATLAB file: {error}') from None
+  expected = {'headboxes_src': (2, 2, len(people)), 'pos_gt_src': (NUM_JOINTS, 2, len(people)),
+              'jnt_missing': (NUM_JOINTS, len(people))}
+  for key, shape in expected.items():
+    if key not in truth:
+      raise ValueError(f'ground-truth file {ground_truth_file}: no {key!r} (expected HRNet\'s '
+                       f'gt_valid.mat with {sorted(expected)})')
+    if truth[key].shape != shape:
+      raise ValueError(f'ground-truth file {ground_truth_file}: {key} has shape '
+                       f'{list(truth[key].shape)}, expected {list(shape)} for the '
+                       f'{len(people)} people of {annotation_file}')
+  labelled = truth['jnt_missing'] == 0
+  for index, person in enumerate(people):
+    same_joints = np.array_equal(labelled[:, index], person.visible > 0)
+    offset = np.abs(truth['pos_gt_src'][:, :, index] - person.keypoints)[labelled[:, index]]
+    if not same_joints or (offset.size and offset.max() > 0.5):
+      raise ValueError(f'ground-truth file {ground_truth_file}, person {index}: its joints are '
+                       f'not those of {annotation_file} entry {index} ({person.image}); is it '
+                       'the ground truth of this split, in this order?')
+    (x1, y1), (x2, y2) = truth['headboxes_src'][:, :, index]
+    person.head_box = np.array([x1, y1, x2, y2], np.float64)
+
+
 def top_down_box(center: np.ndarray, scale: np.ndarray) -> np.ndarray:
   """0-based centres [..., 2], scales [...] -> HRNet's square boxes, not enlarged, [..., 4] (x, y, w, h)."""
   side = SCALE_UNIT * np.asarray(scale)
@@ -195,14 +234,24 @@ def top_down_box(center: np.ndarray, scale: np.ndarray) -> np.ndarray:
   return np.stack([x, y, side, side], axis=-1)
 
 
-def load_mpii(annotation_file: str, image_dir: str) -> list[MpiiImage]:
-  """MPII annotations (.mat or HRNet .json) + image folder -> images with labelled people."""
+def load_mpii(annotation_file: str, image_dir: str,
+              ground_truth_file: str | None = None) -> list[MpiiImage]:
+  """MPII annotations (.mat or HRNet .json) + image folder -> images with labelled people.
+
+  `ground_truth_file`, with a .json: HRNet's gt_valid.mat for it, which gives
+  the people their head boxes (see the module docstring).
+  """
   if not os.path.isfile(annotation_file):
     raise FileNotFoundError(f'annotation file {annotation_file} does not exist')
   if annotation_file.endswith('.mat'):
+    if ground_truth_file:
+      raise ValueError(f'ground-truth file {ground_truth_file}: only HRNet\'s JSON annotations '
+                       f'need one; {annotation_file} has its own head boxes')
     people = _people_from_mat(annotation_file)
   elif annotation_file.endswith('.json'):
     people = _people_from_json(annotation_file)
+    if ground_truth_file:
+      _attach_ground_truth(people, ground_truth_file, annotation_file)
   else:
     raise ValueError(f'annotation file {annotation_file}: expected MPII\'s .mat or an '
                      'HRNet-style .json')
