@@ -51,6 +51,14 @@ def _leaves(workdir):
   return jax.tree_util.tree_leaves_with_path(variables)
 
 
+def _compiled_train_step(data: parallel.DataParallel, config, tx, learning_rate_fn):
+  """train.train_step without a teacher, wrapped for `data`'s mode: (state, batch, None) -> (state, metrics)."""
+  return data.compile(functools.partial(
+      train.train_step, model=train.create_model(config, data.axis_name), teacher=None,
+      tx=tx, learning_rate_fn=learning_rate_fn, config=config, axis_name=data.axis_name),
+      num_replicated_args=1)
+
+
 def _max_relative_difference(a, b):
   """Largest |a - b| over a collection, relative to the collection's largest |a|."""
   scale = max(np.abs(x).max() for x in jax.tree_util.tree_leaves(a))
@@ -94,10 +102,7 @@ def test_pmap_shard_map_and_one_device_give_the_same_update():
   steps = {}
   for mode in ('none', 'pmap', 'shard_map'):
     data = parallel.DataParallel(mode)
-    steps[mode] = data, data.compile(functools.partial(
-        train.train_step, model=train.create_model(config, data.axis_name), teacher=None,
-        tx=tx, learning_rate_fn=learning_rate_fn, config=config, axis_name=data.axis_name),
-        num_replicated_args=1)
+    steps[mode] = data, _compiled_train_step(data, config, tx, learning_rate_fn)
 
   def one_step(mode, state, batch):
     data, step = steps[mode]
@@ -161,10 +166,7 @@ def _three_steps_per_wrapper(config, reordered: bool = False) -> dict:
   states = {}
   for name, mode, reverse in runs:
     data = parallel.DataParallel(mode)
-    step = data.compile(functools.partial(
-        train.train_step, model=train.create_model(config, data.axis_name), teacher=None,
-        tx=tx, learning_rate_fn=learning_rate_fn, config=config, axis_name=data.axis_name),
-        num_replicated_args=1)
+    step = _compiled_train_step(data, config, tx, learning_rate_fn)
     state = data.replicate(start)
     for batch in batches:
       if reverse:  # the same examples, so the same mean loss, summed in another order
@@ -206,10 +208,7 @@ def test_adam_leaves_the_biases_batchnorm_cancels_where_they_were():
   tx = train.create_optimizer(config, learning_rate_fn)
   start = train.create_train_state(config, train.create_model(config), tx)
   data = parallel.DataParallel('none')
-  step = data.compile(functools.partial(
-      train.train_step, model=train.create_model(config), teacher=None, tx=tx,
-      learning_rate_fn=learning_rate_fn, config=config, axis_name=data.axis_name),
-      num_replicated_args=1)
+  step = _compiled_train_step(data, config, tx, learning_rate_fn)
   state, _ = step(data.replicate(start), data.shard_batch(batch), None)
   state = data.unreplicate(state)
   frozen = models.batchnorm_cancelled_biases('hourglass', start.params)
@@ -425,10 +424,7 @@ def test_two_processes_train_as_one_on_the_batches_their_slices_make(tmp_path, m
     learning_rate_fn = train.create_learning_rate_fn(config)
     tx = train.create_optimizer(config, learning_rate_fn)
     data = parallel.DataParallel('shard_map')
-    step = data.compile(functools.partial(
-        train.train_step, model=train.create_model(config, data.axis_name), teacher=None,
-        tx=tx, learning_rate_fn=learning_rate_fn, config=config, axis_name=data.axis_name),
-        num_replicated_args=1)
+    step = _compiled_train_step(data, config, tx, learning_rate_fn)
     state = data.replicate(train.create_train_state(config, train.create_model(config), tx))
     for batch in batches:
       state, _ = step(state, data.shard_batch(batch), None)
