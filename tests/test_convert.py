@@ -79,8 +79,10 @@ def test_cli_writes_an_orbax_checkpoint_with_pytorch_outputs(torch_model, tmp_pa
   assert 'converted' in capsys.readouterr().out
 
   variables, model_config = checkpoint.restore_variables(str(workdir))
+  # bearpaw's hourglasses always halve four times: depth 4.
   assert model_config == {'arch': 'hourglass', 'num_stacks': 2, 'num_blocks': 1,
-                          'num_joints': 16, 'num_features': 128, 'depthwise': False}
+                          'num_joints': 16, 'num_features': 128, 'depthwise': False,
+                          'depth': 4}
   model = StackedHourglass(num_stacks=2, num_blocks=1, num_joints=16)
   images = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype(np.float32)
   with torch.no_grad():
