@@ -6,6 +6,7 @@ config or a sweep would otherwise be silently ignored).
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 # Sub-configs whose fields depend on a choice (the model's on its arch) and
 # are checked where that choice is made (`jaxpose.models.create_model`).
@@ -66,9 +67,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.data.flip = True
   # Top-down: chance of a crop around the upper or lower body (HRNet: 0.3).
   config.data.half_body_probability = 0.0
-  # grain threads reading records per process; 0: the cores shared by the
-  # decoding processes (pipeline.default_read_threads), at most grain's 16.
-  config.data.read_threads = 0
+  # grain threads reading records per process (0: in the process's own
+  # thread); unset: the cores shared by the decoding processes
+  # (pipeline.default_read_threads), at most grain's 16.
+  config.data.read_threads = config_dict.placeholder(int)
   # Real datasets, in their download layout (see jaxpose/data/input_pipeline.py):
   config.data.coco_dir = ''  # annotations/person_keypoints_{train,val}2017.json, {train,val}2017/
   config.data.mpii_dir = ''  # annot/{train,valid}.json, annot/gt_valid.mat, images/

@@ -8,13 +8,16 @@ images, 12 labelled people) repeated to `--records` person records:
   augmenting `TopDownTransform` (scale, rotation, flip; 256x256 crops),
   batches of 32, with 0, 1 and 2 grain workers, each with grain's default
   16 reading threads and with jaxpose's default (the cores shared by the
-  decoding processes, `pipeline.default_read_threads`).
-Rounds interleave the eight readers (worker start-up excluded), each reading
+  decoding processes, `pipeline.default_read_threads`; 0 for a worker with
+  one core), and 2 workers with 1 thread each;
+Rounds interleave the nine readers (worker start-up excluded), each reading
 `--batches` batches' worth of images; the table shows the best and median
 rates, and each reader's rate as a fraction of bare decoding with as many
 processes as it has decoders, in the same round (median over rounds). Then
 the cost per record of each stage in one process: decoding, reading a
-record (decode and colour conversion), and the augmenting crop.
+record (decode and colour conversion), the augmenting crop, and all three
+with the copy into a batch, whose ratio to decoding is the most any loader
+can feed.
 
 Usage: python scripts/bench_input.py [--records 1024] [--batches 16] [--rounds 3]
 """
@@ -98,10 +101,18 @@ def stage_milliseconds(persons: coco.CocoPersons, paths: list[str], repeats: int
   transform = pipeline.TopDownTransform(INPUT_SIZE, augment=True)
   examples = [persons[i] for i in range(len(persons))]
   rng = np.random.default_rng(0)
+  batch = np.empty((len(persons), INPUT_SIZE[1], INPUT_SIZE[0], 3), np.uint8)
+
+  def read_crop_and_batch():
+    for i in range(len(persons)):
+      batch[i] = transform.random_map(persons[i], rng)['image']
   stages = {
       'cv2.imread': lambda: [decode(path) for path in paths[:len(persons)]],
       'CocoPersons[i] (read, decode, to RGB)': lambda: [persons[i] for i in range(len(persons))],
       'TopDownTransform (affine crop)': lambda: [transform.random_map(e, rng) for e in examples],
+      # What a worker must do at the least, with no grain around it: its
+      # ratio to decoding bounds what any number of workers can reach.
+      'read, crop, copy into a batch (no grain)': read_crop_and_batch,
   }
   return {name: 1e3 / max(images_per_second(fn, len(persons)) for _ in range(repeats))
           for name, fn in stages.items()}
@@ -124,6 +135,7 @@ def main():
   # Rounds interleave the readers, so that a change in the machine's load
   # hits all of them; ratios are taken within a round.
   loaders = [(workers, threads) for threads in (16, None) for workers in (0, 1, 2)]
+  loaders.append((2, 1))  # the default before a one-core worker read in its own thread
   names = ['bare1', 'bare2'] + [f'workers{w}_threads{t}' for w, t in loaders]
   rates = {name: [] for name in names}
   with multiprocessing.get_context('spawn').Pool(2) as pool:
@@ -150,8 +162,9 @@ def main():
   floors = {'bare1': 'bare1', 'bare2': 'bare2'}
   for workers, threads in loaders:
     name = f'workers{workers}_threads{threads}'
-    threads = (f'{threads} (grain default)' if threads else
-               f'{pipeline.default_read_threads(workers)} (jaxpose default)')
+    threads = {16: '16 (grain default)',
+               None: f'{pipeline.default_read_threads(workers)} (jaxpose default)'}.get(
+                   threads, threads)
     labels[name] = f'pipeline, worker_count={workers}, read_threads={threads}'
     floors[name] = 'bare2' if workers == 2 else 'bare1'
   for name in names:
@@ -161,7 +174,9 @@ def main():
           f'| {ratio:>34s} |')
   print('Per record, in one process (best of rounds):')
   for name, milliseconds in stages.items():
-    print(f'  {name:40s} {milliseconds:6.2f} ms')
+    print(f'  {name:42s} {milliseconds:6.2f} ms')
+  ceiling = stages['cv2.imread'] / stages['read, crop, copy into a batch (no grain)']
+  print(f'Ceiling of a pipeline without grain overhead: {ceiling:.2f} of bare decoding')
 
 
 if __name__ == '__main__':

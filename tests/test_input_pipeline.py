@@ -150,7 +150,10 @@ def test_half_body_and_read_threads_reach_the_transform_and_the_loader(monkeypat
   assert batch['image'].shape == (4, 64, 64, 3) and batch['joints'].shape == (4, 17, 2)
   # The default lets make_loader share the cores among the decoding processes.
   input_pipeline.train_loader(source, coco_sample_config(), 4)
-  assert seen['read_threads'] is None and config_lib.default_config().data.read_threads == 0
+  assert seen['read_threads'] is None and config_lib.default_config().data.read_threads is None
+  # 0 is a choice of its own: read in the worker's own thread.
+  input_pipeline.train_loader(source, coco_sample_config(**{'data.read_threads': 0}), 4)
+  assert seen['read_threads'] == 0
 
 
 def test_tfds_source_gives_the_readers_people(tmp_path):

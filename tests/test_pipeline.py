@@ -333,8 +333,11 @@ def test_loader_shards_by_process(monkeypatch, shuffle):
 
 def test_default_read_threads_share_the_cores_between_workers():
   assert pipeline.default_read_threads(0, cpu_count=2) == 2
-  assert pipeline.default_read_threads(2, cpu_count=2) == 1
-  assert pipeline.default_read_threads(3, cpu_count=2) == 1
+  assert pipeline.default_read_threads(1, cpu_count=2) == 2
+  # A worker with one core reads in its own thread.
+  assert pipeline.default_read_threads(2, cpu_count=2) == 0
+  assert pipeline.default_read_threads(3, cpu_count=2) == 0
+  assert pipeline.default_read_threads(0, cpu_count=1) == 1
   assert pipeline.default_read_threads(4, cpu_count=96) == 16
   assert pipeline.default_read_threads(32, cpu_count=96) == 3
 

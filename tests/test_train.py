@@ -334,7 +334,8 @@ def _train_command(workdir, steps):
           '--config.batch_size=16', f'--config.num_train_steps={steps}',
           '--config.log_every_steps=1', '--config.eval_every_steps=1000',
           '--config.checkpoint_every_steps=4', '--config.data.num_train_examples=64',
-          '--config.data.num_eval_examples=8', '--config.data.image_size=(64, 64)']
+          '--config.data.num_eval_examples=8', '--config.data.image_size=(64, 64)',
+          '--config.data.read_threads=1']  # an unset (placeholder) field takes an int
 
 
 def _run_to_the_end(command: list[str], env: dict) -> None:

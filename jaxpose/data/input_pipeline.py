@@ -242,7 +242,7 @@ def train_loader(source, config: ml_collections.ConfigDict, host_batch_size: int
   return pipeline.make_loader(source, create_transform(config, train=True),
                               global_batch_size=config.batch_size, seed=config.seed,
                               worker_count=config.data.worker_count,
-                              read_threads=config.data.read_threads or None)
+                              read_threads=config.data.read_threads)
 
 
 def eval_batches(source, config: ml_collections.ConfigDict, data) -> Iterator[dict]:

@@ -284,15 +284,23 @@ class BottomUpTransform(grain.RandomMapTransform):
 
 
 def default_read_threads(worker_count: int, cpu_count: int | None = None) -> int:
-  """Reading threads per process: the machine's cores shared by the processes that decode, 1 to 16.
+  """Reading threads per process: the machine's cores shared by the processes that decode, 0 to 16.
 
   Decoding is CPU-bound, so threads beyond the cores only contend: grain's
-  default of 16 per worker, with 2 workers on 2 cores, fed 0.45 of the bare
-  decoding rate where 1 thread fed 0.7 (scripts/bench_input.py, BENCHMARKS.md).
-  16, grain's default, stays the ceiling for large hosts.
+  default of 16 per worker, with 2 workers on 2 cores, fed 0.41-0.51 of the
+  bare decoding rate where 1 thread fed 0.61-0.67 (scripts/bench_input.py,
+  BENCHMARKS.md). A worker with one core to itself reads in its own thread
+  (0 threads, as grain's `ReadOptions` recommends against GIL contention): its
+  process is already the prefetcher, and handing each record between threads
+  cost it 4-8 % of its rate. Without workers the training process keeps at
+  least one reading thread, so that reading overlaps the train step. 16,
+  grain's default, stays the ceiling for large hosts.
   """
   cpu_count = cpu_count or os.cpu_count() or 1
-  return int(np.clip(cpu_count // max(worker_count, 1), 1, 16))
+  cores_each = cpu_count // max(worker_count, 1)
+  if worker_count > 0 and cores_each <= 1:
+    return 0
+  return int(np.clip(cores_each, 1, 16))
 
 
 def make_loader(source, transform: grain.Transformation, *, global_batch_size: int,
