@@ -19,7 +19,13 @@ record (decode and colour conversion), the augmenting crop, and all three
 with the copy into a batch, whose ratio to decoding is the most any loader
 can feed.
 
-Usage: python scripts/bench_input.py [--records 1024] [--batches 16] [--rounds 3]
+With --designs, two loader designs jaxpose does not use, each with 2 workers
+reading in their own thread: grain batches record indices and one transform
+reads and crops the whole batch into one array ('decode after batching'),
+and the same with the sampler drawing whole fixed batches
+('batch-granular sampling', which shuffles batches, not records).
+
+Usage: python scripts/bench_input.py [--records 1024] [--batches 16] [--rounds 3] [--designs]
 """
 
 import argparse
@@ -30,6 +36,7 @@ import time
 
 from absl import flags
 import cv2
+import grain.python as grain
 import numpy as np
 
 from jaxpose.data import coco, pipeline
@@ -84,6 +91,11 @@ def pipeline_rate(source, worker_count: int, read_threads: int | None, batches: 
   transform = pipeline.TopDownTransform(INPUT_SIZE, augment=True)
   loader = pipeline.make_loader(source, transform, global_batch_size=BATCH_SIZE, seed=seed,
                                 worker_count=worker_count, read_threads=read_threads)
+  return loader_rate(loader, worker_count, batches)
+
+
+def loader_rate(loader: grain.DataLoader, worker_count: int, batches: int) -> float:
+  """Images/s of a loader of augmented batches, after a warm-up."""
   iterator = iter(loader)
   # Warm-up: workers start and fill their buffers; only the steady state counts.
   for _ in range(max(2, 2 * worker_count)):
@@ -94,6 +106,65 @@ def pipeline_rate(source, worker_count: int, read_threads: int | None, batches: 
       batch = next(iterator)
     assert batch['image'].shape == (BATCH_SIZE, INPUT_SIZE[1], INPUT_SIZE[0], 3)
   return images_per_second(read, batches * BATCH_SIZE)
+
+
+# Two other designs (--designs), measured to show what the loader's structure
+# costs; jaxpose does not use them. Both read and crop a whole batch in one
+# transform, straight into one array, so grain's per-record work shrinks.
+
+
+class _Indices:
+  """Record i -> i: a source that leaves the reading to the batch transform."""
+
+  def __init__(self, length: int):
+    self.length = length
+
+  def __len__(self) -> int:
+    return self.length
+
+  def __getitem__(self, index) -> int:
+    return int(index)
+
+
+class _BatchesOfIndices(_Indices):
+  """Record i -> the record indices of batch i, fixed: shuffling moves whole batches."""
+
+  def __getitem__(self, index) -> range:
+    return range(int(index) * BATCH_SIZE, (int(index) + 1) * BATCH_SIZE)
+
+
+class _ReadAndCropBatch(grain.RandomMapTransform):
+  """A batch of record indices -> {'image': [B, H, W, 3] uint8, 'joints', 'visible'}."""
+
+  def __init__(self, source):
+    self.source = source
+    self.transform = pipeline.TopDownTransform(INPUT_SIZE, augment=True)
+
+  def random_map(self, indices, rng: np.random.Generator) -> dict:
+    images = np.empty((len(indices), INPUT_SIZE[1], INPUT_SIZE[0], 3), np.uint8)
+    joints, visible = [], []
+    for slot, index in enumerate(indices):
+      example = self.transform.random_map(self.source[index], rng)
+      images[slot] = example['image']
+      joints.append(example['joints'])
+      visible.append(example['visible'])
+    return {'image': images, 'joints': np.stack(joints), 'visible': np.stack(visible)}
+
+
+def design_loader(design: str, source, seed: int) -> grain.DataLoader:
+  """2 workers reading in their own thread, records read after batching ('decode after batching')
+  or, further, sampled a whole batch at a time ('batch-granular sampling')."""
+  if design == 'decode after batching':
+    records = _Indices(len(source))
+    operations = [grain.Batch(BATCH_SIZE, drop_remainder=True, batch_fn=list),
+                  _ReadAndCropBatch(source)]
+  else:
+    records = _BatchesOfIndices(len(source) // BATCH_SIZE)
+    operations = [_ReadAndCropBatch(source)]
+  sampler = grain.IndexSampler(num_records=len(records), shard_options=grain.NoSharding(),
+                               shuffle=True, num_epochs=None, seed=seed)
+  return grain.DataLoader(data_source=records, sampler=sampler, operations=operations,
+                          worker_count=2, read_options=grain.ReadOptions(num_threads=0))
 
 
 def stage_milliseconds(persons: coco.CocoPersons, paths: list[str], repeats: int) -> dict:
@@ -123,6 +194,8 @@ def main():
   parser.add_argument('--records', type=int, default=1024)
   parser.add_argument('--batches', type=int, default=16, help='timed batches per round')
   parser.add_argument('--rounds', type=int, default=3)
+  parser.add_argument('--designs', action='store_true',
+                      help='also measure two loader designs jaxpose does not use')
   args = parser.parse_args()
   # grain's workers read absl flags, which this argparse script never parses.
   flags.FLAGS.mark_as_parsed()
@@ -136,7 +209,8 @@ def main():
   # hits all of them; ratios are taken within a round.
   loaders = [(workers, threads) for threads in (16, None) for workers in (0, 1, 2)]
   loaders.append((2, 1))  # the default before a one-core worker read in its own thread
-  names = ['bare1', 'bare2'] + [f'workers{w}_threads{t}' for w, t in loaders]
+  designs = ['decode after batching', 'batch-granular sampling'] if args.designs else []
+  names = ['bare1', 'bare2'] + [f'workers{w}_threads{t}' for w, t in loaders] + designs
   rates = {name: [] for name in names}
   with multiprocessing.get_context('spawn').Pool(2) as pool:
     pool.map(decode, paths[:8])  # start-up and first imports
@@ -148,6 +222,9 @@ def main():
       for workers, threads in loaders:
         rates[f'workers{workers}_threads{threads}'].append(
             pipeline_rate(source, workers, threads, args.batches, seed=round_index))
+      for design in designs:
+        rates[design].append(loader_rate(design_loader(design, source, seed=round_index),
+                                         2, args.batches))
   stages = stage_milliseconds(persons, paths, args.rounds)
 
   rates = {name: np.array(values) for name, values in rates.items()}
@@ -167,6 +244,9 @@ def main():
                    threads, threads)
     labels[name] = f'pipeline, worker_count={workers}, read_threads={threads}'
     floors[name] = 'bare2' if workers == 2 else 'bare1'
+  for design in designs:
+    labels[design] = f'other design: {design}, 2 workers'
+    floors[design] = 'bare2'
   for name in names:
     floor = floors[name]
     ratio = f'{np.median(rates[name] / rates[floor]):.2f} of {labels[floor][5:]}'

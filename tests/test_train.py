@@ -80,6 +80,17 @@ def _relative_l2_error(a, b):
   return np.sqrt(difference / sum(np.sum(np.asarray(x, np.float64) ** 2) for x in a))
 
 
+def _three_batches_and_a_start(config):
+  """The config's first three training batches, its schedule and optimizer, and a fresh TrainState."""
+  source, _ = input_pipeline.create_sources(config)
+  loader = iter(input_pipeline.train_loader(source, config, config.batch_size))
+  batches = [next(loader) for _ in range(3)]
+  learning_rate_fn = train.create_learning_rate_fn(config)
+  tx = train.create_optimizer(config, learning_rate_fn)
+  return batches, learning_rate_fn, tx, train.create_train_state(config, train.create_model(config),
+                                                                 tx)
+
+
 def test_pmap_shard_map_and_one_device_give_the_same_update():
   # Three steps of the quick start, each from the same state, on the same
   # global batch, with SGD. Adam and RMSprop normalise each gradient element
@@ -92,12 +103,7 @@ def test_pmap_shard_map_and_one_device_give_the_same_update():
   # rounding stays at the 1e-6 level.
   assert jax.device_count() == 8
   config = tiny_config(optimizer='sgd', learning_rate=0.01, **{'model.num_stacks': 2})
-  source, _ = input_pipeline.create_sources(config)
-  loader = iter(input_pipeline.train_loader(source, config, config.batch_size))
-  batches = [next(loader) for _ in range(3)]
-  learning_rate_fn = train.create_learning_rate_fn(config)
-  tx = train.create_optimizer(config, learning_rate_fn)
-  start = train.create_train_state(config, train.create_model(config), tx)
+  batches, learning_rate_fn, tx, start = _three_batches_and_a_start(config)
 
   steps = {}
   for mode in ('none', 'pmap', 'shard_map'):
@@ -154,12 +160,7 @@ def test_three_quickstart_steps_checkpoint_the_same_variables_under_every_wrappe
 
 def _three_steps_per_wrapper(config, reordered: bool = False) -> dict:
   """{mode: TrainState} after three steps from the same state; `reordered` adds 'none' on reversed batches."""
-  source, _ = input_pipeline.create_sources(config)
-  loader = iter(input_pipeline.train_loader(source, config, config.batch_size))
-  batches = [next(loader) for _ in range(3)]
-  learning_rate_fn = train.create_learning_rate_fn(config)
-  tx = train.create_optimizer(config, learning_rate_fn)
-  start = train.create_train_state(config, train.create_model(config), tx)
+  batches, learning_rate_fn, tx, start = _three_batches_and_a_start(config)
   runs = [('none', 'none', False), ('pmap', 'pmap', False), ('shard_map', 'shard_map', False)]
   if reordered:
     runs.append(('none, reversed batches', 'none', True))
