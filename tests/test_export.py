@@ -116,6 +116,12 @@ def test_lightweight_openpose_matches_jax_at_any_batch(tmp_path):
   session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
   assert [o.name for o in session.get_outputs()] == [
       'heatmaps_stage0', 'pafs_stage0', 'heatmaps_stage1', 'pafs_stage1']
+  # The 14 depthwise convs (11 in the backbone, 3 in the CPM) stay grouped
+  # Conv nodes, which onnxruntime runs fast, though JAX on the CPU computes
+  # them by shifts.
+  grouped = [node for node in onnx.load(path).graph.node if node.op_type == 'Conv' and
+             any(a.name == 'group' and a.i > 1 for a in node.attribute)]
+  assert len(grouped) == 14
   # BGR order matters: a channel-symmetric input would hide a missing flip.
   images = _pixels((4, 64, 96, 3), seed=10)
   images[..., 0] *= 0.2

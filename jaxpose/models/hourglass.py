@@ -54,15 +54,17 @@ class Bottleneck(nn.Module):
   features: int
   depthwise: bool = False
   axis_name: str | None = None
+  depthwise_by_shifts: bool | None = None  # see layers.DepthwiseConv3x3.by_shifts
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     norm = functools.partial(layers.batch_norm, train, self.axis_name)
     out = nn.Conv(self.features, (1, 1), name='conv1')(nn.relu(norm('bn1')(x)))
-    out = nn.Conv(
-        self.features, (3, 3), padding=((1, 1), (1, 1)),
-        feature_group_count=self.features if self.depthwise else 1,
-        name='conv2')(nn.relu(norm('bn2')(out)))
+    out = nn.relu(norm('bn2')(out))
+    if self.depthwise:
+      out = layers.DepthwiseConv3x3(by_shifts=self.depthwise_by_shifts, name='conv2')(out)
+    else:
+      out = nn.Conv(self.features, (3, 3), padding=((1, 1), (1, 1)), name='conv2')(out)
     out_features = EXPANSION * self.features
     out = nn.Conv(out_features, (1, 1), name='conv3')(nn.relu(norm('bn3')(out)))
     residual = x
@@ -83,10 +85,12 @@ class Hourglass(nn.Module):
   depth: int = HOURGLASS_DEPTH
   depthwise: bool = False
   axis_name: str | None = None
+  depthwise_by_shifts: bool | None = None
 
   def _residual(self, x: jax.Array, level: int, branch: int, train: bool):
     for k in range(self.num_blocks):
       x = Bottleneck(self.features, self.depthwise, self.axis_name,
+                     depthwise_by_shifts=self.depthwise_by_shifts,
                      name=f'hg_{level}_{branch}_{k}')(x, train)
     return x
 
@@ -127,6 +131,8 @@ class StackedHourglass(nn.Module):
       bottoms out at 1x1, where BatchNorm normalises one value per image.
     axis_name: mapped axis over which BatchNorm averages batch statistics in
       training (e.g. 'batch' under pmap / shard_map); None on one device.
+    depthwise_by_shifts: how the depthwise convs compute
+      (`layers.DepthwiseConv3x3.by_shifts`; None: by shifts on the CPU).
   """
   num_stacks: int = 2
   num_blocks: int = 1
@@ -135,6 +141,7 @@ class StackedHourglass(nn.Module):
   depthwise: bool = False
   depth: int = HOURGLASS_DEPTH
   axis_name: str | None = None
+  depthwise_by_shifts: bool | None = None
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> list[jax.Array]:
@@ -142,8 +149,8 @@ class StackedHourglass(nn.Module):
     if images.ndim != 4 or images.shape[1] % multiple or images.shape[2] % multiple:
       raise ValueError(f'images: expected [B, H, W, C] with H and W divisible by {multiple} '
                        f'(4 * 2**depth, depth {self.depth}), got {images.shape}')
-    block = functools.partial(Bottleneck, depthwise=self.depthwise,
-                              axis_name=self.axis_name)
+    block = functools.partial(Bottleneck, depthwise=self.depthwise, axis_name=self.axis_name,
+                              depthwise_by_shifts=self.depthwise_by_shifts)
     norm = functools.partial(layers.batch_norm, train, self.axis_name)
     channels = EXPANSION * self.num_features
 
@@ -158,7 +165,8 @@ class StackedHourglass(nn.Module):
     outputs = []
     for i in range(self.num_stacks):
       y = Hourglass(self.num_features, self.num_blocks, depth=self.depth,
-                    depthwise=self.depthwise, axis_name=self.axis_name, name=f'hg_{i}')(x, train)
+                    depthwise=self.depthwise, axis_name=self.axis_name,
+                    depthwise_by_shifts=self.depthwise_by_shifts, name=f'hg_{i}')(x, train)
       for k in range(self.num_blocks):
         y = block(self.num_features, name=f'res_{i}_{k}')(y, train)
       y = nn.Conv(channels, (1, 1), name=f'fc_{i}_0')(y)

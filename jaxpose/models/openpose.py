@@ -68,7 +68,7 @@ Norm = Callable[[str], nn.BatchNorm]
 
 
 def _conv(features: int, name: str, kernel_size: int = 3, stride: int = 1,
-          dilation: int = 1, groups: int = 1, use_bias: bool = True) -> nn.Conv:
+          dilation: int = 1, use_bias: bool = True) -> nn.Conv:
   """A square conv padded by dilation * (kernel_size // 2) on every side.
 
   That is upstream's explicit padding for every conv of this model (0 for 1x1,
@@ -79,7 +79,7 @@ def _conv(features: int, name: str, kernel_size: int = 3, stride: int = 1,
   return nn.Conv(
       features, (kernel_size, kernel_size), strides=(stride, stride),
       padding=((pad, pad), (pad, pad)), kernel_dilation=(dilation, dilation),
-      feature_group_count=groups, use_bias=use_bias, name=name)
+      use_bias=use_bias, name=name)
 
 
 def conv_block(x: jax.Array, features: int, prefix: str, norm: Norm | None = None,
@@ -96,27 +96,27 @@ def conv_block(x: jax.Array, features: int, prefix: str, norm: Norm | None = Non
 
 
 def depthwise_separable(x: jax.Array, features: int, prefix: str, norm: Norm,
-                        stride: int = 1, dilation: int = 1) -> jax.Array:
+                        stride: int = 1, dilation: int = 1,
+                        by_shifts: bool | None = None) -> jax.Array:
   """[B, H, W, C] -> [B, H/stride, W/stride, features]: upstream's `conv_dw`.
 
   Depthwise 3x3 (`{prefix}_0`), BN (`_1`), ReLU, pointwise 1x1 (`_3`), BN
   (`_4`), ReLU; neither conv has a bias.
   """
-  channels = x.shape[-1]
-  x = _conv(channels, f'{prefix}_0', stride=stride, dilation=dilation,
-            groups=channels, use_bias=False)(x)
+  x = layers.DepthwiseConv3x3(stride, dilation, use_bias=False, by_shifts=by_shifts,
+                              name=f'{prefix}_0')(x)
   x = nn.relu(norm(f'{prefix}_1')(x))
   x = _conv(features, f'{prefix}_3', kernel_size=1, use_bias=False)(x)
   return nn.relu(norm(f'{prefix}_4')(x))
 
 
-def depthwise_separable_elu(x: jax.Array, features: int, prefix: str) -> jax.Array:
+def depthwise_separable_elu(x: jax.Array, features: int, prefix: str,
+                            by_shifts: bool | None = None) -> jax.Array:
   """[B, H, W, C] -> [B, H, W, features]: upstream's `conv_dw_no_bn`.
 
   Depthwise 3x3 (`{prefix}_0`), ELU, pointwise 1x1 (`_2`), ELU; no BN, no bias.
   """
-  channels = x.shape[-1]
-  x = _conv(channels, f'{prefix}_0', groups=channels, use_bias=False)(x)
+  x = layers.DepthwiseConv3x3(use_bias=False, by_shifts=by_shifts, name=f'{prefix}_0')(x)
   x = jax.nn.elu(x)
   x = _conv(features, f'{prefix}_2', kernel_size=1, use_bias=False)(x)
   return jax.nn.elu(x)
@@ -129,13 +129,15 @@ class Cpm(nn.Module):
   depthwise-separable blocks, and mixes with a 3x3 conv.
   """
   features: int
+  depthwise_by_shifts: bool | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     x = conv_block(x, self.features, 'align', kernel_size=1)
     trunk = x
     for i in range(3):
-      trunk = depthwise_separable_elu(trunk, self.features, f'trunk_{i}')
+      trunk = depthwise_separable_elu(trunk, self.features, f'trunk_{i}',
+                                      self.depthwise_by_shifts)
     return conv_block(x + trunk, self.features, 'conv')
 
 
@@ -214,12 +216,15 @@ class LightweightOpenPose(nn.Module):
     num_pafs: part affinity field channels.
     axis_name: mapped axis over which BatchNorm averages batch statistics in
       training (e.g. 'batch' under pmap / shard_map); None on one device.
+    depthwise_by_shifts: how the depthwise convs compute
+      (`layers.DepthwiseConv3x3.by_shifts`; None: by shifts on the CPU).
   """
   num_refinement_stages: int = 1
   num_channels: int = 128
   num_heatmaps: int = 19
   num_pafs: int = 38
   axis_name: str | None = None
+  depthwise_by_shifts: bool | None = None
 
   @nn.compact
   def __call__(self, images: jax.Array,
@@ -235,8 +240,9 @@ class LightweightOpenPose(nn.Module):
     x = conv_block(images, STEM_FEATURES, 'model_0', norm, stride=2,
                    use_bias=False)
     for i, (features, stride, dilation) in enumerate(BACKBONE_BLOCKS, start=1):
-      x = depthwise_separable(x, features, f'model_{i}', norm, stride, dilation)
-    features = Cpm(self.num_channels, name='cpm')(x)
+      x = depthwise_separable(x, features, f'model_{i}', norm, stride, dilation,
+                              self.depthwise_by_shifts)
+    features = Cpm(self.num_channels, self.depthwise_by_shifts, name='cpm')(x)
 
     outputs = [InitialStage(self.num_channels, self.num_heatmaps, self.num_pafs,
                             name='initial_stage')(features)]

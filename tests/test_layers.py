@@ -1,0 +1,95 @@
+"""jaxpose.models.layers: the depthwise conv computed by shifts is the grouped conv it replaces."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxpose.models import layers
+
+
+def _variables(channels: int, seed: int, use_bias: bool = True) -> dict:
+  rng = np.random.default_rng(seed)
+  params = {'kernel': jnp.asarray(rng.normal(size=(3, 3, 1, channels)), jnp.float32)}
+  if use_bias:
+    params['bias'] = jnp.asarray(rng.normal(size=channels), jnp.float32)
+  return {'params': params}
+
+
+@pytest.mark.parametrize('stride,dilation,height,width', [
+    (1, 1, 9, 12), (2, 1, 9, 12), (2, 1, 8, 10), (1, 2, 7, 11), (2, 2, 10, 9)])
+def test_shifts_equal_the_grouped_conv(stride, dilation, height, width):
+  images = jnp.asarray(np.random.default_rng(0).normal(size=(2, height, width, 6)), jnp.float32)
+  variables = _variables(6, seed=1)
+  outputs = {}
+  for by_shifts in (True, False):
+    conv = layers.DepthwiseConv3x3(stride, dilation, by_shifts=by_shifts)
+    outputs[by_shifts] = np.asarray(conv.apply(variables, images))
+  # Padded by the dilation: ceil(size / stride) out, as PyTorch's depthwise convs.
+  assert outputs[True].shape == (2, -(-height // stride), -(-width // stride), 6)
+  np.testing.assert_allclose(outputs[True], outputs[False], rtol=0, atol=1e-5)
+  # And the grouped conv is a per-channel correlation: channel 3 by hand.
+  padded = np.pad(np.asarray(images), ((0, 0), (dilation,) * 2, (dilation,) * 2, (0, 0)))
+  kernel = np.asarray(variables['params']['kernel'])[:, :, 0, 3]
+  expected = np.zeros_like(outputs[False][..., 3])
+  for y in range(expected.shape[1]):
+    for x in range(expected.shape[2]):
+      window = padded[:, y * stride:y * stride + 2 * dilation + 1:dilation,
+                      x * stride:x * stride + 2 * dilation + 1:dilation, 3]
+      expected[:, y, x] = (window * kernel).sum(axis=(1, 2))
+  expected += np.asarray(variables['params']['bias'])[3]
+  np.testing.assert_allclose(outputs[True][..., 3], expected, rtol=0, atol=1e-5)
+
+
+def test_gradients_by_shifts_equal_the_grouped_conv():
+  images = jnp.asarray(np.random.default_rng(2).normal(size=(2, 8, 8, 4)), jnp.float32)
+  variables = _variables(4, seed=3, use_bias=False)
+  weights = jnp.asarray(np.random.default_rng(4).normal(size=(2, 4, 4, 4)), jnp.float32)
+  gradients = {}
+  for by_shifts in (True, False):
+    conv = layers.DepthwiseConv3x3(2, 1, use_bias=False, by_shifts=by_shifts)
+    loss = lambda v, x, conv=conv: jnp.sum(conv.apply(v, x) * weights)
+    gradients[by_shifts] = jax.grad(loss, argnums=(0, 1))(variables, images)
+  for ours, expected in zip(jax.tree_util.tree_leaves(gradients[True]),
+                            jax.tree_util.tree_leaves(gradients[False]), strict=True):
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5)
+
+
+def test_parameters_and_their_initial_values_are_those_of_a_grouped_nn_conv():
+  # So that checkpoints written before this layer existed, and converted
+  # upstream weights, load unchanged.
+  class Ours(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return layers.DepthwiseConv3x3(2, 2, name='dw')(x)
+
+  class Flax(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return nn.Conv(5, (3, 3), strides=(2, 2), padding=((2, 2), (2, 2)), kernel_dilation=(2, 2),
+                     feature_group_count=5, name='dw')(x)
+
+  images = jnp.ones((1, 10, 10, 5))
+  ours = Ours().init(jax.random.key(7), images)
+  theirs = Flax().init(jax.random.key(7), images)
+  assert jax.tree_util.tree_structure(ours) == jax.tree_util.tree_structure(theirs)
+  for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(theirs)):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_allclose(Ours().apply(ours, images), Flax().apply(theirs, images), atol=1e-6)
+
+
+def test_by_default_the_cpu_backend_computes_by_shifts():
+  images = jnp.ones((1, 6, 6, 3))
+  variables = _variables(3, seed=5)
+
+  def primitives(by_shifts):
+    conv = layers.DepthwiseConv3x3(by_shifts=by_shifts)
+    jaxpr = jax.make_jaxpr(lambda x: conv.apply(variables, x))(images)
+    return {equation.primitive.name for equation in jaxpr.eqns}
+
+  assert jax.default_backend() == 'cpu'
+  assert 'conv_general_dilated' not in primitives(None)
+  assert 'conv_general_dilated' not in primitives(True)
+  assert 'conv_general_dilated' in primitives(False)
