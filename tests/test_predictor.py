@@ -40,9 +40,16 @@ def test_architecture_from_model(models):
   assert predictor.OnnxPredictor(models['hourglass_onnx']).arch == predictor.TOPDOWN_ARCH
 
 
+def test_batches_pad_to_powers_of_two_and_three_times_them():
+  sizes = [predictor.padded_batch_size(count) for count in range(1, 18)]
+  assert sizes == [1, 2, 3, 4, 6, 6, 8, 8, 12, 12, 12, 12, 16, 16, 16, 16, 24]
+  assert max(size / count for count, size in enumerate(sizes, start=1)) < 1.5
+  assert predictor.padded_batch_size(1025) == 1536
+
+
 def test_batch_padding_does_not_change_outputs(models):
-  # 3 images run as a padded batch of 4; each image alone gives the same maps.
-  images = np.random.default_rng(1).integers(0, 256, (3, 256, 256, 3), dtype=np.uint8)
+  # 5 images run as a padded batch of 6; each image alone gives the same maps.
+  images = np.random.default_rng(1).integers(0, 256, (5, 256, 256, 3), dtype=np.uint8)
   model = predictor.JaxPredictor(models['hourglass'])
   together = predictor.last_heatmaps(model(images))
   alone = np.concatenate([predictor.last_heatmaps(model(image[None])) for image in images])
