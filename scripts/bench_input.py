@@ -151,16 +151,16 @@ class _ReadAndCropBatch(grain.RandomMapTransform):
     return {'image': images, 'joints': np.stack(joints), 'visible': np.stack(visible)}
 
 
-def design_loader(design: str, source, seed: int) -> grain.DataLoader:
-  """2 workers reading in their own thread, records read after batching ('decode after batching')
-  or, further, sampled a whole batch at a time ('batch-granular sampling')."""
-  if design == 'decode after batching':
+def design_loader(source, seed: int, batch_granular: bool) -> grain.DataLoader:
+  """2 workers reading in their own thread; records read after batching, and with
+  `batch_granular` sampled a whole fixed batch at a time."""
+  if batch_granular:
+    records = _BatchesOfIndices(len(source) // BATCH_SIZE)
+    operations = [_ReadAndCropBatch(source)]
+  else:
     records = _Indices(len(source))
     operations = [grain.Batch(BATCH_SIZE, drop_remainder=True, batch_fn=list),
                   _ReadAndCropBatch(source)]
-  else:
-    records = _BatchesOfIndices(len(source) // BATCH_SIZE)
-    operations = [_ReadAndCropBatch(source)]
   sampler = grain.IndexSampler(num_records=len(records), shard_options=grain.NoSharding(),
                                shuffle=True, num_epochs=None, seed=seed)
   return grain.DataLoader(data_source=records, sampler=sampler, operations=operations,
@@ -168,7 +168,8 @@ def design_loader(design: str, source, seed: int) -> grain.DataLoader:
 
 
 def stage_milliseconds(persons: coco.CocoPersons, paths: list[str], repeats: int) -> dict:
-  """Best per-record milliseconds, in this process, of decoding, reading a record, and transforming it."""
+  """Best per-record milliseconds, in this process, of decoding, reading a record, transforming
+  it, and all of that with the copy into a batch."""
   transform = pipeline.TopDownTransform(INPUT_SIZE, augment=True)
   examples = [persons[i] for i in range(len(persons))]
   rng = np.random.default_rng(0)
@@ -209,8 +210,10 @@ def main():
   # hits all of them; ratios are taken within a round.
   loaders = [(workers, threads) for threads in (16, None) for workers in (0, 1, 2)]
   loaders.append((2, 1))  # the default before a one-core worker read in its own thread
-  designs = ['decode after batching', 'batch-granular sampling'] if args.designs else []
-  names = ['bare1', 'bare2'] + [f'workers{w}_threads{t}' for w, t in loaders] + designs
+  # Label -> design_loader's batch_granular.
+  designs = ({'decode after batching': False, 'batch-granular sampling': True}
+             if args.designs else {})
+  names = ['bare1', 'bare2'] + [f'workers{w}_threads{t}' for w, t in loaders] + list(designs)
   rates = {name: [] for name in names}
   with multiprocessing.get_context('spawn').Pool(2) as pool:
     pool.map(decode, paths[:8])  # start-up and first imports
@@ -222,9 +225,9 @@ def main():
       for workers, threads in loaders:
         rates[f'workers{workers}_threads{threads}'].append(
             pipeline_rate(source, workers, threads, args.batches, seed=round_index))
-      for design in designs:
-        rates[design].append(loader_rate(design_loader(design, source, seed=round_index),
-                                         2, args.batches))
+      for design, batch_granular in designs.items():
+        loader = design_loader(source, seed=round_index, batch_granular=batch_granular)
+        rates[design].append(loader_rate(loader, 2, args.batches))
   stages = stage_milliseconds(persons, paths, args.rounds)
 
   rates = {name: np.array(values) for name, values in rates.items()}

@@ -36,9 +36,10 @@ class DepthwiseConv3x3(nn.Module):
     use_bias: add a per-channel bias.
     by_shifts: compute the conv as nine shifted multiply-adds instead of a
       grouped `lax.conv`. XLA:CPU runs a grouped conv with one group per
-      channel in ~18 ms whatever its size (128x228x32 to 32x57x512, measured
-      2026-11-30), the nine multiply-adds, which XLA fuses into one loop, in
-      0.3 ms. None: by shifts on the CPU backend. Keep the conv (False) for
+      channel at ~1 GFLOP/s (~19 ns per input element, 4-18 ms per layer of
+      Lightweight OpenPose at 256x456); the nine multiply-adds, which XLA
+      fuses into one loop, are ~50x faster (scripts/bench_depthwise.py).
+      None: by shifts on the CPU backend. Keep the conv (False) for
       ONNX export, whose runtimes have fast depthwise convs; on GPU and TPU
       the conv is kept, as it was not measured there.
   """
@@ -57,9 +58,9 @@ class DepthwiseConv3x3(nn.Module):
       by_shifts = jax.default_backend() == 'cpu'
     pad = self.dilation
     if by_shifts:
+      out_height = (x.shape[1] - 1) // self.stride + 1
+      out_width = (x.shape[2] - 1) // self.stride + 1
       x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-      out_height = (x.shape[1] - 2 * self.dilation - 1) // self.stride + 1
-      out_width = (x.shape[2] - 2 * self.dilation - 1) // self.stride + 1
       y = None
       for row in range(3):
         for column in range(3):
