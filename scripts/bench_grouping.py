@@ -40,7 +40,8 @@ def coco_maps():
   for image in data['images']:
     annotations = [a for a in data['annotations'] if a['image_id'] == image['id']]
     width, height = image['width'], image['height']
-    keypoints, visible, mask = paf.coco_people(annotations, image_size=(width, height))
+    keypoints, visible, mask = upstream_grouping.coco_people(annotations,
+                                                             image_size=(width, height))
     size = (-(-width // STRIDE) * STRIDE, -(-height // STRIDE) * STRIDE)
     heatmaps, pafs = paf.encode(keypoints, visible, image_size=size, stride=STRIDE,
                                 person_mask=mask)

@@ -8,11 +8,18 @@ shape, Python loops included, as the baseline that
 that the tests compare its results with. Not part of the package.
 
 `decode_like_upstream` returns what `paf.decode` returns, so the two can be
-compared number for number.
+compared number for number. `coco_people` gives the people whose targets
+both are run on: COCO annotations as upstream's dataset converts them
+(`ConvertKeypoints`: the neck added, keypoints outside the image dropped).
 """
+
+from collections.abc import Sequence
+from typing import Any
 
 import cv2
 import numpy as np
+
+from jaxpose import skeletons
 
 # Upstream's grouping order: (keypoint a, keypoint b) and the PAF channels
 # (x, y) of each limb.
@@ -156,3 +163,39 @@ def decode_like_upstream(heatmaps, pafs, stride=8, upsample=4):
         people[n, k] = (x * stride / upsample, y * stride / upsample, score)
   scores = np.array([e[-2] for e in entries], np.float32)
   return people, scores
+
+
+def coco_people(annotations: Sequence[dict[str, Any]], *,
+                image_size: tuple[int, int] | None = None,
+                max_people: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """COCO person annotations of one image -> `paf.encode`'s (keypoints, visible, person_mask).
+
+  Args:
+    annotations: COCO annotation dicts with a 'keypoints' list of 17 (x, y, v).
+    image_size: (width, height); if given, keypoints outside the image count
+      as not annotated (upstream's `ConvertKeypoints`), the neck included.
+    max_people: pad the people axis to this length (an error if there are
+      more annotations); None: one row per annotation.
+
+  Returns:
+    keypoints [P, 18, 2] float32 and visible [P, 18] float32 (COCO's v, the
+    neck's the smaller of the shoulders') in OPENPOSE order, and
+    person_mask [P] bool, False on padding rows.
+  """
+  coco = np.array([a['keypoints'] for a in annotations], np.float32).reshape(
+      -1, skeletons.COCO.num_keypoints, 3)
+  keypoints, visible = skeletons.openpose_from_coco(coco[..., :2], coco[..., 2])
+  if image_size is not None:
+    width, height = image_size
+    inside = ((keypoints[..., 0] >= 0) & (keypoints[..., 0] < width) &
+              (keypoints[..., 1] >= 0) & (keypoints[..., 1] < height))
+    visible = np.where(inside, visible, 0).astype(np.float32)
+  count = len(annotations)
+  size = count if max_people is None else max_people
+  if count > size:
+    raise ValueError(f'coco_people: {count} annotations for max_people={size}')
+  padded_keypoints = np.zeros((size, NUM_KEYPOINTS, 2), np.float32)
+  padded_visible = np.zeros((size, NUM_KEYPOINTS), np.float32)
+  padded_keypoints[:count], padded_visible[:count] = keypoints, visible
+  return padded_keypoints, padded_visible, np.arange(size) < count

@@ -266,8 +266,8 @@ def coco_images():
 def encode_coco(image, annotations, max_people=8):
   """Targets of an image's annotated people, at its size rounded up to the stride."""
   width, height = image['width'], image['height']
-  keypoints, visible, mask = paf.coco_people(annotations, image_size=(width, height),
-                                             max_people=max_people)
+  keypoints, visible, mask = upstream_grouping.coco_people(
+      annotations, image_size=(width, height), max_people=max_people)
   padded_size = (-(-width // 8) * 8, -(-height // 8) * 8)
   heatmaps, pafs = ENCODE(keypoints, visible, image_size=padded_size, person_mask=mask)
   return keypoints[mask], visible[mask], np.asarray(heatmaps), np.asarray(pafs)
@@ -408,12 +408,12 @@ def test_coco_people_orders_pads_and_drops_outside_keypoints():
   coco[5] = (30, 40, 1)  # left shoulder
   coco[6] = (50, 40, 2)  # right shoulder
   coco[9] = (70, 99, 2)  # left wrist, below a 100 x 90 image
-  keypoints, visible, mask = paf.coco_people([{'keypoints': coco.ravel().tolist()}],
-                                             image_size=(100, 90), max_people=3)
+  keypoints, visible, mask = upstream_grouping.coco_people(
+      [{'keypoints': coco.ravel().tolist()}], image_size=(100, 90), max_people=3)
   assert keypoints.shape == (3, 18, 2) and visible.shape == (3, 18)
   np.testing.assert_array_equal(mask, [True, False, False])
   np.testing.assert_array_equal(keypoints[0, [0, 1, 2, 5]], [[10, 20], [40, 40], [50, 40], [30, 40]])
   np.testing.assert_array_equal(visible[0, [0, 1, 2, 5, 7]], [2, 1, 2, 1, 0])
   assert visible[0].sum() == 6 and visible[1:].sum() == 0
   with pytest.raises(ValueError, match='max_people'):
-    paf.coco_people([{'keypoints': coco.ravel().tolist()}] * 2, max_people=1)
+    upstream_grouping.coco_people([{'keypoints': coco.ravel().tolist()}] * 2, max_people=1)

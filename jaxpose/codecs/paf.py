@@ -39,9 +39,7 @@ shoulders often is, gives a flat top with no strict maximum);
 `upstream_peaks=False` fixes that for decoding rendered targets.
 """
 
-from collections.abc import Sequence
 import functools
-from typing import Any
 
 import cv2
 import jax
@@ -206,42 +204,6 @@ def _encode(keypoints, visible, person_mask, *, image_size, stride, sigma, paf_t
   heatmaps = jnp.concatenate([keypoint_maps, background], axis=-1)
   pafs = _paf_maps(keypoints, visible, map_size, stride, paf_thickness)
   return heatmaps, pafs
-
-
-def coco_people(annotations: Sequence[dict[str, Any]], *,
-                image_size: tuple[int, int] | None = None,
-                max_people: int | None = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """COCO person annotations of one image -> `encode`'s (keypoints, visible, person_mask).
-
-  Args:
-    annotations: COCO annotation dicts with a 'keypoints' list of 17 (x, y, v).
-    image_size: (width, height); if given, keypoints outside the image count
-      as not annotated (upstream's `ConvertKeypoints`), the neck included.
-    max_people: pad the people axis to this length (an error if there are
-      more annotations); None: one row per annotation.
-
-  Returns:
-    keypoints [P, 18, 2] float32 and visible [P, 18] float32 (COCO's v, the
-    neck's the smaller of the shoulders') in OPENPOSE order, and
-    person_mask [P] bool, False on padding rows.
-  """
-  coco = np.array([a['keypoints'] for a in annotations], np.float32).reshape(
-      -1, skeletons.COCO.num_keypoints, 3)
-  keypoints, visible = skeletons.openpose_from_coco(coco[..., :2], coco[..., 2])
-  if image_size is not None:
-    width, height = image_size
-    inside = ((keypoints[..., 0] >= 0) & (keypoints[..., 0] < width) &
-              (keypoints[..., 1] >= 0) & (keypoints[..., 1] < height))
-    visible = np.where(inside, visible, 0).astype(np.float32)
-  count = len(annotations)
-  size = count if max_people is None else max_people
-  if count > size:
-    raise ValueError(f'coco_people: {count} annotations for max_people={size}')
-  padded_keypoints = np.zeros((size, NUM_KEYPOINTS, 2), np.float32)
-  padded_visible = np.zeros((size, NUM_KEYPOINTS), np.float32)
-  padded_keypoints[:count], padded_visible[:count] = keypoints, visible
-  return padded_keypoints, padded_visible, np.arange(size) < count
 
 
 def _upsample(maps: np.ndarray, factor: int) -> np.ndarray:
