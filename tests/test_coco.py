@@ -146,6 +146,23 @@ def test_missing_image_dropped_with_one_warning(tmp_path, caplog):
   assert ANNOTATIONS in missing[0].getMessage()
 
 
+def test_read_image_gives_rgb_for_grey_and_alpha_files_as_opencv_bgr_reversed(tmp_path):
+  # read_image decodes straight to RGB; other files than colour JPEGs must
+  # come out as OpenCV's 3-channel BGR decoding, reversed.
+  bgr = cv2.imread(os.path.join(DATA, '000000000785.jpg'))
+  grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+  with_alpha = np.concatenate([bgr, np.full(bgr.shape[:2] + (1,), 128, np.uint8)], axis=-1)
+  files = {'grey.jpg': grey, 'grey.png': grey, 'alpha.png': with_alpha, 'colour.png': bgr}
+  for name, pixels in files.items():
+    assert cv2.imwrite(str(tmp_path / name), pixels)
+    expected = cv2.imread(str(tmp_path / name), cv2.IMREAD_COLOR)[..., ::-1]
+    image = coco.read_image(str(tmp_path / name), image_id=1)
+    assert image.shape == bgr.shape, name
+    np.testing.assert_array_equal(image, expected, err_msg=name)
+  # 785 is in colour (40083 is grey in its JPEG's three channels), so a missed swap shows.
+  assert np.abs(bgr[..., 0].astype(int) - bgr[..., 2]).max() > 50
+
+
 def test_truncated_jpeg_raises_naming_file_and_id(tmp_path):
   for name in os.listdir(DATA):
     if name.endswith('.jpg'):

@@ -71,12 +71,13 @@ def read_image_bytes(path: str, image_id: int) -> bytes:
 def read_image(path: str, image_id: int) -> np.ndarray:
   """Image file -> uint8 [H, W, 3] RGB; raises naming the file and image id if it is missing or corrupt."""
   data = read_image_bytes(path, image_id)
+  # Decoding straight to RGB saves converting the whole image afterwards.
   image = cv2.imdecode(np.frombuffer(data, np.uint8),
-                       cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+                       cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
   if image is None:
     raise ValueError(f'image file {path} (image id {image_id}) cannot be decoded '
                      f'({len(data)} bytes)')
-  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+  return image
 
 
 def warn_dropped(what: str, ids: list, source: str) -> None:
