@@ -27,6 +27,7 @@ import numpy as np
 
 from jaxpose import skeletons
 from jaxpose.data import transforms
+from jaxpose.data import worker_process
 
 
 # Joints of the upper body, by skeleton name, for half-body augmentation; the
@@ -61,7 +62,15 @@ def _inside(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
           (pixel[..., 1] >= 0) & (pixel[..., 1] < size[1]))
 
 
-class TopDownTransform(grain.RandomMapTransform):
+class _HostTransform(grain.RandomMapTransform):
+  """A transform that prepares the grain worker it is unpickled in (`worker_process`)."""
+
+  def __setstate__(self, state: dict):
+    self.__dict__.update(state)
+    worker_process.prepare_if_worker()
+
+
+class TopDownTransform(_HostTransform):
   """One-person example -> {'image': uint8 [h, w, 3], 'joints': f32 [J, 2], 'visible': f32 [J]}.
 
   The crop is the person's box enlarged by `transforms.BOX_PADDING` to the
@@ -179,7 +188,7 @@ class TopDownTransform(grain.RandomMapTransform):
     return np.concatenate([low, high - low])
 
 
-class BottomUpTransform(grain.RandomMapTransform):
+class BottomUpTransform(_HostTransform):
   """Whole-image example -> square input with OpenPose-18 keypoints of up to `max_people` people.
 
   Output: {'image': uint8 [S, S, 3], 'keypoints': float32 [max_people, 18, 2],
