@@ -17,10 +17,11 @@ images), the input size and, for the hourglass, the skeleton.
   detections, OKS-NMS (threshold `OKS_NMS_THRESHOLD`, as mmpose) removes
   duplicates; then COCO AP by pycocotools. MPII: PCKh@0.5 and @0.1, which need
   the head boxes of the official .mat annotations.
-- Bottom-up (Lightweight OpenPose): each whole image, resized to height
-  `BOTTOM_UP_HEIGHT` and padded to a multiple of the stride as upstream's
-  val.py does, -> the model's last stage -> `codecs.paf.decode` -> COCO
-  keypoints -> COCO AP.
+- Bottom-up (Lightweight OpenPose): as upstream's val.py, each whole image,
+  resized to height `BOTTOM_UP_HEIGHT` (times each of `scales`) and padded to
+  a multiple of the stride, -> the model's last stage -> maps brought back to
+  the image's size and averaged over the scales -> `codecs.paf.decode` at
+  that size -> COCO keypoints -> COCO AP.
 
 Results go to `W/eval/results_step{N}.json` (COCO); the metrics are printed as
 one JSON object on the last line, with the keys of `jaxpose eval
@@ -33,7 +34,6 @@ import os
 import sys
 
 from absl import logging
-import cv2
 import ml_collections
 import numpy as np
 import tqdm
@@ -52,8 +52,8 @@ OKS_NMS_THRESHOLD = 0.9
 # COCO's per-keypoint OKS sigmas (pycocotools), for OKS-NMS.
 COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07,
                         .87, .87, .89, .89]) / 10.0
-# Upstream's val.py: images resized to this height, padded to the stride.
-BOTTOM_UP_HEIGHT = 368
+# Upstream's val.py: images resized to this height (at scale 1), padded to the stride.
+BOTTOM_UP_HEIGHT = bottomup.VAL_HEIGHT
 BOTTOM_UP_STRIDE = 8
 
 # images uint8 [B, h, w, 3] -> the last stack's heatmaps [B, h', w', J].
@@ -178,28 +178,26 @@ def _topdown_mpii(heatmaps_fn: HeatmapsFn, config, files, flip_test: bool) -> di
                                np.concatenate(visible), np.concatenate(head_boxes))
 
 
-def predict_bottom_up(maps_fn: MapsFn, image: np.ndarray
+def predict_bottom_up(maps_fn: MapsFn, image: np.ndarray, scales=(1.0,)
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Image uint8 [H, W, 3] -> (COCO keypoints [N, 17, 2] image pixels, keypoint scores [N, 17], person scores [N]).
 
-  The input as upstream's val.py makes it (bicubic resize to height 368,
-  centred padding to a multiple of the stride), then the shared bottom-up
-  decoding and upstream's person score (`inference.bottomup`).
+  Upstream's val.py: the last stage's maps over the image, averaged over
+  `scales` (`inference.bottomup.image_maps`), decoded at the image's size
+  (`bottomup.people_at_image_size`), with upstream's person score.
   """
-  network_input, placement = bottomup.letterbox(image, BOTTOM_UP_HEIGHT, BOTTOM_UP_STRIDE,
-                                                interpolation=cv2.INTER_CUBIC)
-  heatmaps, pafs = maps_fn(network_input[None])
-  people, scores = bottomup.people_in_image(np.asarray(heatmaps)[0], np.asarray(pafs)[0],
-                                            placement, BOTTOM_UP_STRIDE)
+  heatmaps, pafs = bottomup.image_maps(maps_fn, image, scales, BOTTOM_UP_HEIGHT, BOTTOM_UP_STRIDE)
+  people, scores = bottomup.people_at_image_size(heatmaps, pafs, upstream_peaks=True)
   return bottomup.coco_keypoints(people, scores)
 
 
-def _bottom_up_coco(maps_fn: MapsFn, files) -> list[dict]:
+def _bottom_up_coco(maps_fn: MapsFn, files, scales) -> list[dict]:
   """Lightweight OpenPose on every image of the COCO eval annotations -> COCO results."""
   results = []
   for image_id, path in tqdm.tqdm(_coco_images(files.eval_annotations, files.eval_images),
                                   desc='eval', unit='image', file=sys.stderr):
-    keypoints, keypoint_scores, scores = predict_bottom_up(maps_fn, coco.read_image(path, image_id))
+    keypoints, keypoint_scores, scores = predict_bottom_up(
+        maps_fn, coco.read_image(path, image_id), scales)
     results += evaluate.coco_results(np.full(len(scores), image_id), keypoints,
                                      keypoint_scores, scores)
   return results
@@ -218,7 +216,7 @@ def _eval_files(config: ml_collections.ConfigDict) -> input_pipeline.DatasetFile
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, *,
                      step: int | None = None, detections: str | None = None,
                      detection_threshold: float = DEFAULT_DETECTION_THRESHOLD,
-                     flip_test: bool = True, results_file: str | None = None,
+                     flip_test: bool = True, scales=(1.0,), results_file: str | None = None,
                      model_fn: HeatmapsFn | MapsFn | None = None) -> dict:
   """Evaluates the workdir's checkpoint on the config's eval split -> metrics (module docstring).
 
@@ -230,6 +228,8 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, *,
       COCO); None uses the ground-truth boxes.
     detection_threshold: detections scored lower are dropped.
     flip_test: average with the mirrored crop's heatmaps (top-down).
+    scales: bottom-up input scales whose maps are averaged (val.py's
+      `--multiscale`: `bottomup.MULTISCALE`).
     results_file: where the COCO results go (default
       `workdir/eval/results_step{N}.json`).
     model_fn: replaces the restored model (tests): a HeatmapsFn for the
@@ -264,7 +264,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, *,
   if config.model.arch == 'hourglass':
     results = _topdown_coco(model_fn, config, files, detections, detection_threshold, flip_test)
   else:
-    results = _bottom_up_coco(model_fn, files)
+    results = _bottom_up_coco(model_fn, files, scales)
   results_file = results_file or os.path.join(workdir, 'eval', f'results_step{step}.json')
   evaluate.write_coco_results(results_file, results)
   if not results:

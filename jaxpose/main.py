@@ -45,6 +45,8 @@ flags.DEFINE_string('detections', None,
                     'default: the ground-truth boxes.')
 flags.DEFINE_float('detection_threshold', 0.0, 'eval: drop detections scored lower.')
 flags.DEFINE_bool('flip_test', True, 'eval: average with the mirrored crops (top-down).')
+flags.DEFINE_list('scales', ['1'], 'eval: bottom-up input scales whose maps are averaged '
+                  "(upstream val.py's --multiscale: 0.5,1,1.5,2).")
 flags.DEFINE_string('results', None,
                     'eval: COCO results JSON to write (default: WORKDIR/eval/results_stepN.json).')
 
@@ -106,9 +108,15 @@ def eval_main(argv) -> None:
     logging.set_verbosity(logging.WARNING)
   from jaxpose import eval_model  # pylint: disable=g-import-not-at-top
   try:
+    scales = [float(scale) for scale in FLAGS.scales]
+  except ValueError:
+    raise app.UsageError(f'--scales: expected numbers, got {",".join(FLAGS.scales)}') from None
+  if not scales or min(scales) <= 0:
+    raise app.UsageError(f'--scales: expected positive numbers, got {",".join(FLAGS.scales)}')
+  try:
     eval_model.run(FLAGS.config, FLAGS.workdir, step=FLAGS.step, detections=FLAGS.detections,
                    detection_threshold=FLAGS.detection_threshold, flip_test=FLAGS.flip_test,
-                   results_file=FLAGS.results)
+                   scales=scales, results_file=FLAGS.results)
   except (ValueError, FileNotFoundError) as e:
     sys.exit(f'jaxpose eval: {e}')
 

@@ -2,7 +2,8 @@
 
 A transcription (written for this project) of the algorithm of upstream's
 `modules/keypoints.py` (`extract_keypoints`, `connections_nms`,
-`group_keypoints`) and of the map upsampling of its `demo.py`, kept in the same
+`group_keypoints`), of the map upsampling of its `demo.py` and of the
+multi-scale map averaging of its `val.py` (`infer_like_val`), kept in the same
 shape, Python loops included, as the baseline that
 `scripts/bench_grouping.py` times `jaxpose.codecs.paf.decode` against, and
 that the tests compare its results with. Not part of the package.
@@ -14,6 +15,7 @@ both are run on: COCO annotations as upstream's dataset converts them
 """
 
 from collections.abc import Sequence
+import math
 from typing import Any
 
 import cv2
@@ -163,6 +165,40 @@ def decode_like_upstream(heatmaps, pafs, stride=8, upsample=4):
         people[n, k] = (x * stride / upsample, y * stride / upsample, score)
   scores = np.array([e[-2] for e in entries], np.float32)
   return people, scores
+
+
+def infer_like_val(net, image, scales, base_height=368, stride=8):
+  """RGB image [H, W, 3] -> (heatmaps [H, W, 19], pafs [H, W, 38]) averaged over scales, as val.py's `infer`.
+
+  `net` takes one normalised image [h, w, 3] ((pixel - 128) / 256, as
+  upstream feeds its network) and returns its last stage's (heatmaps
+  [h / stride, w / stride, 19], pafs [..., 38]).
+  """
+  normalised = (np.asarray(image, np.float32) - 128) / 256
+  height, width = normalised.shape[:2]
+  average_heatmaps = np.zeros((height, width, 19), np.float32)
+  average_pafs = np.zeros((height, width, 38), np.float32)
+  for scale in scales:
+    ratio = scale * base_height / height
+    scaled = cv2.resize(normalised, (0, 0), fx=ratio, fy=ratio, interpolation=cv2.INTER_CUBIC)
+    # pad_width: the height is padded up to the base height (a scaled image
+    # higher than that is not), the width to at least the base height; both
+    # to multiples of the stride, the image centred, with 0.
+    rows = min(base_height, scaled.shape[0])
+    padded_height = math.ceil(base_height / stride) * stride
+    padded_width = math.ceil(max(scaled.shape[1], base_height) / stride) * stride
+    top = (padded_height - rows) // 2
+    left = (padded_width - scaled.shape[1]) // 2
+    bottom = padded_height - rows - top
+    right = padded_width - scaled.shape[1] - left
+    padded = cv2.copyMakeBorder(scaled, top, bottom, left, right, cv2.BORDER_CONSTANT,
+                                value=(0, 0, 0))
+    for maps, average in zip(net(padded), (average_heatmaps, average_pafs)):
+      maps = cv2.resize(np.asarray(maps, np.float32), (0, 0), fx=stride, fy=stride,
+                        interpolation=cv2.INTER_CUBIC)
+      maps = maps[top:maps.shape[0] - bottom, left:maps.shape[1] - right]
+      average += cv2.resize(maps, (width, height), interpolation=cv2.INTER_CUBIC) / len(scales)
+  return average_heatmaps, average_pafs
 
 
 def coco_people(annotations: Sequence[dict[str, Any]], *,

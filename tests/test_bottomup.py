@@ -1,11 +1,20 @@
 """jaxpose.inference.bottomup: upstream's letterboxing, and people back in image pixels."""
 
+import os
+import sys
+
+import cv2
 import numpy as np
 import pytest
 
 from jaxpose import skeletons
 from jaxpose.codecs import paf
 from jaxpose.inference import bottomup
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'scripts'))
+import upstream_grouping  # pylint: disable=g-import-not-at-top
+
+COCO_IMAGE = os.path.join(os.path.dirname(__file__), 'data', 'coco', '000000000785.jpg')
 
 # A person in OpenPose-18 order around its neck (index 1), in input pixels.
 _OFFSETS = np.array([[0, -20], [0, 0], [-14, 0], [-20, 18], [-22, 36], [14, 0], [20, 18],
@@ -112,3 +121,58 @@ def test_no_bias_over_sub_pixel_positions():
     errors.append(people[0, skeletons.OPENPOSE_NECK, :2] - (x - 0.5, y - 0.5))
   np.testing.assert_array_less(np.abs(np.mean(errors, axis=0)), 0.5)
   np.testing.assert_array_less(np.abs(errors), 2.01)
+
+
+def _pooled_mixing_model(normalised: bool):
+  """A stand-in network: 8x8 means of the input's channels, mixed into 19 + 38 maps with fixed weights.
+
+  Every map depends on the input's pixels where it lies, so a misplaced,
+  misscaled or miscut map changes the result. With `normalised` it takes one
+  normalised image [h, w, 3] as upstream's val.py feeds its network,
+  otherwise a batch of pixels [1, h, w, 3] as jaxpose's models take them.
+  """
+  weights = np.random.default_rng(0).normal(size=(4, 57)).astype(np.float32)
+
+  def maps(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    height, width = pixels.shape[0] // 8, pixels.shape[1] // 8
+    pooled = cv2.resize(pixels[:height * 8, :width * 8], (width, height),
+                        interpolation=cv2.INTER_AREA)
+    ys, xs = np.mgrid[:height, :width] / 64
+    features = np.concatenate([pooled, (xs * ys)[..., None]], -1).astype(np.float32)
+    mixed = features @ weights
+    return mixed[..., :19], mixed[..., 19:]
+
+  if normalised:
+    return maps
+
+  def batched(images):
+    assert images.shape[0] == 1 and images.dtype == np.float32
+    heatmaps, pafs = maps((images[0] - 128) / 256)
+    return heatmaps[None], pafs[None]
+  return batched
+
+
+@pytest.mark.parametrize('scales', [(1.0,), bottomup.MULTISCALE, (0.75, 1.25)])
+def test_image_maps_equal_val_py_infer(scales):
+  image = cv2.cvtColor(cv2.imread(COCO_IMAGE), cv2.COLOR_BGR2RGB)
+  assert image.shape == (425, 640, 3)
+  heatmaps, pafs = bottomup.image_maps(_pooled_mixing_model(normalised=False), image, scales)
+  expected_heatmaps, expected_pafs = upstream_grouping.infer_like_val(
+      _pooled_mixing_model(normalised=True), image, scales)
+  assert heatmaps.shape == (425, 640, 19) and pafs.shape == (425, 640, 38)
+  spread = np.abs(expected_pafs).max()
+  assert spread > 1.0
+  np.testing.assert_allclose(heatmaps, expected_heatmaps, atol=1e-5 * spread)
+  np.testing.assert_allclose(pafs, expected_pafs, atol=1e-5 * spread)
+
+
+def test_letterbox_at_a_scale_pads_as_val_py():
+  image = np.zeros((425, 640, 3), np.float32)
+  # Half scale: 184 rows, centred in 368; double: 736 rows, no height padding.
+  half, placement = bottomup.letterbox(image, 368, 8, scale=0.5)
+  assert half.shape[:2] == (368, 368) and placement.size == (277, 184)
+  assert placement.pad == ((368 - 277) // 2, (368 - 184) // 2)
+  double, placement = bottomup.letterbox(image, 368, 8, scale=2.0)
+  assert placement.size == (1108, 736) and double.shape[:2] == (736, 1112)
+  assert placement.pad == (2, 0) and double.dtype == np.float32
+  np.testing.assert_allclose(placement.scale, (736 / 425, 736 / 425))

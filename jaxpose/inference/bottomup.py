@@ -16,6 +16,14 @@ upsample). Its docstring measures them 0.5 input pixel up and left of where
 0.5 before COCO evaluation for the same reason. Here the 0.5 is added in
 input pixels, then the padding and the resize are undone, with cv2's pixel
 convention (pixel centres at integers: image x = (input x + 0.5) / scale - 0.5).
+
+Evaluation follows upstream's val.py instead (`image_maps`,
+`people_at_image_size`): at each of its scales the image is resized
+bicubically to 368 x scale high and padded; the last stage's maps are
+upsampled bicubically by the stride, cut to the resized image and resized
+to the image; their average over the scales is decoded at the image's own
+resolution, and val.py adds 0.5 px to every keypoint it reports. Its
+`--multiscale` uses the scales (0.5, 1, 1.5, 2).
 """
 
 import dataclasses
@@ -29,10 +37,15 @@ from jaxpose.inference import predictor as predictor_lib
 from jaxpose.models import openpose
 
 DEFAULT_HEIGHT = 256  # upstream demo's --height-size
+# Upstream's val.py: the input height at scale 1, and the scales of --multiscale.
+VAL_HEIGHT = 368
+MULTISCALE = (0.5, 1.0, 1.5, 2.0)
 # Normalises to 0, the value upstream pads its normalised image with.
 PAD_PIXEL = 128
 # decode's positions lie this many input pixels up and left of the keypoint.
 DECODE_OFFSET = 0.5
+# val.py adds this to the image-pixel positions it decodes at the image's size.
+VAL_OFFSET = 0.5
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,9 +55,11 @@ class Letterbox:
   Attributes:
     scale: (x, y) input pixels per image pixel.
     pad: (left, top) padding in input pixels.
+    size: (width, height) of the resized image inside the input.
   """
   scale: tuple[float, float]
   pad: tuple[int, int]
+  size: tuple[int, int] | None = None
 
   def to_image(self, points: np.ndarray) -> np.ndarray:
     """Input-pixel points [..., 2] (x, y) -> image pixels [..., 2], pixel centres at integers."""
@@ -58,28 +73,31 @@ def _round_up(value: int, multiple: int) -> int:
 
 def letterbox(image: np.ndarray, height: int = DEFAULT_HEIGHT, multiple: int = openpose.STRIDE,
               input_size: tuple[int, int] | None = None,
-              interpolation: int = cv2.INTER_LINEAR) -> tuple[np.ndarray, Letterbox]:
-  """Image [H, W, 3] uint8 -> (network input [h, w, 3] uint8, its `Letterbox`).
+              interpolation: int = cv2.INTER_LINEAR,
+              scale: float = 1.0) -> tuple[np.ndarray, Letterbox]:
+  """Image [H, W, 3] -> (network input [h, w, 3] of its dtype, its `Letterbox`).
 
-  Without `input_size` ((h, w) of a fixed-size model): scaled to `height`,
-  width padded to a multiple of `multiple` and at least `height` (upstream's
-  demo; its val.py does the same with `height` 368 and cv2.INTER_CUBIC).
-  With it: scaled to fit inside it, then padded to it. The resize is by the
-  scale factor (cv2's fx, fy), as upstream calls it, so `Letterbox.scale` is
-  exactly that factor.
+  Without `input_size` ((h, w) of a fixed-size model): scaled to `height` x
+  `scale`, then padded (centred) to a multiple of `multiple` at least
+  `height` high and wide (upstream's demo; its val.py does the same with
+  `height` 368, cv2.INTER_CUBIC and a float image). With it: scaled to fit
+  inside it, then padded to it. The resize is by the scale factor (cv2's fx,
+  fy), as upstream calls it, so `Letterbox.scale` is exactly that factor.
   """
   image = np.asarray(image)
   if image.ndim != 3 or image.shape[-1] != 3 or not image.size:
     raise ValueError(f'bottom-up: expected an image [H, W, 3], got shape {image.shape}')
   image_height, image_width = image.shape[:2]
   if input_size is None:
-    factor = height / image_height
+    factor = scale * height / image_height
   else:
     factor = min(input_size[0] / image_height, input_size[1] / image_width)
   resized = cv2.resize(image, (0, 0), fx=factor, fy=factor, interpolation=interpolation)
   new_height, new_width = resized.shape[:2]
   if input_size is None:
-    out_height, out_width = _round_up(height, multiple), _round_up(max(new_width, height), multiple)
+    # A scaled image higher than `height` is not padded (val.py's pad_width).
+    out_height = max(_round_up(height, multiple), new_height)
+    out_width = _round_up(max(new_width, height), multiple)
   else:
     out_height, out_width = input_size
   top = (out_height - new_height) // 2
@@ -87,7 +105,7 @@ def letterbox(image: np.ndarray, height: int = DEFAULT_HEIGHT, multiple: int = o
   padded = cv2.copyMakeBorder(resized, top, out_height - new_height - top, left,
                               out_width - new_width - left, cv2.BORDER_CONSTANT,
                               value=(PAD_PIXEL,) * 3)
-  return padded, Letterbox((factor, factor), (left, top))
+  return padded, Letterbox((factor, factor), (left, top), (new_width, new_height))
 
 
 def people_in_image(heatmaps: np.ndarray, pafs: np.ndarray, placement: Letterbox, stride: int,
@@ -116,6 +134,65 @@ def predict_bottomup(predictor: predictor_lib.Predictor, image: np.ndarray,
   heatmaps, pafs = predictor_lib.last_maps(predictor(network_input[None]))
   stride = network_input.shape[1] // heatmaps.shape[2]
   return people_in_image(heatmaps[0], pafs[0], placement, stride, **decode_options)
+
+
+def _maps_at_image_size(maps: np.ndarray, placement: Letterbox, input_shape: tuple[int, int],
+                        stride: int, image_size: tuple[int, int]) -> np.ndarray:
+  """Maps [h, w, C] of a letterboxed input (input_shape (h, w)) -> [H, W, C] over the image (val.py's `infer`)."""
+  maps = np.ascontiguousarray(maps, np.float32)
+  channels = maps.shape[-1]
+  up = cv2.resize(maps, (0, 0), fx=stride, fy=stride, interpolation=cv2.INTER_CUBIC)
+  up = up.reshape(up.shape[0], up.shape[1], channels)
+  # The padding is cut from each side of the upsampled maps, as val.py does
+  # (for an input whose size is not a multiple of the stride, they are smaller).
+  left, top = placement.pad
+  width, height = placement.size
+  bottom = input_shape[0] - top - height
+  right = input_shape[1] - left - width
+  inside = np.ascontiguousarray(up[top:up.shape[0] - bottom, left:up.shape[1] - right])
+  resized = cv2.resize(inside, image_size, interpolation=cv2.INTER_CUBIC)
+  return resized.reshape(image_size[1], image_size[0], channels)
+
+
+def image_maps(maps_fn, image: np.ndarray, scales=(1.0,), height: int = VAL_HEIGHT,
+               stride: int = openpose.STRIDE) -> tuple[np.ndarray, np.ndarray]:
+  """RGB image [H, W, 3] -> last-stage (heatmaps [H, W, 19], pafs [H, W, 38]) over the image, as val.py.
+
+  At each scale the image, as float32 (val.py resizes the normalised image,
+  so no rounding to uint8), is letterboxed bicubically to `height` x scale
+  and run through `maps_fn` (inputs [1, h, w, 3] -> (heatmaps [1, h/s, w/s,
+  19], pafs [1, h/s, w/s, 38])); its maps are brought to the image's size
+  (upsampled by the stride, cut to the image, resized; all bicubic) and
+  averaged over the scales.
+  """
+  image = np.asarray(image, np.float32)
+  image_size = (image.shape[1], image.shape[0])
+  heatmaps_sum = pafs_sum = 0.0
+  for scale in scales:
+    if not scale > 0:
+      raise ValueError(f'image_maps: scales must be positive, got {tuple(scales)}')
+    network_input, placement = letterbox(image, height, stride, interpolation=cv2.INTER_CUBIC,
+                                         scale=scale)
+    heatmaps, pafs = maps_fn(network_input[None])
+    input_shape = network_input.shape[:2]
+    heatmaps_sum = heatmaps_sum + _maps_at_image_size(np.asarray(heatmaps)[0], placement,
+                                                      input_shape, stride, image_size)
+    pafs_sum = pafs_sum + _maps_at_image_size(np.asarray(pafs)[0], placement, input_shape,
+                                              stride, image_size)
+  return heatmaps_sum / len(scales), pafs_sum / len(scales)
+
+
+def people_at_image_size(heatmaps: np.ndarray, pafs: np.ndarray, **decode_options
+                         ) -> tuple[np.ndarray, np.ndarray]:
+  """Maps over the image [H, W, 19], [H, W, 38] -> (people [P, 18, 3] image pixels, scores [P]), as val.py.
+
+  Decoded with no upsampling, a map pixel being an image pixel; found
+  keypoints get val.py's `VAL_OFFSET`; a keypoint not found is (-1, -1, 0).
+  """
+  people, scores = paf.decode(heatmaps, pafs, stride=1, upsample=1, **decode_options)
+  found = people[..., 2] > 0
+  people[..., :2] = np.where(found[..., None], people[..., :2] + VAL_OFFSET, -1)
+  return people, scores
 
 
 def coco_keypoints(people: np.ndarray, person_scores: np.ndarray
