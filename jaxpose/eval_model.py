@@ -184,7 +184,8 @@ def predict_bottom_up(maps_fn: MapsFn, image: np.ndarray, scales=(1.0,)
 
   Upstream's val.py: the last stage's maps over the image, averaged over
   `scales` (`inference.bottomup.image_maps`), decoded at the image's size
-  (`bottomup.people_at_image_size`), with upstream's person score.
+  (`bottomup.people_at_image_size`) with upstream's own peak rule (`paf.decode`'s
+  `upstream_peaks`), and upstream's person score.
   """
   heatmaps, pafs = bottomup.image_maps(maps_fn, image, scales, BOTTOM_UP_HEIGHT, BOTTOM_UP_STRIDE)
   people, scores = bottomup.people_at_image_size(heatmaps, pafs, upstream_peaks=True)

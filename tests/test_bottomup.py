@@ -166,6 +166,13 @@ def test_image_maps_equal_val_py_infer(scales):
   np.testing.assert_allclose(pafs, expected_pafs, atol=1e-5 * spread)
 
 
+def test_image_maps_refuse_no_or_nonpositive_scales():
+  image = np.zeros((40, 60, 3), np.uint8)
+  for scales in ((), (1.0, 0.0), (-0.5,)):
+    with pytest.raises(ValueError, match='expected one or more positive scales'):
+      bottomup.image_maps(_pooled_mixing_model(normalised=False), image, scales)
+
+
 def test_letterbox_at_a_scale_pads_as_val_py():
   image = np.zeros((425, 640, 3), np.float32)
   # Half scale: 184 rows, centred in 368; double: 736 rows, no height padding.

@@ -165,12 +165,13 @@ def image_maps(maps_fn, image: np.ndarray, scales=(1.0,), height: int = VAL_HEIG
   (upsampled by the stride, cut to the image, resized; all bicubic) and
   averaged over the scales.
   """
+  scales = tuple(scales)
+  if not scales or not all(scale > 0 for scale in scales):
+    raise ValueError(f'image_maps: expected one or more positive scales, got {scales}')
   image = np.asarray(image, np.float32)
   image_size = (image.shape[1], image.shape[0])
   heatmaps_sum = pafs_sum = 0.0
   for scale in scales:
-    if not scale > 0:
-      raise ValueError(f'image_maps: scales must be positive, got {tuple(scales)}')
     network_input, placement = letterbox(image, height, stride, interpolation=cv2.INTER_CUBIC,
                                          scale=scale)
     heatmaps, pafs = maps_fn(network_input[None])
