@@ -81,6 +81,34 @@ def test_coco_builder_reads_back_what_the_reader_gives(tmp_path):
   assert len(by_name) == 4
 
 
+def test_people_counts_are_stored_at_build_time_in_record_order(tmp_path, caplog):
+  manual = _coco_layout(tmp_path / 'manual')
+  builder = _build(tfds_builders.CocoKeypointsJaxpose, tmp_path / 'tfds', manual)
+  stored = tmp_path / 'tfds' / 'coco_keypoints_jaxpose' / '1.0.0' / 'people_counts_validation.npy'
+  assert stored.is_file()
+  records = builder.as_data_source()['validation']
+  reader = coco.CocoKeypoints(COCO_JSON, os.path.join(DATA, 'coco'))
+  people_by_id = {reader[i]['image_id']: len(reader[i]['visible']) for i in range(len(reader))}
+  expected = [people_by_id[int(records[i]['image_id'])] for i in range(len(records))]
+  assert sorted(expected) == [1, 2, 4, 5] and expected != sorted(expected)  # not in id order
+  np.testing.assert_array_equal(np.load(stored), expected)
+
+  # Stored counts are read, not recounted.
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(tfds_builders, 'count_people', lambda *args: pytest.fail('recounted'))
+    np.testing.assert_array_equal(tfds_builders.people_counts(builder, 'validation'), expected)
+  # A file that does not fit the records is named, and the people are counted.
+  np.save(stored, np.array([1, 2, 3]))
+  np.testing.assert_array_equal(tfds_builders.people_counts(builder, 'validation'), expected)
+  assert f'{stored}: (3,) counts of people, but split \'validation\' has 4 records' in caplog.text
+  # Without one: counted; preparing the dataset again stores them.
+  stored.unlink()
+  np.testing.assert_array_equal(tfds_builders.people_counts(builder, 'validation'), expected)
+  assert f'{stored} does not exist' in caplog.text
+  _build(tfds_builders.CocoKeypointsJaxpose, tmp_path / 'tfds', manual)
+  np.testing.assert_array_equal(np.load(stored), expected)
+
+
 def test_coco_builder_skips_a_truncated_image(tmp_path, caplog):
   manual = _coco_layout(tmp_path / 'manual', copy_images=True)
   cut = manual / 'val2017' / '000000196141.jpg'
@@ -110,6 +138,9 @@ def test_mpii_json_builder_has_train_and_validation(tmp_path):
     _assert_same_examples(tfds_builders.TfdsSource(data[split]),
                           mpii.MpiiPeople(str(manual / 'annot' / annotations),
                                           str(manual / 'images')))
+    stored = np.load(tmp_path / 'tfds' / 'mpii_jaxpose' / '1.0.0' / f'people_counts_{split}.npy')
+    np.testing.assert_array_equal(stored, [len(data[split][i]['visible'])
+                                           for i in range(len(data[split]))])
 
 
 def test_mpii_official_mat_builder(tmp_path):

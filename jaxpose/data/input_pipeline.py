@@ -41,9 +41,6 @@ from jaxpose.data import coco, mpii, persons, pipeline, synthetic
 # The eval split of generated data is drawn with a seed no training run uses.
 _EVAL_SEED_OFFSET = 1_000_003
 
-# tfds features that hold encoded images: skipped when only counting people.
-_IMAGE_FEATURES = ('image', 'ignore_mask')
-
 
 @dataclasses.dataclass(frozen=True)
 class DatasetFiles:
@@ -157,7 +154,6 @@ def _tfds_builder(config: ml_collections.ConfigDict):
 
 def _tfds_sources(config: ml_collections.ConfigDict, per_person: bool):
   """config.data of a 'tfds' source -> (train, eval) sources, per person for top-down."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   from jaxpose.data import tfds_builders  # pylint: disable=g-import-not-at-top
   builder = _tfds_builder(config)
   sources = []
@@ -168,12 +164,7 @@ def _tfds_sources(config: ml_collections.ConfigDict, per_person: bool):
                        f'it has {sorted(builder.info.splits)}')
     images = tfds_builders.TfdsSource(builder.as_data_source(split=split))
     if per_person:
-      # Counting people reads every record once; skipping the images' decoding keeps it fast.
-      skip = {name: tfds.decode.SkipDecoding() for name in _IMAGE_FEATURES
-              if name in builder.info.features}
-      records = builder.as_data_source(split=split, decoders=skip)
-      counts = np.array([len(records[i]['visible']) for i in range(len(records))])
-      images = persons.PersonsOfImages(images, counts)
+      images = persons.PersonsOfImages(images, tfds_builders.people_counts(builder, split))
     sources.append(images)
   return tuple(sources)
 

@@ -15,8 +15,16 @@ OpenCV. Build once, read anywhere:
 (the schema of `jaxpose.data.synthetic`), so it plugs into
 `pipeline.make_loader` like `CocoKeypoints` or `MpiiPeople`: grain reads any
 object with `__len__` and `__getitem__`.
+
+A top-down source has one element per person, so it needs each record's
+number of people. Counting them means reading every record (images
+included: an ArrayRecord record is read whole), ~10 GB for COCO train, on
+every host at every start. `download_and_prepare` therefore also stores them,
+in record order, beside the records (`PEOPLE_COUNTS_FILE`), and
+`people_counts` reads them back.
 """
 
+import io
 import os
 
 from absl import logging
@@ -33,6 +41,54 @@ VERSION = tfds.core.Version('1.0.0')
 # which it imports on Python 3.11 although it declares the dependency for
 # Python < 3.9 only; telling it the file directly avoids that import.
 _CODE_PATH = epath.Path(__file__)
+
+
+# One int64 per record of the split, in record order (`people_counts`).
+PEOPLE_COUNTS_FILE = 'people_counts_{split}.npy'
+# Features holding encoded images, which counting people skips decoding.
+_IMAGE_FEATURES = ('image', 'ignore_mask')
+
+
+def count_people(builder: tfds.core.DatasetBuilder, split: str) -> np.ndarray:
+  """int64 [records]: each record's number of people, read from the records (images not decoded)."""
+  skip = {name: tfds.decode.SkipDecoding() for name in _IMAGE_FEATURES
+          if name in builder.info.features}
+  records = builder.as_data_source(split=split, decoders=skip)
+  return np.array([len(records[i]['visible']) for i in range(len(records))], np.int64)
+
+
+def _people_counts_path(builder: tfds.core.DatasetBuilder, split: str) -> epath.Path:
+  return epath.Path(builder.data_dir) / PEOPLE_COUNTS_FILE.format(split=split)
+
+
+def store_people_counts(builder: tfds.core.DatasetBuilder) -> None:
+  """Writes `PEOPLE_COUNTS_FILE` for every split of a prepared dataset that lacks it."""
+  for split in builder.info.splits:
+    path = _people_counts_path(builder, split)
+    if not path.exists():
+      buffer = io.BytesIO()
+      np.save(buffer, count_people(builder, split))
+      path.write_bytes(buffer.getvalue())
+
+
+def people_counts(builder: tfds.core.DatasetBuilder, split: str) -> np.ndarray:
+  """int64 [records]: each record's number of people, stored at build time or else counted.
+
+  A stored file that is not one count per record (the records were rebuilt)
+  is ignored with a warning naming it.
+  """
+  path = _people_counts_path(builder, split)
+  records = builder.info.splits[split].num_examples
+  if path.exists():
+    counts = np.load(io.BytesIO(path.read_bytes()))
+    if counts.shape == (records,) and counts.dtype.kind in 'iu':
+      return counts.astype(np.int64)
+    logging.warning('%s: %s counts of people, but split %r has %d records; counting them again',
+                    path, counts.shape, split, records)
+  else:
+    logging.warning('%s does not exist: counting the people of %d records (%s stores them)',
+                    path, records, 'download_and_prepare')
+  return count_people(builder, split)
 
 
 def _image_bytes(path: str, image_id: int) -> bytes | None:
@@ -107,6 +163,11 @@ class CocoKeypointsJaxpose(tfds.core.GeneratorBasedBuilder):
                               f'{root}. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}')
     return splits
 
+  def download_and_prepare(self, *args, **kwargs):
+    """tfds's preparation, then `store_people_counts` (also for a dataset built before it existed)."""
+    super().download_and_prepare(*args, **kwargs)
+    store_people_counts(self)
+
   def _generate_examples(self, annotation_file: str, image_dir: str):
     for record in coco.load_coco(annotation_file, image_dir):
       image = _image_bytes(record.path, record.image_id)
@@ -159,6 +220,11 @@ class MpiiJaxpose(tfds.core.GeneratorBasedBuilder):
       return splits
     official = _require(os.path.join(root, 'mpii_human_pose_v1_u12_1.mat'), self)
     return {'train': self._generate_examples(official, images)}
+
+  def download_and_prepare(self, *args, **kwargs):
+    """tfds's preparation, then `store_people_counts` (also for a dataset built before it existed)."""
+    super().download_and_prepare(*args, **kwargs)
+    store_people_counts(self)
 
   def _generate_examples(self, annotation_file: str, image_dir: str):
     for record in mpii.load_mpii(annotation_file, image_dir):
