@@ -58,7 +58,8 @@ BOTTOM_UP_STRIDE = 8
 
 # images uint8 [B, h, w, 3] -> the last stack's heatmaps [B, h', w', J].
 HeatmapsFn = Callable[[np.ndarray], np.ndarray]
-# input uint8 [1, H, W, 3] RGB -> (heatmaps [1, H/8, W/8, 19], pafs [1, H/8, W/8, 38]).
+# input float32 RGB pixels [1, H, W, 3] (0-255, not rounded: val.py resizes floats)
+# -> (heatmaps [1, H/8, W/8, 19], pafs [1, H/8, W/8, 38]).
 MapsFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
