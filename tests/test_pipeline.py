@@ -1,6 +1,7 @@
 """jaxpose.data.pipeline: top-down and bottom-up transforms, and the grain loader."""
 
 import dataclasses
+import os
 
 import grain.python as grain
 import jax
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from jaxpose import skeletons
-from jaxpose.data import pipeline, synthetic, transforms
+from jaxpose.data import pipeline, synthetic, transforms, worker_process
 
 COCO_FLIP = skeletons.COCO.flip_permutation()
 LEFT_WRIST, RIGHT_WRIST = 9, 10
@@ -313,6 +314,50 @@ def test_loader_resumes_from_saved_state():
     for key in want:
       np.testing.assert_array_equal(got[key], want[key])
   assert not np.array_equal(expected[0]['joints'], first[0]['joints'])
+
+
+class _ReportingTopDown(pipeline.TopDownTransform):
+  """TopDownTransform whose examples also say which process made them and whether it keeps freed memory."""
+
+  def random_map(self, element, rng):
+    example = super().random_map(element, rng)
+    example['pid'] = np.int64(os.getpid())
+    example['keeps_freed_memory'] = np.bool_(worker_process.configured())
+    return example
+
+
+def test_two_workers_make_the_examples_of_none_and_resume():
+  # With workers, grain hands each worker every other sampled record, so
+  # batches are composed differently; but each record gets the same
+  # augmentation, and the first 4 batches hold the same 16 examples.
+  persons = synthetic.SyntheticPersons(synthetic.SyntheticPeople(40, image_size=(64, 64)))
+  def loader(workers):
+    return pipeline.make_loader(persons, _ReportingTopDown((32, 48)), global_batch_size=4,
+                                seed=11, worker_count=workers)
+  def examples(batches):
+    return sorted(batch['image'][i].tobytes() + batch['joints'][i].tobytes()
+                  for batch in batches for i in range(len(batch['image'])))
+  in_process = iter(loader(0))
+  expected = [next(in_process) for _ in range(4)]
+  straight = iter(loader(2))
+  with_workers = [next(straight) for _ in range(4)]
+  assert examples(with_workers) == examples(expected)
+  assert not np.array_equal(with_workers[0]['image'], expected[0]['image'])
+  # Made in two worker processes, which keep freed memory; this process does not.
+  pids = {int(pid) for batch in with_workers for pid in batch['pid']}
+  assert len(pids) == 2 and os.getpid() not in pids
+  assert all(batch['keeps_freed_memory'].all() for batch in with_workers)
+  assert not any(batch['keeps_freed_memory'].any() for batch in expected)
+  assert not worker_process.configured()
+  # A state saved with workers resumes on the next batch.
+  interrupted = iter(loader(2))
+  [next(interrupted) for _ in range(2)]
+  resumed = iter(loader(2))
+  resumed.set_state(interrupted.get_state())
+  for want in with_workers[2:]:
+    got = next(resumed)
+    for key in ('image', 'joints', 'visible'):
+      np.testing.assert_array_equal(got[key], want[key])
 
 
 @pytest.mark.parametrize('shuffle', [False, True])

@@ -20,6 +20,7 @@ the loader's seed and its position in the stream.
 
 import os
 
+from absl import flags
 import cv2
 import grain.python as grain
 import jax
@@ -358,6 +359,11 @@ def make_loader(source, transform: grain.Transformation, *, global_batch_size: i
   batch = grain.Batch(global_batch_size // process_count, drop_remainder=drop_remainder)
   if read_threads is None:
     read_threads = default_read_threads(worker_count)
+  if worker_count > 0 and not flags.FLAGS.is_parsed():
+    # grain reads its absl flags when it starts workers, and raises if a
+    # program that never parsed flags (a script, a notebook) asks for them;
+    # their defaults are what such a program wants.
+    flags.FLAGS.mark_as_parsed()
   read_options = grain.ReadOptions(num_threads=read_threads)
   return grain.DataLoader(data_source=source, sampler=sampler,
                           operations=[transform, batch], worker_count=worker_count,
