@@ -326,6 +326,12 @@ def make_loader(source, transform: grain.Transformation, *, global_batch_size: i
   `set_state()`: an iterator given a saved state goes on from exactly that
   batch, augmentation included.
 
+  A record's augmentation depends only on the seed and its place in the
+  sampled stream, but how records are grouped into batches depends on
+  `worker_count` (grain gives each worker every n-th record), so a saved
+  state resumes only with the worker count it was saved with (grain raises
+  otherwise).
+
   Args:
     source: grain random-access source (`__len__`, `__getitem__`).
     transform: a grain MapTransform or RandomMapTransform.
