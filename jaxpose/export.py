@@ -76,15 +76,15 @@ def output_names(model_config: dict[str, Any], last_only: bool = False) -> list[
 
 
 def inference_fn(variables: dict, model_config: dict[str, Any], *, nchw: bool = False,
-                 last_only: bool = False, depthwise_by_shifts: bool | None = None
+                 last_only: bool = False, cpu_convs: bool | None = None
                  ) -> Callable[[jax.Array], tuple[jax.Array, ...]]:
   """The function that is exported: RGB pixels [N, H, W, 3] -> tuple of outputs [N, h, w, C].
 
   With `nchw`, images [N, 3, H, W] -> outputs [N, C, h, w]. The outputs are in
-  the order of `output_names`. `depthwise_by_shifts` chooses how depthwise
-  convs compute (`models.layers.DepthwiseConv3x3.by_shifts`).
+  the order of `output_names`. `cpu_convs` chooses how 1x1 and depthwise
+  convs compute (the models' `cpu_convs`; export keeps them convs).
   """
-  model = models.create_model(model_config, depthwise_by_shifts=depthwise_by_shifts)
+  model = models.create_model(model_config, cpu_convs=cpu_convs)
   arch = model_config['arch']
 
   def forward(images: jax.Array) -> tuple[jax.Array, ...]:
@@ -181,10 +181,10 @@ def export_onnx(variables: dict, model_config: dict[str, Any], out_path: str, *,
   """
   from jax2onnx import to_onnx  # pylint: disable=g-import-not-at-top
   variables = jax.tree_util.tree_map(jnp.asarray, variables)
-  # ONNX runtimes have fast depthwise convs: export them as grouped Conv
-  # nodes, not as the nine multiply-adds that XLA's CPU backend is given.
+  # ONNX runtimes have fast depthwise and 1x1 convs: export them as Conv
+  # nodes, not as the multiply-adds and matrix products XLA's CPU backend is given.
   forward = inference_fn(variables, model_config, nchw=nchw, last_only=last_only,
-                         depthwise_by_shifts=False)
+                         cpu_convs=False)
   shape = _input_shape(model_config, input_size, nchw)
   names = output_names(model_config, last_only)
   with _quiet_onnx_ir():

@@ -84,6 +84,8 @@ def test_hourglass_matches_jax_at_any_batch(hourglass_onnx):
   # Every upsampling (4 per stack) became a Resize; no broadcast is left.
   ops = [node.op_type for node in onnx.load(path).graph.node]
   assert ops.count('Resize') == 8 and 'Expand' not in ops
+  # 1x1 convs stay Conv nodes, though JAX on the CPU computes them as products.
+  assert 'MatMul' not in ops and 'Einsum' not in ops and 'Gemm' not in ops
   images = _pixels((4, 64, 64, 3))
   expected = _jax_outputs(variables, HOURGLASS, images)
   # The two stacks differ, so a swapped or duplicated output would fail.
@@ -122,6 +124,8 @@ def test_lightweight_openpose_matches_jax_at_any_batch(tmp_path):
   grouped = [node for node in onnx.load(path).graph.node if node.op_type == 'Conv' and
              any(a.name == 'group' and a.i > 1 for a in node.attribute)]
   assert len(grouped) == 14
+  ops = [node.op_type for node in onnx.load(path).graph.node]
+  assert 'MatMul' not in ops and 'Einsum' not in ops and 'Gemm' not in ops
   # BGR order matters: a channel-symmetric input would hide a missing flip.
   images = _pixels((4, 64, 96, 3), seed=10)
   images[..., 0] *= 0.2

@@ -1,4 +1,4 @@
-"""jaxpose.models.layers: the depthwise conv computed by shifts is the grouped conv it replaces."""
+"""jaxpose.models.layers: the depthwise conv by shifts and the 1x1 conv by dot are the convs they replace."""
 
 import flax.linen as nn
 import jax
@@ -92,4 +92,61 @@ def test_by_default_the_cpu_backend_computes_by_shifts():
   assert jax.default_backend() == 'cpu'
   assert 'conv_general_dilated' not in primitives(None)
   assert 'conv_general_dilated' not in primitives(True)
+  assert 'conv_general_dilated' in primitives(False)
+
+
+def test_pointwise_by_dot_equals_the_conv_in_value_and_gradient():
+  rng = np.random.default_rng(8)
+  images = jnp.asarray(rng.normal(size=(2, 5, 7, 6)), jnp.float32)
+  variables = {'params': {'kernel': jnp.asarray(rng.normal(size=(1, 1, 6, 4)), jnp.float32),
+                          'bias': jnp.asarray(rng.normal(size=4), jnp.float32)}}
+  weights = jnp.asarray(rng.normal(size=(2, 5, 7, 4)), jnp.float32)
+  outputs, gradients = {}, {}
+  for by_dot in (True, False):
+    conv = layers.PointwiseConv(4, by_dot=by_dot)
+    outputs[by_dot] = np.asarray(conv.apply(variables, images))
+    loss = lambda v, x, conv=conv: jnp.sum(conv.apply(v, x) * weights)
+    gradients[by_dot] = jax.grad(loss, argnums=(0, 1))(variables, images)
+  # The conv is a per-pixel matrix product: one pixel by hand.
+  pixel = np.asarray(images)[1, 3, 2] @ np.asarray(variables['params']['kernel'])[0, 0]
+  np.testing.assert_allclose(outputs[False][1, 3, 2], pixel + variables['params']['bias'],
+                             rtol=1e-5)
+  np.testing.assert_allclose(outputs[True], outputs[False], rtol=0, atol=1e-5)
+  for ours, expected in zip(jax.tree_util.tree_leaves(gradients[True]),
+                            jax.tree_util.tree_leaves(gradients[False]), strict=True):
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5)
+
+
+def test_pointwise_parameters_and_initial_values_are_those_of_an_nn_conv():
+  class Ours(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return layers.PointwiseConv(7, use_bias=False, name='a')(layers.PointwiseConv(5, name='b')(x))
+
+  class Flax(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return nn.Conv(7, (1, 1), use_bias=False, name='a')(nn.Conv(5, (1, 1), name='b')(x))
+
+  images = jnp.ones((1, 4, 4, 3))
+  ours = Ours().init(jax.random.key(3), images)
+  theirs = Flax().init(jax.random.key(3), images)
+  assert jax.tree_util.tree_structure(ours) == jax.tree_util.tree_structure(theirs)
+  for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(theirs)):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_allclose(Ours().apply(ours, images), Flax().apply(theirs, images), atol=1e-6)
+
+
+def test_by_default_the_cpu_backend_computes_pointwise_by_dot():
+  images = jnp.ones((1, 3, 3, 2))
+  variables = layers.PointwiseConv(4).init(jax.random.key(0), images)
+
+  def primitives(by_dot):
+    conv = layers.PointwiseConv(4, by_dot=by_dot)
+    jaxpr = jax.make_jaxpr(lambda x: conv.apply(variables, x))(images)
+    return {equation.primitive.name for equation in jaxpr.eqns}
+
+  assert jax.default_backend() == 'cpu'
+  assert 'conv_general_dilated' not in primitives(None) and 'dot_general' in primitives(None)
   assert 'conv_general_dilated' in primitives(False)

@@ -17,7 +17,7 @@ ARCHITECTURES = {
     'lightweight_openpose': LightweightOpenPose,
 }
 # Fields that describe how a model runs, not what it is.
-_RUNTIME_FIELDS = ('parent', 'name', 'axis_name', 'depthwise_by_shifts')
+_RUNTIME_FIELDS = ('parent', 'name', 'axis_name', 'cpu_convs')
 
 
 def model_config(model: nn.Module) -> dict[str, Any]:

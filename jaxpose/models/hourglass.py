@@ -54,22 +54,23 @@ class Bottleneck(nn.Module):
   features: int
   depthwise: bool = False
   axis_name: str | None = None
-  depthwise_by_shifts: bool | None = None  # see layers.DepthwiseConv3x3.by_shifts
+  cpu_convs: bool | None = None  # see StackedHourglass
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     norm = functools.partial(layers.batch_norm, train, self.axis_name)
-    out = nn.Conv(self.features, (1, 1), name='conv1')(nn.relu(norm('bn1')(x)))
+    pointwise = functools.partial(layers.PointwiseConv, by_dot=self.cpu_convs)
+    out = pointwise(self.features, name='conv1')(nn.relu(norm('bn1')(x)))
     out = nn.relu(norm('bn2')(out))
     if self.depthwise:
-      out = layers.DepthwiseConv3x3(by_shifts=self.depthwise_by_shifts, name='conv2')(out)
+      out = layers.DepthwiseConv3x3(by_shifts=self.cpu_convs, name='conv2')(out)
     else:
       out = nn.Conv(self.features, (3, 3), padding=((1, 1), (1, 1)), name='conv2')(out)
     out_features = EXPANSION * self.features
-    out = nn.Conv(out_features, (1, 1), name='conv3')(nn.relu(norm('bn3')(out)))
+    out = pointwise(out_features, name='conv3')(nn.relu(norm('bn3')(out)))
     residual = x
     if x.shape[-1] != out_features:
-      residual = nn.Conv(out_features, (1, 1), name='downsample_0')(x)
+      residual = pointwise(out_features, name='downsample_0')(x)
     return out + residual
 
 
@@ -85,13 +86,12 @@ class Hourglass(nn.Module):
   depth: int = HOURGLASS_DEPTH
   depthwise: bool = False
   axis_name: str | None = None
-  depthwise_by_shifts: bool | None = None
+  cpu_convs: bool | None = None
 
   def _residual(self, x: jax.Array, level: int, branch: int, train: bool):
     for k in range(self.num_blocks):
       x = Bottleneck(self.features, self.depthwise, self.axis_name,
-                     depthwise_by_shifts=self.depthwise_by_shifts,
-                     name=f'hg_{level}_{branch}_{k}')(x, train)
+                     cpu_convs=self.cpu_convs, name=f'hg_{level}_{branch}_{k}')(x, train)
     return x
 
   @nn.compact
@@ -131,8 +131,10 @@ class StackedHourglass(nn.Module):
       bottoms out at 1x1, where BatchNorm normalises one value per image.
     axis_name: mapped axis over which BatchNorm averages batch statistics in
       training (e.g. 'batch' under pmap / shard_map); None on one device.
-    depthwise_by_shifts: how the depthwise convs compute
-      (`layers.DepthwiseConv3x3.by_shifts`; None: by shifts on the CPU).
+    cpu_convs: compute the 1x1 convs as matrix products and the depthwise
+      ones as shifted multiply-adds, the forms XLA:CPU runs fast
+      (`layers.PointwiseConv.by_dot`, `layers.DepthwiseConv3x3.by_shifts`);
+      None: on the CPU backend. The parameters are the same either way.
   """
   num_stacks: int = 2
   num_blocks: int = 1
@@ -141,7 +143,7 @@ class StackedHourglass(nn.Module):
   depthwise: bool = False
   depth: int = HOURGLASS_DEPTH
   axis_name: str | None = None
-  depthwise_by_shifts: bool | None = None
+  cpu_convs: bool | None = None
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> list[jax.Array]:
@@ -150,7 +152,8 @@ class StackedHourglass(nn.Module):
       raise ValueError(f'images: expected [B, H, W, C] with H and W divisible by {multiple} '
                        f'(4 * 2**depth, depth {self.depth}), got {images.shape}')
     block = functools.partial(Bottleneck, depthwise=self.depthwise, axis_name=self.axis_name,
-                              depthwise_by_shifts=self.depthwise_by_shifts)
+                              cpu_convs=self.cpu_convs)
+    pointwise = functools.partial(layers.PointwiseConv, by_dot=self.cpu_convs)
     norm = functools.partial(layers.batch_norm, train, self.axis_name)
     channels = EXPANSION * self.num_features
 
@@ -166,14 +169,14 @@ class StackedHourglass(nn.Module):
     for i in range(self.num_stacks):
       y = Hourglass(self.num_features, self.num_blocks, depth=self.depth,
                     depthwise=self.depthwise, axis_name=self.axis_name,
-                    depthwise_by_shifts=self.depthwise_by_shifts, name=f'hg_{i}')(x, train)
+                    cpu_convs=self.cpu_convs, name=f'hg_{i}')(x, train)
       for k in range(self.num_blocks):
         y = block(self.num_features, name=f'res_{i}_{k}')(y, train)
-      y = nn.Conv(channels, (1, 1), name=f'fc_{i}_0')(y)
+      y = pointwise(channels, name=f'fc_{i}_0')(y)
       y = nn.relu(norm(f'fc_{i}_1')(y))
-      score = nn.Conv(self.num_joints, (1, 1), name=f'score_{i}')(y)
+      score = pointwise(self.num_joints, name=f'score_{i}')(y)
       outputs.append(score)
       if i < self.num_stacks - 1:
-        x = (x + nn.Conv(channels, (1, 1), name=f'fc__{i}')(y)
-             + nn.Conv(channels, (1, 1), name=f'score__{i}')(score))
+        x = (x + pointwise(channels, name=f'fc__{i}')(y)
+             + pointwise(channels, name=f'score__{i}')(score))
     return outputs

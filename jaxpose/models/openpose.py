@@ -68,13 +68,17 @@ Norm = Callable[[str], nn.BatchNorm]
 
 
 def _conv(features: int, name: str, kernel_size: int = 3, stride: int = 1,
-          dilation: int = 1, use_bias: bool = True) -> nn.Conv:
+          dilation: int = 1, use_bias: bool = True,
+          cpu_convs: bool | None = None) -> nn.Module:
   """A square conv padded by dilation * (kernel_size // 2) on every side.
 
   That is upstream's explicit padding for every conv of this model (0 for 1x1,
   1 for 3x3, 2 for the dilated 3x3s); with stride 2 on even sizes it halves H
-  and W exactly as PyTorch does.
+  and W exactly as PyTorch does. 1x1 convs are `layers.PointwiseConv`s
+  (`cpu_convs` is their `by_dot`), with the parameters of an `nn.Conv`.
   """
+  if kernel_size == 1 and stride == 1:
+    return layers.PointwiseConv(features, use_bias, by_dot=cpu_convs, name=name)
   pad = dilation * (kernel_size // 2)
   return nn.Conv(
       features, (kernel_size, kernel_size), strides=(stride, stride),
@@ -97,28 +101,28 @@ def conv_block(x: jax.Array, features: int, prefix: str, norm: Norm | None = Non
 
 def depthwise_separable(x: jax.Array, features: int, prefix: str, norm: Norm,
                         stride: int = 1, dilation: int = 1,
-                        by_shifts: bool | None = None) -> jax.Array:
+                        cpu_convs: bool | None = None) -> jax.Array:
   """[B, H, W, C] -> [B, H/stride, W/stride, features]: upstream's `conv_dw`.
 
   Depthwise 3x3 (`{prefix}_0`), BN (`_1`), ReLU, pointwise 1x1 (`_3`), BN
   (`_4`), ReLU; neither conv has a bias.
   """
-  x = layers.DepthwiseConv3x3(stride, dilation, use_bias=False, by_shifts=by_shifts,
+  x = layers.DepthwiseConv3x3(stride, dilation, use_bias=False, by_shifts=cpu_convs,
                               name=f'{prefix}_0')(x)
   x = nn.relu(norm(f'{prefix}_1')(x))
-  x = _conv(features, f'{prefix}_3', kernel_size=1, use_bias=False)(x)
+  x = _conv(features, f'{prefix}_3', kernel_size=1, use_bias=False, cpu_convs=cpu_convs)(x)
   return nn.relu(norm(f'{prefix}_4')(x))
 
 
 def depthwise_separable_elu(x: jax.Array, features: int, prefix: str,
-                            by_shifts: bool | None = None) -> jax.Array:
+                            cpu_convs: bool | None = None) -> jax.Array:
   """[B, H, W, C] -> [B, H, W, features]: upstream's `conv_dw_no_bn`.
 
   Depthwise 3x3 (`{prefix}_0`), ELU, pointwise 1x1 (`_2`), ELU; no BN, no bias.
   """
-  x = layers.DepthwiseConv3x3(use_bias=False, by_shifts=by_shifts, name=f'{prefix}_0')(x)
+  x = layers.DepthwiseConv3x3(use_bias=False, by_shifts=cpu_convs, name=f'{prefix}_0')(x)
   x = jax.nn.elu(x)
-  x = _conv(features, f'{prefix}_2', kernel_size=1, use_bias=False)(x)
+  x = _conv(features, f'{prefix}_2', kernel_size=1, use_bias=False, cpu_convs=cpu_convs)(x)
   return jax.nn.elu(x)
 
 
@@ -129,28 +133,28 @@ class Cpm(nn.Module):
   depthwise-separable blocks, and mixes with a 3x3 conv.
   """
   features: int
-  depthwise_by_shifts: bool | None = None
+  cpu_convs: bool | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = conv_block(x, self.features, 'align', kernel_size=1)
+    x = conv_block(x, self.features, 'align', kernel_size=1, cpu_convs=self.cpu_convs)
     trunk = x
     for i in range(3):
-      trunk = depthwise_separable_elu(trunk, self.features, f'trunk_{i}',
-                                      self.depthwise_by_shifts)
+      trunk = depthwise_separable_elu(trunk, self.features, f'trunk_{i}', self.cpu_convs)
     return conv_block(x + trunk, self.features, 'conv')
 
 
-def _heads(x: jax.Array, hidden: int, num_heatmaps: int,
-           num_pafs: int) -> tuple[jax.Array, jax.Array]:
+def _heads(x: jax.Array, hidden: int, num_heatmaps: int, num_pafs: int,
+           cpu_convs: bool | None = None) -> tuple[jax.Array, jax.Array]:
   """[B, H, W, C] -> (heatmaps [B, H, W, num_heatmaps], pafs [B, H, W, num_pafs]).
 
   Two independent 1x1 -> ReLU -> 1x1 heads, linear outputs.
   """
   outputs = []
   for name, features in (('heatmaps', num_heatmaps), ('pafs', num_pafs)):
-    y = conv_block(x, hidden, f'{name}_0', kernel_size=1)
-    outputs.append(conv_block(y, features, f'{name}_1', kernel_size=1, relu=False))
+    y = conv_block(x, hidden, f'{name}_0', kernel_size=1, cpu_convs=cpu_convs)
+    outputs.append(conv_block(y, features, f'{name}_1', kernel_size=1, relu=False,
+                              cpu_convs=cpu_convs))
   return outputs[0], outputs[1]
 
 
@@ -159,12 +163,13 @@ class InitialStage(nn.Module):
   num_channels: int
   num_heatmaps: int
   num_pafs: int
+  cpu_convs: bool | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     for i in range(3):
       x = conv_block(x, self.num_channels, f'trunk_{i}')
-    return _heads(x, INITIAL_HEAD_FEATURES, self.num_heatmaps, self.num_pafs)
+    return _heads(x, INITIAL_HEAD_FEATURES, self.num_heatmaps, self.num_pafs, self.cpu_convs)
 
 
 class RefinementStageBlock(nn.Module):
@@ -175,11 +180,12 @@ class RefinementStageBlock(nn.Module):
   """
   features: int
   axis_name: str | None = None
+  cpu_convs: bool | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     norm = functools.partial(layers.batch_norm, train, self.axis_name)
-    initial = conv_block(x, self.features, 'initial', kernel_size=1)
+    initial = conv_block(x, self.features, 'initial', kernel_size=1, cpu_convs=self.cpu_convs)
     trunk = conv_block(initial, self.features, 'trunk_0', norm)
     trunk = conv_block(trunk, self.features, 'trunk_1', norm, dilation=2)
     return initial + trunk
@@ -191,13 +197,14 @@ class RefinementStage(nn.Module):
   num_heatmaps: int
   num_pafs: int
   axis_name: str | None = None
+  cpu_convs: bool | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
     for i in range(REFINEMENT_BLOCKS):
-      x = RefinementStageBlock(self.num_channels, self.axis_name,
+      x = RefinementStageBlock(self.num_channels, self.axis_name, self.cpu_convs,
                                name=f'trunk_{i}')(x, train)
-    return _heads(x, self.num_channels, self.num_heatmaps, self.num_pafs)
+    return _heads(x, self.num_channels, self.num_heatmaps, self.num_pafs, self.cpu_convs)
 
 
 class LightweightOpenPose(nn.Module):
@@ -216,15 +223,17 @@ class LightweightOpenPose(nn.Module):
     num_pafs: part affinity field channels.
     axis_name: mapped axis over which BatchNorm averages batch statistics in
       training (e.g. 'batch' under pmap / shard_map); None on one device.
-    depthwise_by_shifts: how the depthwise convs compute
-      (`layers.DepthwiseConv3x3.by_shifts`; None: by shifts on the CPU).
+    cpu_convs: compute the 1x1 convs as matrix products and the depthwise
+      ones as shifted multiply-adds, the forms XLA:CPU runs fast
+      (`layers.PointwiseConv.by_dot`, `layers.DepthwiseConv3x3.by_shifts`);
+      None: on the CPU backend. The parameters are the same either way.
   """
   num_refinement_stages: int = 1
   num_channels: int = 128
   num_heatmaps: int = 19
   num_pafs: int = 38
   axis_name: str | None = None
-  depthwise_by_shifts: bool | None = None
+  cpu_convs: bool | None = None
 
   @nn.compact
   def __call__(self, images: jax.Array,
@@ -241,15 +250,15 @@ class LightweightOpenPose(nn.Module):
                    use_bias=False)
     for i, (features, stride, dilation) in enumerate(BACKBONE_BLOCKS, start=1):
       x = depthwise_separable(x, features, f'model_{i}', norm, stride, dilation,
-                              self.depthwise_by_shifts)
-    features = Cpm(self.num_channels, self.depthwise_by_shifts, name='cpm')(x)
+                              self.cpu_convs)
+    features = Cpm(self.num_channels, self.cpu_convs, name='cpm')(x)
 
     outputs = [InitialStage(self.num_channels, self.num_heatmaps, self.num_pafs,
-                            name='initial_stage')(features)]
+                            self.cpu_convs, name='initial_stage')(features)]
     for i in range(self.num_refinement_stages):
       # Each stage sees the CPM features again, with the previous stage's maps.
       x = jnp.concatenate([features, *outputs[-1]], axis=-1)
       outputs.append(RefinementStage(
-          self.num_channels, self.num_heatmaps, self.num_pafs, self.axis_name,
+          self.num_channels, self.num_heatmaps, self.num_pafs, self.axis_name, self.cpu_convs,
           name=f'refinement_stages_{i}')(x, train))
     return outputs
