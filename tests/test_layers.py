@@ -57,6 +57,18 @@ def test_gradients_by_shifts_equal_the_grouped_conv():
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5)
 
 
+def _assert_same_parameters_and_function(ours: nn.Module, flax_conv: nn.Module,
+                                         images: jax.Array) -> None:
+  """Both modules initialise the same parameters to the same values and compute the same outputs."""
+  ours_variables = ours.init(jax.random.key(7), images)
+  theirs = flax_conv.init(jax.random.key(7), images)
+  assert jax.tree_util.tree_structure(ours_variables) == jax.tree_util.tree_structure(theirs)
+  for a, b in zip(jax.tree_util.tree_leaves(ours_variables), jax.tree_util.tree_leaves(theirs)):
+    np.testing.assert_array_equal(a, b)
+  np.testing.assert_allclose(ours.apply(ours_variables, images),
+                             flax_conv.apply(theirs, images), atol=1e-6)
+
+
 def test_parameters_and_their_initial_values_are_those_of_a_grouped_nn_conv():
   # So that checkpoints written before this layer existed, and converted
   # upstream weights, load unchanged.
@@ -71,13 +83,7 @@ def test_parameters_and_their_initial_values_are_those_of_a_grouped_nn_conv():
       return nn.Conv(5, (3, 3), strides=(2, 2), padding=((2, 2), (2, 2)), kernel_dilation=(2, 2),
                      feature_group_count=5, name='dw')(x)
 
-  images = jnp.ones((1, 10, 10, 5))
-  ours = Ours().init(jax.random.key(7), images)
-  theirs = Flax().init(jax.random.key(7), images)
-  assert jax.tree_util.tree_structure(ours) == jax.tree_util.tree_structure(theirs)
-  for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(theirs)):
-    np.testing.assert_array_equal(a, b)
-  np.testing.assert_allclose(Ours().apply(ours, images), Flax().apply(theirs, images), atol=1e-6)
+  _assert_same_parameters_and_function(Ours(), Flax(), jnp.ones((1, 10, 10, 5)))
 
 
 def test_by_default_the_cpu_backend_computes_by_shifts():
@@ -129,13 +135,8 @@ def test_pointwise_parameters_and_initial_values_are_those_of_an_nn_conv():
     def __call__(self, x):
       return nn.Conv(7, (1, 1), use_bias=False, name='a')(nn.Conv(5, (1, 1), name='b')(x))
 
-  images = jnp.ones((1, 4, 4, 3))
-  ours = Ours().init(jax.random.key(3), images)
-  theirs = Flax().init(jax.random.key(3), images)
-  assert jax.tree_util.tree_structure(ours) == jax.tree_util.tree_structure(theirs)
-  for a, b in zip(jax.tree_util.tree_leaves(ours), jax.tree_util.tree_leaves(theirs)):
-    np.testing.assert_array_equal(a, b)
-  np.testing.assert_allclose(Ours().apply(ours, images), Flax().apply(theirs, images), atol=1e-6)
+  images = jnp.asarray(np.random.default_rng(9).normal(size=(1, 4, 4, 3)), jnp.float32)
+  _assert_same_parameters_and_function(Ours(), Flax(), images)
 
 
 def test_by_default_the_cpu_backend_computes_pointwise_by_dot():
