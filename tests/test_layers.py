@@ -151,3 +151,14 @@ def test_by_default_the_cpu_backend_computes_pointwise_by_dot():
   assert jax.default_backend() == 'cpu'
   assert 'conv_general_dilated' not in primitives(None) and 'dot_general' in primitives(None)
   assert 'conv_general_dilated' in primitives(False)
+
+
+def test_both_forms_compute_in_float64_under_x64_as_nn_conv_does():
+  with jax.enable_x64(True):
+    images = jax.random.normal(jax.random.key(0), (1, 6, 6, 4), jnp.float64)
+    for layer, flag in ((layers.PointwiseConv, 'by_dot'), (layers.DepthwiseConv3x3, 'by_shifts')):
+      kwargs = {'features': 3} if layer is layers.PointwiseConv else {}
+      variables = layer(**kwargs).init(jax.random.key(1), images)  # float32 parameters
+      outputs = [layer(**kwargs, **{flag: fast}).apply(variables, images) for fast in (True, False)]
+      assert all(out.dtype == jnp.float64 for out in outputs), layer.__name__
+      np.testing.assert_allclose(outputs[0], outputs[1], rtol=1e-12, atol=1e-12)

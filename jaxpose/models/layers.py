@@ -53,6 +53,9 @@ class DepthwiseConv3x3(nn.Module):
     channels = x.shape[-1]
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, 1, channels),
                         jnp.float32)
+    # As nn.Conv: compute in the wider of the two dtypes (float64 under x64).
+    dtype = jnp.result_type(x, kernel)
+    x, kernel = x.astype(dtype), kernel.astype(dtype)
     by_shifts = self.by_shifts
     if by_shifts is None:
       by_shifts = jax.default_backend() == 'cpu'
@@ -109,6 +112,8 @@ class PointwiseConv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (1, 1, x.shape[-1], self.features), jnp.float32)
+    dtype = jnp.result_type(x, kernel)  # as nn.Conv (float64 under x64)
+    x, kernel = x.astype(dtype), kernel.astype(dtype)
     by_dot = self.by_dot
     if by_dot is None:
       by_dot = jax.default_backend() == 'cpu'
