@@ -209,6 +209,8 @@ def _encode(keypoints, visible, person_mask, *, image_size, stride, sigma, paf_t
 def _upsample(maps: np.ndarray, factor: int) -> np.ndarray:
   """[H, W, C] -> [factor H, factor W, C], bicubic, as upstream's demo."""
   maps = np.ascontiguousarray(maps, np.float32)
+  if factor == 1:  # maps already at the image's size (evaluation): cv2 would only copy
+    return maps
   return cv2.resize(maps, (0, 0), fx=factor, fy=factor,
                     interpolation=cv2.INTER_CUBIC).reshape(
                         maps.shape[0] * factor, maps.shape[1] * factor, -1)
