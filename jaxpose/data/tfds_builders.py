@@ -86,9 +86,18 @@ def people_counts(builder: tfds.core.DatasetBuilder, split: str) -> np.ndarray:
     logging.warning('%s: %s counts of people, but split %r has %d records; counting them again',
                     path, counts.shape, split, records)
   else:
-    logging.warning('%s does not exist: counting the people of %d records (%s stores them)',
-                    path, records, 'download_and_prepare')
+    logging.warning('%s does not exist: counting the people of %d records '
+                    '(download_and_prepare stores them)', path, records)
   return count_people(builder, split)
+
+
+class _StoresPeopleCounts(tfds.core.GeneratorBasedBuilder):
+  """A builder whose preparation also stores each split's people counts (abstract: not registered)."""
+
+  def download_and_prepare(self, *args, **kwargs):
+    """tfds's preparation, then `store_people_counts` (also for a dataset built before it existed)."""
+    super().download_and_prepare(*args, **kwargs)
+    store_people_counts(self)
 
 
 def _image_bytes(path: str, image_id: int) -> bytes | None:
@@ -125,7 +134,7 @@ def _people_features(joints: int) -> dict:
   }
 
 
-class CocoKeypointsJaxpose(tfds.core.GeneratorBasedBuilder):
+class CocoKeypointsJaxpose(_StoresPeopleCounts):
   """COCO 2017 person keypoints, one example per image with a labelled person (`coco.CocoKeypoints`)."""
 
   VERSION = VERSION
@@ -163,11 +172,6 @@ class CocoKeypointsJaxpose(tfds.core.GeneratorBasedBuilder):
                               f'{root}. {self.MANUAL_DOWNLOAD_INSTRUCTIONS}')
     return splits
 
-  def download_and_prepare(self, *args, **kwargs):
-    """tfds's preparation, then `store_people_counts` (also for a dataset built before it existed)."""
-    super().download_and_prepare(*args, **kwargs)
-    store_people_counts(self)
-
   def _generate_examples(self, annotation_file: str, image_dir: str):
     for record in coco.load_coco(annotation_file, image_dir):
       image = _image_bytes(record.path, record.image_id)
@@ -180,7 +184,7 @@ class CocoKeypointsJaxpose(tfds.core.GeneratorBasedBuilder):
           'ignore_mask': _png(mask)}
 
 
-class MpiiJaxpose(tfds.core.GeneratorBasedBuilder):
+class MpiiJaxpose(_StoresPeopleCounts):
   """MPII Human Pose, one example per image with a labelled person (`mpii.MpiiPeople`)."""
 
   VERSION = VERSION
@@ -220,11 +224,6 @@ class MpiiJaxpose(tfds.core.GeneratorBasedBuilder):
       return splits
     official = _require(os.path.join(root, 'mpii_human_pose_v1_u12_1.mat'), self)
     return {'train': self._generate_examples(official, images)}
-
-  def download_and_prepare(self, *args, **kwargs):
-    """tfds's preparation, then `store_people_counts` (also for a dataset built before it existed)."""
-    super().download_and_prepare(*args, **kwargs)
-    store_people_counts(self)
 
   def _generate_examples(self, annotation_file: str, image_dir: str):
     for record in mpii.load_mpii(annotation_file, image_dir):
