@@ -6,11 +6,12 @@ symbolic batch dimension. Its interface:
 
 - one input `images`: float32 [N, H, W, 3] RGB pixel values in 0..255
   (channels last), N dynamic; with `nchw=True`, [N, 3, H, W]. The model's own
-  normalisation (`jaxpose.models.normalize_images`: ImageNet mean and std for
-  the hourglass, BGR (x - 128) / 256 for Lightweight OpenPose) is inside the
+  normalisation (from its description: ImageNet mean and std for hourglasses
+  trained here, BGR (x - 128) / 256 for Lightweight OpenPose) is inside the
   graph, so a consumer feeds plain RGB pixels. H and W are fixed at export
-  (`input_size`; by default 256x256 for the hourglass and 256x456 (H x W) for
-  Lightweight OpenPose).
+  (`input_size`, (width, height); by default the model family's
+  `DEFAULT_INPUT_SIZE`: 256x256 for the hourglass, 456x256 for Lightweight
+  OpenPose).
 - outputs, channels last [N, h, w, C] (with `nchw=True`, [N, C, h, w]):
   `heatmaps_stack{i}` for each hourglass stack (h, w = H/4, W/4), or
   `heatmaps_stage{i}` and `pafs_stage{i}` for each Lightweight OpenPose stage,
@@ -22,7 +23,6 @@ and fails if any output differs from the JAX model's by more than
 `CHECK_TOLERANCE` times that output's largest magnitude.
 """
 
-import argparse
 from collections.abc import Callable, Iterator, Sequence
 import contextlib
 import logging
@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 import onnx
 
-from jaxpose import checkpoint, models
-from jaxpose.models import hourglass, openpose
+from jaxpose import approaches, checkpoint, models, predictor
+from jaxpose.models import layers
 
 # Opset 17 has every operator these models need (Conv, BatchNormalization,
 # MaxPool, Elu, ...) and is read by onnxruntime >= 1.13 and TensorRT >= 8.6.
@@ -47,102 +47,16 @@ CHECK_BATCH = 2
 INPUT_NAME = 'images'
 # The symbolic batch dimension of the input and outputs.
 BATCH_DIM = 'N'
-# (H, W) exported when `input_size` is not given.
-DEFAULT_INPUT_SIZE = {'hourglass': (256, 256), 'lightweight_openpose': (256, 456)}
-# H and W must be multiples of the total downsampling: the hourglass's stem
-# (4) times its 2**depth pooling levels; OpenPose's backbone stride.
-_INPUT_MULTIPLE = {'hourglass': 4 * 2**hourglass.HOURGLASS_DEPTH,
-                   'lightweight_openpose': openpose.STRIDE}
-
-
 class OnnxMismatchError(ValueError):
   """The exported model's outputs differ from the JAX model's."""
 
 
-def output_names(model_config: dict[str, Any], last_only: bool = False) -> list[str]:
-  """The ONNX output names, in output order, for a model description."""
-  arch = model_config.get('arch')
-  if arch == 'hourglass':
-    num_stacks = model_config.get('num_stacks', models.ARCHITECTURES[arch].num_stacks)
-    names = [f'heatmaps_stack{i}' for i in range(num_stacks)]
-    return names[-1:] if last_only else names
-  if arch == 'lightweight_openpose':
-    num_stages = 1 + model_config.get('num_refinement_stages',
-                                      models.ARCHITECTURES[arch].num_refinement_stages)
-    stages = range(num_stages - 1, num_stages) if last_only else range(num_stages)
-    return [name for i in stages for name in (f'heatmaps_stage{i}', f'pafs_stage{i}')]
-  raise ValueError(f'model config: field "arch" is {arch!r}, expected one of '
-                   f'{sorted(models.ARCHITECTURES)}')
-
-
-def inference_fn(variables: dict, model_config: dict[str, Any], *, nchw: bool = False,
-                 last_only: bool = False, cpu_convs: bool | None = None
-                 ) -> Callable[[jax.Array], tuple[jax.Array, ...]]:
-  """The function that is exported: RGB pixels [N, H, W, 3] -> tuple of outputs [N, h, w, C].
-
-  With `nchw`, images [N, 3, H, W] -> outputs [N, C, h, w]. The outputs are in
-  the order of `output_names`. `cpu_convs` chooses how 1x1 and depthwise
-  convs compute (the models' `cpu_convs`; export keeps them convs).
-  """
-  model = models.create_model(model_config, cpu_convs=cpu_convs)
-  arch = model_config['arch']
-
-  def forward(images: jax.Array) -> tuple[jax.Array, ...]:
-    if nchw:
-      images = jnp.transpose(images, (0, 2, 3, 1))
-    outputs = model.apply(variables, models.normalize_images(images, arch), train=False)
-    if arch == 'lightweight_openpose':  # [(heatmaps, pafs), ...] -> flat
-      outputs = [maps for stage in outputs for maps in stage]
-      outputs = outputs[-2:] if last_only else outputs
-    else:
-      outputs = outputs[-1:] if last_only else outputs
-    if nchw:
-      outputs = [jnp.transpose(maps, (0, 3, 1, 2)) for maps in outputs]
-    # jax2onnx 0.17.1 folds inverse Transpose pairs without counting graph
-    # outputs as consumers: an intermediate stack's heatmaps, which also feed
-    # the next stack, would lose the Transpose that produces the graph output
-    # and leave it dangling. A copy (an ONNX Identity) gives every output a
-    # node of its own.
-    return tuple(jnp.copy(maps) for maps in outputs)
-
-  return forward
-
-
-def _input_shape(model_config: dict[str, Any], input_size: Sequence[int] | None,
-                 nchw: bool) -> tuple[int, int, int, int]:
-  """[N, H, W, 3] (or [N, 3, H, W]) with N = 1, checked against the architecture's stride."""
-  arch = model_config['arch']
-  height, width = input_size if input_size is not None else DEFAULT_INPUT_SIZE[arch]
-  multiple = _INPUT_MULTIPLE[arch]
-  if height % multiple or width % multiple or height <= 0 or width <= 0:
-    raise ValueError(f'input_size: {arch} needs H and W positive multiples of '
-                     f'{multiple}, got {height}x{width}')
+def _input_shape(approach, input_size: Sequence[int] | None, nchw: bool
+                 ) -> tuple[int, int, int, int]:
+  """[N, H, W, 3] (or [N, 3, H, W]) with N = 1 for `input_size` (width, height), checked against the model."""
+  width, height = approach.check_input_size(
+      input_size if input_size is not None else approach.default_input_size)
   return (1, 3, height, width) if nchw else (1, height, width, 3)
-
-
-def check_variables(variables: dict, model_config: dict[str, Any], source: str) -> None:
-  """Raises ValueError naming `source` unless `variables` fit the described model exactly."""
-  try:
-    model = models.create_model(model_config)
-  except ValueError as e:
-    raise ValueError(f'{source}: {e}') from None
-  shape = _input_shape(model_config, None, nchw=False)
-  expected = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape), train=False))
-  expected = flax.traverse_util.flatten_dict(flax.core.unfreeze(expected), sep='/')
-  found = flax.traverse_util.flatten_dict(flax.core.unfreeze(variables), sep='/')
-  for name, leaf in expected.items():
-    if name not in found:
-      raise ValueError(f'{source}: checkpoint has no variable {name!r} (shape {leaf.shape}) '
-                       f'that the model {model_config} needs; was it written for another '
-                       'architecture?')
-    if tuple(np.shape(found[name])) != leaf.shape:
-      raise ValueError(f'{source}: variable {name!r} has shape {np.shape(found[name])}, '
-                       f'the model {model_config} expects {leaf.shape}')
-  unknown = sorted(set(found) - set(expected))
-  if unknown:
-    raise ValueError(f'{source}: {len(unknown)} variable(s) that the model {model_config} '
-                     f'does not have, first {unknown[0]!r}; was it written for another '
-                     'architecture?')
 
 
 @contextlib.contextmanager
@@ -167,7 +81,8 @@ def export_onnx(variables: dict, model_config: dict[str, Any], out_path: str, *,
     variables: {'params', 'batch_stats'} of the model.
     model_config: the model description (`jaxpose.models.model_config`).
     out_path: the .onnx file to write (one file, initializers included).
-    input_size: (H, W) of the input; default `DEFAULT_INPUT_SIZE[arch]`.
+    input_size: (width, height) of the input; default the model family's
+      `DEFAULT_INPUT_SIZE`.
     nchw: input [N, 3, H, W] and outputs [N, C, h, w] instead of channels last.
     last_only: export only the last stack's (stage's) outputs.
     check: run the file with onnxruntime and compare with JAX (`check_onnx`).
@@ -181,13 +96,13 @@ def export_onnx(variables: dict, model_config: dict[str, Any], out_path: str, *,
   """
   from jax2onnx import to_onnx  # pylint: disable=g-import-not-at-top
   variables = jax.tree_util.tree_map(jnp.asarray, variables)
-  # ONNX runtimes have fast depthwise and 1x1 convs: export them as Conv
-  # nodes, not as the multiply-adds and matrix products XLA's CPU backend is given.
-  forward = inference_fn(variables, model_config, nchw=nchw, last_only=last_only,
-                         cpu_convs=False)
-  shape = _input_shape(model_config, input_size, nchw)
-  names = output_names(model_config, last_only)
-  with _quiet_onnx_ir():
+  approach = approaches.for_description(model_config)
+  forward = approach.network_fn(variables, nchw=nchw, last_only=last_only)
+  shape = _input_shape(approach, input_size, nchw)
+  names = approach.output_names(last_only)
+  # ONNX runtimes have fast depthwise and 1x1 convs: trace them as Conv nodes,
+  # not as the multiply-adds and matrix products XLA's CPU backend is given.
+  with _quiet_onnx_ir(), layers.portable_convs():
     proto = to_onnx(forward, inputs=[(BATCH_DIM, *shape[1:])], opset=opset,
                     model_name=f'jaxpose_{model_config["arch"]}',
                     input_names=[INPUT_NAME], output_names=names)
@@ -285,21 +200,11 @@ def _remove_dead_nodes(graph: onnx.GraphProto) -> None:
       graph.node.remove(node)
 
 
-def onnx_session(path: str, num_threads: int = 0):
-  """An onnxruntime CPU session for `path`, all graph optimisations on; 0 threads = ORT's default."""
-  import onnxruntime as ort  # pylint: disable=g-import-not-at-top
-  options = ort.SessionOptions()
-  options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-  options.intra_op_num_threads = num_threads
-  options.log_severity_level = 3  # errors only
-  return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-
-
 def check_onnx(path: str, forward: Callable[[jax.Array], tuple[jax.Array, ...]],
                shape: Sequence[int], seed: int = 0) -> dict[str, float]:
   """Runs `path` and `forward` on random pixels of `shape`; output name -> max |onnx - jax| / max |jax|."""
   images = np.random.default_rng(seed).uniform(0, 255, shape).astype(np.float32)
-  session = onnx_session(path)
+  session = predictor.onnx_session(path)
   names = [output.name for output in session.get_outputs()]
   ours = session.run(names, {INPUT_NAME: images})
   expected = jax.jit(forward)(images)
@@ -322,29 +227,5 @@ def export_workdir(workdir: str, out_path: str, step: int | None = None, **kwarg
   Keyword arguments are those of `export_onnx`.
   """
   variables, model_config = checkpoint.restore_variables(workdir, step)
-  check_variables(variables, model_config, source=checkpoint.checkpoint_dir(workdir))
+  models.check_variables(variables, model_config, source=checkpoint.checkpoint_dir(workdir))
   return export_onnx(variables, model_config, out_path, **kwargs)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-  """The flags of `jaxpose export`."""
-  parser.add_argument('--workdir', required=True,
-                      help='workdir written by `jaxpose train` or `jaxpose convert`')
-  parser.add_argument('--step', type=int, default=None,
-                      help='checkpoint step (default: the latest)')
-  parser.add_argument('--out', required=True, help='.onnx file to write')
-  parser.add_argument('--nchw', action='store_true',
-                      help='input [N, 3, H, W] and outputs [N, C, h, w] (default: channels last)')
-  parser.add_argument('--last-only', action='store_true',
-                      help='export only the last stack / stage')
-  parser.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'), default=None,
-                      help='input height and width (default: 256 256 for hourglass, '
-                      '256 456 for Lightweight OpenPose)')
-  parser.add_argument('--opset', type=int, default=DEFAULT_OPSET, help='ONNX opset')
-
-
-def run_export(args: argparse.Namespace) -> None:
-  """`jaxpose export`: workdir -> .onnx, checked against JAX."""
-  path = export_workdir(args.workdir, args.out, step=args.step, input_size=args.input_size,
-                        nchw=args.nchw, last_only=args.last_only, opset=args.opset)
-  print(f'{args.workdir} -> {path} ({os.path.getsize(path) / 2**20:.1f} MiB)')

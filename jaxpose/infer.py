@@ -26,8 +26,6 @@ Written to OUT:
   skeletons colored by track id.
 """
 
-import argparse
-import dataclasses
 import json
 import logging
 import os
@@ -37,26 +35,20 @@ import time
 import numpy as np
 import tqdm
 
-from jaxpose import evaluate, skeletons, visualize
-from jaxpose.inference import bottomup, detect, predictor as predictor_lib, topdown, tracking
-from jaxpose.inference import video
+from jaxpose import approaches, skeletons, visualize
+from jaxpose import predictor as predictor_lib
+from jaxpose.approaches import bottomup
+from jaxpose.data.detections import DetectionsFile
+from jaxpose.inference import detect, tracking, video
+from jaxpose.metrics import coco_ap
 
 RESULTS_FILE = 'results.json'
 FRAMES_FILE = 'frames.json'
-# Default hourglass input (H, W) for a checkpoint, whose size is not stored.
+# Default top-down input (width, height) for a checkpoint, whose size is not stored.
 DEFAULT_TOPDOWN_INPUT_SIZE = (256, 256)
 # OKS sigma for every joint of a layout that has none (MPII): COCO's for
 # shoulders, about the middle of COCO's range.
 DEFAULT_SIGMA = 0.079
-
-
-@dataclasses.dataclass
-class People:
-  """One frame's people: keypoints [P, J, 2] image pixels, keypoint scores [P, J], boxes [P, 4], scores [P]."""
-  keypoints: np.ndarray
-  keypoint_scores: np.ndarray
-  boxes: np.ndarray
-  scores: np.ndarray
 
 
 def skeleton_for_joints(num_joints: int, source: str) -> skeletons.Skeleton:
@@ -68,42 +60,29 @@ def skeleton_for_joints(num_joints: int, source: str) -> skeletons.Skeleton:
                    'inference knows COCO (17) and MPII (16)')
 
 
-def _person_scores(keypoint_scores: np.ndarray, box_scores: np.ndarray,
-                   threshold: float = tracking.DEFAULT_SCORE_THRESHOLD) -> np.ndarray:
-  """Keypoint scores [P, J], box scores [P] -> box score x mean keypoint score above threshold [P].
-
-  The rescoring of SimpleBaseline / mmpose top-down results.
-  """
-  above = keypoint_scores > threshold
-  mean = np.where(above, keypoint_scores, 0).sum(-1) / np.maximum(above.sum(-1), 1)
-  return box_scores * mean
-
-
 class TopDownEstimator:
   """Frame -> People with a stacked hourglass on person boxes."""
 
   def __init__(self, predictor: predictor_lib.Predictor, boxes_fn, flip_test: bool = False,
                input_size: tuple[int, int] = DEFAULT_TOPDOWN_INPUT_SIZE):
-    """`boxes_fn(frame) -> (boxes [P, 4], scores [P])`; `input_size` (H, W) unless the model fixes it."""
+    """`boxes_fn(frame) -> (boxes [P, 4], scores [P])`; `input_size` (width, height) unless the model fixes it."""
     self.predictor = predictor
+    self.approach = predictor.approach
     self.boxes_fn = boxes_fn
     self.flip_test = flip_test
-    height, width = predictor.input_size or input_size
-    self.input_size = (width, height)  # crop_people's (width, height)
+    self.input_size = tuple(predictor.input_size or input_size)
+    width, height = self.input_size
     probe = predictor(np.zeros((1, height, width, 3), np.uint8))
-    self.skeleton = skeleton_for_joints(predictor_lib.last_heatmaps(probe).shape[-1],
+    self.skeleton = skeleton_for_joints(self.approach.last_maps(probe).shape[-1],
                                         predictor.source)
 
   def _heatmaps(self, crops: np.ndarray) -> np.ndarray:
-    return predictor_lib.last_heatmaps(self.predictor(crops))
+    return self.approach.last_maps(self.predictor(crops))
 
-  def __call__(self, frame: video.Frame) -> People:
+  def __call__(self, frame: video.Frame) -> approaches.People:
     boxes, box_scores = self.boxes_fn(frame)
-    keypoints, scores = topdown.predict_topdown(
-        self._heatmaps, frame.image, boxes, self.input_size, self.skeleton.flip_permutation(),
-        flip_test=self.flip_test)
-    return People(keypoints, scores, np.asarray(boxes, np.float32).reshape(-1, 4),
-                  _person_scores(scores, np.asarray(box_scores, np.float32)))
+    return self.approach.predict(self._heatmaps, frame.image, boxes, box_scores,
+                                 self.input_size, self.skeleton, self.flip_test)
 
 
 class BottomUpEstimator:
@@ -115,62 +94,66 @@ class BottomUpEstimator:
     self.predictor = predictor
     self.height = height
 
-  def __call__(self, frame: video.Frame) -> People:
-    people, person_scores = bottomup.predict_bottomup(self.predictor, frame.image, self.height)
-    keypoints, scores, coco_scores = bottomup.coco_keypoints(people, person_scores)
-    boxes = tracking.boxes_from_keypoints(keypoints, scores, score_threshold=0.0)
-    return People(keypoints, scores, boxes.astype(np.float32), coco_scores)
+  def __call__(self, frame: video.Frame) -> approaches.People:
+    return self.predictor.approach.predict(self.predictor, frame.image, self.height)
 
 
-def frame_records(frame: video.Frame, people: People, track_ids: np.ndarray) -> list[dict]:
+def frame_records(frame: video.Frame, people: approaches.People, track_ids: np.ndarray
+                  ) -> list[dict]:
   """One frame's people -> COCO result records with bbox, frame and track_id."""
-  records = evaluate.coco_results(np.full(len(people.scores), frame.image_id),
+  records = coco_ap.coco_results(np.full(len(people.scores), frame.image_id),
                                   people.keypoints, people.keypoint_scores, people.scores)
   for record, box, track_id in zip(records, people.boxes, track_ids):
     record.update(bbox=[float(v) for v in box], frame=frame.index, track_id=int(track_id))
   return records
 
 
-def open_source(args: argparse.Namespace):
-  """The one of --image, --images, --video given -> its frame source."""
-  given = [flag for flag in ('image', 'images', 'video') if getattr(args, flag, None)]
-  if len(given) != 1:
+def open_source(image: str | None = None, images: str | None = None, video_path: str | None = None):
+  """Exactly one of an image file, a folder of images or a video file -> its frame source."""
+  if sum(given is not None for given in (image, images, video_path)) != 1:
     raise ValueError('give exactly one of --image PATH, --images DIR, --video PATH')
-  if args.video:
-    return video.VideoSource(args.video)
-  if args.images:
-    return video.image_folder(args.images)
-  return video.image_file(args.image)
+  if video_path is not None:
+    return video.VideoSource(video_path)
+  if images is not None:
+    return video.image_folder(images)
+  return video.image_file(image)
 
 
-def make_estimator(args: argparse.Namespace):
-  """The model (--workdir or --onnx) and, for top-down, the box source -> a frame estimator."""
-  model = predictor_lib.load(workdir=args.workdir, onnx_path=args.onnx, step=args.step)
-  if model.arch == predictor_lib.BOTTOMUP_ARCH:
-    if args.flip_test or args.detections:
+def make_estimator(model: predictor_lib.Predictor, *, detections: str | None = None,
+                   detection_threshold: float = 0.0, flip_test: bool = False,
+                   input_size: tuple[int, int] = DEFAULT_TOPDOWN_INPUT_SIZE,
+                   height: int = bottomup.DEFAULT_HEIGHT):
+  """A model and, for top-down, where its person boxes come from -> a frame estimator.
+
+  Top-down boxes: a COCO results-format `detections` file, else OpenCV's
+  HOG people detector. `input_size` (width, height) and `height` are the
+  top-down crop and the bottom-up input height for a JAX model.
+  """
+  if isinstance(model.approach, approaches.BottomUp):
+    if flip_test or detections:
       logging.warning('%s is a bottom-up model: --flip-test and --detections are ignored',
                       model.source)
-    return BottomUpEstimator(model, args.height)
-  if args.detections:
-    detections = detect.DetectionsFile(args.detections, args.detection_threshold)
-    boxes_fn = lambda frame: detections.boxes(frame.image_id)
+    return BottomUpEstimator(model, height)
+  if detections:
+    boxes = DetectionsFile(detections, detection_threshold)
+    boxes_fn = lambda frame: boxes.boxes(frame.image_id)
   else:
-    hog = detect.HogPeopleDetector(score_threshold=args.detection_threshold)
+    hog = detect.HogPeopleDetector(score_threshold=detection_threshold)
     boxes_fn = lambda frame: hog(frame.image)
-  return TopDownEstimator(model, boxes_fn, args.flip_test, tuple(args.input_size))
+  return TopDownEstimator(model, boxes_fn, flip_test, tuple(input_size))
 
 
-def run(args: argparse.Namespace) -> dict:
-  """`jaxpose infer` (see the module docstring); returns a summary {frames, people, seconds, fps, ...}.
+def run(source, estimator, out: str | os.PathLike, *, track: bool = True,
+        max_frames: int | None = None) -> dict:
+  """Frames of `source` -> people by `estimator`, tracked, written to `out` (module docstring).
 
-  `fps` counts every frame, the first one's compilation (JAX) included;
-  `fps_after_first` the frames after the first, the steady rate.
+  Returns a summary {frames, people, seconds, fps, ...}: `fps` counts every
+  frame, the first one's compilation (JAX) included; `fps_after_first` the
+  frames after the first, the steady rate.
   """
-  source = open_source(args)
-  estimator = make_estimator(args)
-  out = pathlib.Path(args.out)
+  out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
-  tracker = None if args.no_track else tracking.Tracker(
+  tracker = None if not track else tracking.Tracker(
       estimator.skeleton.sigmas or (DEFAULT_SIGMA,) * estimator.skeleton.num_keypoints,
       frame_rate=source.fps)
   writer = None
@@ -180,11 +163,11 @@ def run(args: argparse.Namespace) -> dict:
   records, frames = [], []
   start = time.perf_counter()
   first_done = None  # the first frame also compiles (JAX) or warms up the model
-  total = min(len(source), args.max_frames) if args.max_frames else len(source)
+  total = min(len(source), max_frames) if max_frames else len(source)
   try:
     with tqdm.tqdm(total=total or None, unit='frame', desc='jaxpose infer') as progress:
       for frame in source:
-        if args.max_frames and frame.index >= args.max_frames:
+        if max_frames and frame.index >= max_frames:
           break
         people = estimator(frame)
         if tracker is None:
@@ -207,7 +190,7 @@ def run(args: argparse.Namespace) -> dict:
       writer.close()
   end = time.perf_counter()
   seconds = end - start
-  evaluate.write_coco_results(out / RESULTS_FILE, records)
+  coco_ap.write_coco_results(out / RESULTS_FILE, records)
   with open(out / FRAMES_FILE, 'w') as f:
     json.dump(frames, f)
   after_first = end - first_done if first_done else 0.0
@@ -219,32 +202,3 @@ def run(args: argparse.Namespace) -> dict:
   print(f'{summary["frames"]} frames, {summary["people"]} people ({summary["approach"]}), '
         f'{summary["fps"]:.1f} frames/s -> {out}')
   return summary
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-  """The flags of `jaxpose infer`."""
-  model = parser.add_mutually_exclusive_group(required=True)
-  model.add_argument('--workdir', help='workdir of `jaxpose train` / `jaxpose convert` (JAX)')
-  model.add_argument('--onnx', help='.onnx file of `jaxpose export` (onnxruntime, CPU)')
-  parser.add_argument('--step', type=int, default=None,
-                      help='checkpoint step with --workdir (default: the latest)')
-  frames = parser.add_mutually_exclusive_group(required=True)
-  frames.add_argument('--image', help='one image file')
-  frames.add_argument('--images', help='a folder of images, read in name order')
-  frames.add_argument('--video', help='a video file (anything cv2 decodes)')
-  parser.add_argument('--out', required=True, help='folder for results.json and pictures')
-  parser.add_argument('--detections', default=None,
-                      help='top-down: COCO results-format person boxes, matched by image id '
-                      '(default: OpenCV HOG people detector)')
-  parser.add_argument('--detection-threshold', type=float, default=0.0,
-                      help='top-down: keep boxes scored at least this')
-  parser.add_argument('--flip-test', action='store_true',
-                      help='top-down: average with the mirrored crops\' heatmaps')
-  parser.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'),
-                      default=list(DEFAULT_TOPDOWN_INPUT_SIZE),
-                      help='top-down crop size with --workdir (an ONNX model fixes its own)')
-  parser.add_argument('--height', type=int, default=bottomup.DEFAULT_HEIGHT,
-                      help='bottom-up network input height with --workdir')
-  parser.add_argument('--no-track', action='store_true',
-                      help='no tracking: every track_id is -1')
-  parser.add_argument('--max-frames', type=int, default=None, help='stop after this many frames')

@@ -104,6 +104,8 @@ OPENPOSE_FROM_COCO = (0, -1, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1,
                       4, 3)
 COCO_LEFT_SHOULDER, COCO_RIGHT_SHOULDER = 5, 6
 OPENPOSE_NECK = 1
+# COCO's category id of people, in annotations, detections and keypoint results.
+COCO_PERSON_CATEGORY_ID = 1
 
 
 def openpose_from_coco(keypoints: np.ndarray,

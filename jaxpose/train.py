@@ -1,15 +1,16 @@
 """Training: the train state, the per-device train and eval steps, and the loop.
 
-Reads top to bottom as the flax examples do: `create_model`,
-`create_learning_rate_fn`, `create_optimizer`, `make_targets`, `compute_loss`,
-`train_step`, `eval_step`, `create_train_state`, `train_and_evaluate`.
+Reads top to bottom as the flax examples do: `create_learning_rate_fn`,
+`create_optimizer`, `compute_loss`, `train_step`, `eval_step`,
+`create_train_state`, `train_and_evaluate`.
 
-A batch from the input pipeline holds uint8 images and joint coordinates. The
-step normalises the images and makes the targets on the device
-(`jaxpose.codecs`), runs the model with BatchNorm statistics averaged across
-devices, takes the loss of the config (intermediate supervision, distillation
-from a frozen teacher, or OpenPose's staged L2), averages gradients and metrics
-with `pmean`, and applies the optax update. `jaxpose.parallel` runs that one
+A batch from the loader holds uint8 images and joint coordinates. The step
+normalises the images and makes the targets on the device, runs the model
+with BatchNorm statistics averaged across devices, takes the loss (optionally
+with a frozen teacher's outputs), averages gradients and metrics with
+`pmean`, and applies the optax update. What is specific to top-down or
+bottom-up (normalisation, targets, loss, metrics, data transform) is the
+config's approach (`jaxpose.approaches`). `jaxpose.parallel` runs the one
 per-device body under pmap, shard_map or on one device.
 """
 
@@ -30,10 +31,9 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxpose import checkpoint, evaluate, losses, models, parallel
+from jaxpose import approaches, checkpoint, models, parallel
 from jaxpose import config as config_lib
-from jaxpose.codecs import heatmap, paf
-from jaxpose.data import input_pipeline
+from jaxpose.data import loader, sources
 from jaxpose import metric_writers
 
 
@@ -45,11 +45,6 @@ class TrainState:
   batch_stats: Any
   opt_state: Any
   rng: jax.Array  # raw uint32 key, so that Orbax stores it as a plain array
-
-
-def create_model(config: ml_collections.ConfigDict, axis_name: str | None = None) -> nn.Module:
-  """The config's model; `axis_name` makes BatchNorm average across devices."""
-  return models.create_model(config.model.to_dict(), axis_name=axis_name)
 
 
 def create_learning_rate_fn(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -85,103 +80,41 @@ def create_optimizer(config: ml_collections.ConfigDict,
   return optimizer
 
 
-def heatmap_size(config: ml_collections.ConfigDict) -> tuple[int, int]:
-  """(width, height) of the model's output maps for the config's input size."""
-  stride = 4 if config.model.arch == 'hourglass' else 8
-  width, height = config.input_size
-  return width // stride, height // stride
-
-
-def make_targets(batch: dict, config: ml_collections.ConfigDict) -> dict:
-  """Joint coordinates of a batch -> training targets, on the device.
-
-  hourglass: {'heatmaps' [B, H, W, J], 'weight' [B, J]};
-  lightweight_openpose: {'heatmaps' [B, H, W, 19], 'pafs' [B, H, W, 38]}.
-  """
-  image_size = tuple(config.input_size)
-  if config.model.arch == 'hourglass':
-    target, weight = heatmap.encode(batch['joints'], batch['visible'],
-                                    image_size=image_size,
-                                    heatmap_size=heatmap_size(config), sigma=config.sigma)
-    return {'heatmaps': target, 'weight': weight}
-  heatmaps, pafs = paf.encode(batch['keypoints'], batch['visible'], image_size=image_size,
-                              stride=8, sigma=config.sigma,
-                              paf_thickness=config.paf_thickness,
-                              person_mask=batch['person_mask'])
-  return {'heatmaps': heatmaps, 'pafs': pafs}
-
-
-def compute_loss(params, batch_stats, batch: dict, targets: dict,
-                 teacher_heatmaps: jax.Array | None, *, model: nn.Module,
+def compute_loss(params, batch_stats, batch: dict, targets: dict, teacher_outputs: Any, *,
+                 approach: approaches.Approach, model: nn.Module,
                  config: ml_collections.ConfigDict):
-  """Loss of one device's batch -> (loss, (new batch_stats, metrics, last output))."""
-  images = models.normalize_images(batch['image'], config.model.arch)
+  """Loss of one device's batch -> (loss, (new batch_stats, metrics, outputs))."""
+  images = approach.normalize(batch['image'])
   outputs, new_state = model.apply({'params': params, 'batch_stats': batch_stats},
                                    images, train=True, mutable=['batch_stats'])
-  metrics = {}
-  if config.model.arch == 'hourglass':
-    if teacher_heatmaps is not None:
-      # Unlabelled examples keep only the teacher's term (Fast Pose Distillation).
-      # An unlabelled example (batch['labelled'] == 0) has the teacher's
-      # heatmaps as its target and every joint weighted 1, so it contributes
-      # the distillation term only.
-      target, weight = targets['heatmaps'], targets['weight']
-      if 'labelled' in batch:
-        labelled = batch['labelled'] > 0
-        target = jnp.where(labelled[:, None, None, None], target, teacher_heatmaps)
-        weight = jnp.where(labelled[:, None], weight, 1.0)
-      loss, metrics['kd_loss'], metrics['gt_loss'] = losses.distillation(
-          outputs, teacher_heatmaps, target, weight, config.teacher.kdloss_alpha)
-    else:
-      loss = losses.intermediate_supervision(outputs, targets['heatmaps'], targets['weight'])
-    last = outputs[-1]
-  else:
-    loss = losses.staged_l2(outputs, targets['heatmaps'], targets['pafs'], batch['mask'])
-    last = outputs[-1][0]
-  return loss, (new_state['batch_stats'], metrics, last)
-
-
-def _pck_of(heatmaps: jax.Array, batch: dict, config: ml_collections.ConfigDict):
-  """Top-down heatmaps [B, H, W, J] -> PCK counts against the batch's joints (seed's accuracy)."""
-  coords, _ = heatmap.decode(heatmaps)
-  stride = config.input_size[0] / heatmaps.shape[-2]
-  normalizer = heatmaps.shape[-2] * evaluate.PCK_NORMALIZER_FRACTION
-  visible = batch['visible'] * _inside(batch['joints'], config.input_size)
-  return evaluate.pck_counts(coords, batch['joints'] / stride, visible, normalizer)
-
-
-def _inside(joints: jax.Array, size) -> jax.Array:
-  """[..., J] 1 where a joint lies in the input image, else 0."""
-  x, y = joints[..., 0], joints[..., 1]
-  return ((x >= 0) & (y >= 0) & (x < size[0]) & (y < size[1])).astype(jnp.float32)
+  loss, metrics = approach.loss(outputs, batch, targets, teacher_outputs, config)
+  return loss, (new_state['batch_stats'], metrics, outputs)
 
 
 def train_step(state: TrainState, batch: dict, teacher_variables: Any, *,
-               model: nn.Module, teacher: nn.Module | None,
+               approach: approaches.Approach, model: nn.Module, teacher: nn.Module | None,
                tx: optax.GradientTransformation, learning_rate_fn: optax.Schedule,
                config: ml_collections.ConfigDict,
                axis_name: str | None) -> tuple[TrainState, dict]:
   """One optimisation step on one device's share of the batch; collectives over `axis_name`."""
-  targets = make_targets(batch, config)
-  teacher_heatmaps = None
+  targets = approach.make_targets(batch, config)
+  teacher_outputs = None
   if teacher is not None:
-    images = models.normalize_images(batch['image'], config.model.arch)
-    teacher_heatmaps = teacher.apply(teacher_variables, images, train=False)[-1]
+    teacher_outputs = teacher.apply(teacher_variables, approach.normalize(batch['image']),
+                                    train=False)
 
   grad_fn = jax.value_and_grad(
-      functools.partial(compute_loss, model=model, config=config), has_aux=True)
-  (loss, (batch_stats, metrics, last)), grads = grad_fn(
+      functools.partial(compute_loss, approach=approach, model=model, config=config),
+      has_aux=True)
+  (loss, (batch_stats, metrics, outputs)), grads = grad_fn(
       parallel.as_per_device(state.params, axis_name), state.batch_stats, batch,
-      targets, teacher_heatmaps)
+      targets, teacher_outputs)
   grads = parallel.pmean(grads, axis_name)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
 
   metrics['loss'] = loss
-  if config.model.arch == 'hourglass':
-    correct, counted = _pck_of(last, batch, config)
-    metrics['pck_correct'] = correct.sum()
-    metrics['pck_counted'] = counted.sum()
+  metrics.update(approach.train_metrics(jax.lax.stop_gradient(outputs), batch, config))
   metrics = parallel.pmean(metrics, axis_name)
   metrics['learning_rate'] = learning_rate_fn(state.step)
   new_state = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
@@ -189,25 +122,15 @@ def train_step(state: TrainState, batch: dict, teacher_variables: Any, *,
   return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: dict, *, model: nn.Module,
-              config: ml_collections.ConfigDict, axis_name: str | None) -> dict:
+def eval_step(state: TrainState, batch: dict, *, approach: approaches.Approach,
+              model: nn.Module, config: ml_collections.ConfigDict,
+              axis_name: str | None) -> dict:
   """Eval-mode forward on one device's share -> metric sums over all devices."""
-  images = models.normalize_images(batch['image'], config.model.arch)
   outputs = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
-                        images, train=False)
-  targets = make_targets(batch, config)
+                        approach.normalize(batch['image']), train=False)
+  targets = approach.make_targets(batch, config)
   weight = batch['example_mask'].astype(jnp.float32)
-  if config.model.arch == 'hourglass':
-    per_example = jax.vmap(lambda o, t, w: losses.intermediate_supervision(
-        [x[None] for x in o], t[None], w[None]))(outputs, targets['heatmaps'], targets['weight'])
-    batch = dict(batch, visible=batch['visible'] * weight[:, None])
-    correct, counted = _pck_of(outputs[-1], batch, config)
-    sums = {'loss': jnp.sum(per_example * weight), 'pck_correct': correct,
-            'pck_counted': counted}
-  else:
-    mask = batch['mask'] * weight[:, None, None]
-    sums = {'loss': losses.staged_l2(outputs, targets['heatmaps'], targets['pafs'], mask)
-            * batch['mask'].shape[0]}
+  sums = approach.eval_sums(outputs, batch, targets, weight, config)
   sums['examples'] = jnp.sum(weight)
   return parallel.psum(sums, axis_name)
 
@@ -227,19 +150,15 @@ def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
   return jax.tree_util.tree_map(np.asarray, state)
 
 
-def load_teacher(config: ml_collections.ConfigDict) -> tuple[nn.Module | None, Any]:
+def load_teacher(config: ml_collections.ConfigDict, approach: approaches.Approach
+                 ) -> tuple[nn.Module | None, Any]:
   """The frozen teacher of a distillation config: (model, variables), or (None, None)."""
   if not config.teacher.workdir:
     return None, None
-  if config.model.arch != 'hourglass':
-    raise ValueError('config.teacher: distillation is defined for hourglass students, '
-                     f'not {config.model.arch!r}')
+  approach.check_teacher(approach.description, config.teacher.workdir)  # can it be taught?
   variables, description = checkpoint.restore_variables(config.teacher.workdir)
-  teacher = models.create_model(description)
-  if description['arch'] != 'hourglass' or description['num_joints'] != config.model.num_joints:
-    raise ValueError(f'config.teacher.workdir: {config.teacher.workdir} holds {description}, '
-                     f'expected an hourglass with num_joints={config.model.num_joints}')
-  return teacher, variables
+  approach.check_teacher(description, config.teacher.workdir)
+  return models.create_model(description), variables
 
 
 def _check_finite(metrics: dict, step: int, workdir: str) -> None:
@@ -288,11 +207,12 @@ class Preempted(SystemExit):
   """Raised after the checkpoint that a SIGTERM asked for is written."""
 
 
-def evaluate_model(state, eval_fn, data: parallel.DataParallel, eval_source,
+def evaluate_model(state, eval_fn, data: parallel.DataParallel, eval_source, eval_transform,
                    config) -> dict:
   """One pass over the eval split -> summarised metrics."""
   totals = None
-  for batch in input_pipeline.eval_batches(eval_source, config, data):
+  for batch in loader.eval_batches(eval_source, eval_transform,
+                                   data.host_batch_size(config.batch_size)):
     sums = data.unreplicate(eval_fn(state, data.shard_batch(batch)))
     totals = sums if totals is None else jax.tree_util.tree_map(np.add, totals, sums)
   if totals is None:
@@ -305,16 +225,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   config_lib.validate(config)
   os.makedirs(workdir, exist_ok=True)
   data = parallel.DataParallel(config.parallel)
-  model = create_model(config, axis_name=data.axis_name)
-  eval_model = create_model(config)
+  approach = approaches.for_config(config)
+  model = approach.create_model(axis_name=data.axis_name)
+  eval_model = approach.create_model()
   learning_rate_fn = create_learning_rate_fn(config)
   tx = create_optimizer(config, learning_rate_fn)
-  teacher, teacher_variables = load_teacher(config)
+  teacher, teacher_variables = load_teacher(config, approach)
   model_description = models.model_config(eval_model)
 
-  train_source, eval_source = input_pipeline.create_sources(config)
-  train_iter = iter(input_pipeline.train_loader(
-      train_source, config, data.host_batch_size(config.batch_size)))
+  skeleton = sources.data_skeleton(config)
+  approach.check_data(config, skeleton)
+  train_source, eval_source = sources.create_sources(config, approach.per_person)
+  eval_transform = approach.transform(config, skeleton, train=False)
+  train_iter = iter(loader.train_loader(
+      train_source, approach.transform(config, skeleton, train=True), config))
 
   state = create_train_state(config, eval_model, tx)
   checkpointer = checkpoint.Checkpointer(workdir, best_metric=config.best_metric,
@@ -327,12 +251,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       f.write(config.to_json_best_effort(indent=2))
 
   p_train_step = data.compile(
-      functools.partial(train_step, model=model, teacher=teacher, tx=tx,
+      functools.partial(train_step, approach=approach, model=model, teacher=teacher, tx=tx,
                         learning_rate_fn=learning_rate_fn, config=config,
                         axis_name=data.axis_name),
       num_replicated_args=1)
   p_eval_step = data.compile(
-      functools.partial(eval_step, model=eval_model, config=config,
+      functools.partial(eval_step, approach=approach, model=eval_model, config=config,
                         axis_name=data.axis_name), donate_state=False)
 
   start_step = int(state.step)
@@ -341,7 +265,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer = metric_writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
   final = {}
   if start_step == 0:
-    final = evaluate_model(device_state, p_eval_step, data, eval_source, config)
+    final = evaluate_model(device_state, p_eval_step, data, eval_source, eval_transform,
+                           config)
     writer.write(0, {f'eval/{k}': v for k, v in final.items()})
     logging.info('step 0 (untrained): %s', final)
 
@@ -383,7 +308,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         window, window_start = [], time.perf_counter()
       eval_metrics = None
       if step % config.eval_every_steps == 0 or step == config.num_train_steps:
-        eval_metrics = evaluate_model(device_state, p_eval_step, data, eval_source, config)
+        eval_metrics = evaluate_model(device_state, p_eval_step, data, eval_source, eval_transform,
+                           config)
         writer.write(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
         final = eval_metrics
       if (step % config.checkpoint_every_steps == 0 or step == config.num_train_steps

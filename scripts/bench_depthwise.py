@@ -4,11 +4,12 @@ XLA:CPU runs a grouped conv with one group per channel slowly, and a 1x1
 conv at less than half the rate of the same matrix product. So on the CPU
 backend `jaxpose.models.layers.DepthwiseConv3x3` computes a depthwise conv as
 nine shifted multiply-adds and `layers.PointwiseConv` a 1x1 conv as one
-matrix product (the models' `cpu_convs`). This prints, for every depthwise
-conv of Lightweight OpenPose at a 256x456 input (batch 1) and for the 1x1
-conv after each, the jitted forward time both ways beside PyTorch's
-`nn.Conv2d` on the same tensor; then whole models' forward passes (eval
-mode), JAX with `cpu_convs` on and off and PyTorch eager running the
+matrix product (unless traced inside `layers.portable_convs()`, as ONNX
+export is). This prints, for every depthwise conv of Lightweight OpenPose at
+a 256x456 input (batch 1) and for the 1x1 conv after each, the jitted
+forward time both ways beside PyTorch's `nn.Conv2d` on the same tensor; then
+whole models' forward passes (eval mode), JAX in those forms and as lax convs
+(`portable_convs`) and PyTorch eager running the
 upstream architecture on the same weights (`tests/torch_openpose.py`,
 `tests/torch_hourglass.py`): Lightweight OpenPose at 256x456 and the
 2-stack hourglass at 256x256, batch 1. Best of --repeats calls after a
@@ -18,6 +19,7 @@ Usage: python scripts/bench_depthwise.py [--repeats 20]
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -100,7 +102,7 @@ def layer_tables(repeats: int) -> tuple[list[tuple], list[tuple]]:
 
 
 def model_rows(repeats: int) -> list[tuple]:
-  """Rows (label, JAX cpu_convs ms, JAX lax convs ms, PyTorch ms) of whole forward passes."""
+  """Rows (label, JAX CPU forms ms, JAX lax convs ms, PyTorch ms) of whole forward passes."""
   hourglass = {'arch': 'hourglass', 'num_stacks': 2, 'num_blocks': 1, 'num_joints': 16}
   # (label, model config, PyTorch model, input (batch, height, width)).
   cases = [
@@ -124,13 +126,16 @@ def model_rows(repeats: int) -> list[tuple]:
     # Normalised images, as the models take them (`models.normalize_images` runs before).
     images = np.random.default_rng(1).normal(size=(batch, height, width, 3)).astype(np.float32)
     timings, outputs = {}, {}
-    for cpu_convs in (True, False):
-      model = models.create_model(config, cpu_convs=cpu_convs)
+    model = models.create_model(config)
+    for cpu_forms in (True, False):
       apply = jax.jit(lambda v, x, model=model: model.apply(v, x, train=False)[-1])
       x = jnp.asarray(images)
-      timings[cpu_convs] = best_milliseconds(
-          lambda apply=apply, x=x: jax.block_until_ready(apply(variables, x)), repeats)
-      outputs[cpu_convs] = np.asarray(jax.tree_util.tree_leaves(apply(variables, x))[-1])
+      # The form is fixed when `apply` is traced, at its first (warm-up) call:
+      # a fresh jit per form, called inside the context for the lax convs.
+      with contextlib.nullcontext() if cpu_forms else layers.portable_convs():
+        timings[cpu_forms] = best_milliseconds(
+            lambda apply=apply, x=x: jax.block_until_ready(apply(variables, x)), repeats)
+        outputs[cpu_forms] = np.asarray(jax.tree_util.tree_leaves(apply(variables, x))[-1])
     torch_images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
     with torch.no_grad():
       timings['torch'] = best_milliseconds(lambda: torch_model(torch_images), repeats)
@@ -163,7 +168,7 @@ def main():
     rows.append((f'all {len(rows)}', *(sum(row[i] for row in rows) for i in (1, 2, 3))))
     _print_table(title, rows)
     print()
-  _print_table('whole model, cpu_convs on / off', model_rows(args.repeats))
+  _print_table('whole model, CPU forms / portable_convs', model_rows(args.repeats))
 
 
 if __name__ == '__main__':

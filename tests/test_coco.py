@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 import pytest
 
 from jaxpose import skeletons
-from jaxpose.data import coco, pipeline
+from jaxpose.data import augment, coco, images
 
 DATA = os.path.join(os.path.dirname(__file__), 'data', 'coco')
 ANNOTATIONS = os.path.join(DATA, 'test_coco.json')
@@ -119,13 +119,13 @@ def test_persons_are_the_labelled_annotations_in_file_order():
 
 def test_sources_feed_the_transforms():
   persons = coco.CocoPersons(ANNOTATIONS, DATA)
-  crop = pipeline.TopDownTransform((192, 256), skeletons.COCO, augment=False).random_map(
+  crop = augment.TopDownTransform((192, 256), skeletons.COCO, augment=False).random_map(
       grain.MapDataset.source(persons)[0], np.random.default_rng(0))
   assert crop['image'].shape == (256, 192, 3)
   assert crop['visible'].sum() == 17  # the one person of image 785 is fully labelled in view
   images = coco.CocoKeypoints(ANNOTATIONS, DATA)
   index = next(i for i in range(len(images)) if images[i]['image_id'] == 40083)
-  batch = pipeline.BottomUpTransform(368, augment=False).random_map(
+  batch = augment.BottomUpTransform(368, augment=False).random_map(
       images[index], np.random.default_rng(0))
   # The unlabelled person's 498 pixels lower the loss weight of some cells.
   assert batch['person_mask'].sum() == 2
@@ -156,7 +156,7 @@ def test_read_image_gives_rgb_for_grey_and_alpha_files_as_opencv_bgr_reversed(tm
   for name, pixels in files.items():
     assert cv2.imwrite(str(tmp_path / name), pixels)
     expected = cv2.imread(str(tmp_path / name), cv2.IMREAD_COLOR)[..., ::-1]
-    image = coco.read_image(str(tmp_path / name), image_id=1)
+    image = images.read_image(str(tmp_path / name), image_id=1)
     assert image.shape == bgr.shape, name
     np.testing.assert_array_equal(image, expected, err_msg=name)
   # 785 is in colour (40083 is grey in its JPEG's three channels), so a missed swap shows.

@@ -153,6 +153,50 @@ def test_by_default_the_cpu_backend_computes_pointwise_by_dot():
   assert 'conv_general_dilated' in primitives(False)
 
 
+@pytest.mark.parametrize('layer,fast_primitive', [
+    (layers.PointwiseConv(4), 'dot_general'),
+    (layers.DepthwiseConv3x3(2, 2), 'mul'),
+])
+def test_portable_convs_switches_the_traced_form_to_the_conv(layer, fast_primitive):
+  images = jnp.asarray(np.random.default_rng(10).normal(size=(2, 7, 9, 3)), jnp.float32)
+  variables = layer.init(jax.random.key(0), images)
+  traces = []
+
+  def apply(x):
+    traces.append(x)
+    return layer.apply(variables, x)
+
+  # Traces a new function each time: JAX caches traces per Python function,
+  # whatever the context (see `layers.portable_convs`).
+  def primitives():
+    jaxpr = jax.make_jaxpr(lambda x: layer.apply(variables, x))(images)
+    return {equation.primitive.name for equation in jaxpr.eqns}
+
+  assert jax.default_backend() == 'cpu'
+  outside = primitives()
+  fast = np.asarray(jax.jit(apply)(images))  # `apply` traced here, outside the context
+  with layers.portable_convs():
+    inside = primitives()
+    portable = np.asarray(jax.jit(lambda x: layer.apply(variables, x))(images))
+    # Not traced again: `apply` keeps its CPU form, hence export's new function.
+    traced = len(traces)
+    np.testing.assert_array_equal(jax.jit(apply)(images), fast)
+    assert len(traces) == traced
+  assert fast_primitive in outside and 'conv_general_dilated' not in outside
+  assert 'conv_general_dilated' in inside and fast_primitive not in inside
+  assert primitives() == outside  # the context is left as it was found
+  np.testing.assert_allclose(fast, portable, rtol=0, atol=1e-5)
+
+
+def test_explicit_form_overrides_portable_convs():
+  images = jnp.ones((1, 4, 4, 2))
+  variables = layers.PointwiseConv(3).init(jax.random.key(0), images)
+  layer = layers.PointwiseConv(3, by_dot=True)
+  with layers.portable_convs():
+    jaxpr = jax.make_jaxpr(lambda x: layer.apply(variables, x))(images)
+  assert 'dot_general' in {equation.primitive.name for equation in jaxpr.eqns}
+
+
 def test_both_forms_compute_in_float64_under_x64_as_nn_conv_does():
   with jax.enable_x64(True):
     images = jax.random.normal(jax.random.key(0), (1, 6, 6, 4), jnp.float64)

@@ -27,16 +27,10 @@ Differences of float32 here against upstream's float64 are at the float32
 rounding level: values agree to ~1e-6, and a cell whose exponent or distance
 lies within rounding of the threshold can fall on the other side of it.
 
-`decode` is upstream's post-processing (demo.py's bicubic upsampling,
-`extract_keypoints`, `group_keypoints`) with the same results, bit for bit,
-restructured so that it costs little on CPU: peak finding, peak suppression
-and the PAF line integrals of every candidate limb of every limb type are
-whole-array numpy operations; only the greedy choice of connections and their
-assembly into people are Python loops, over the accepted connections only.
-Upstream's peak rules lose keypoints on exactly symmetric maps (a keypoint
-halfway between two cell centres, as a neck at the midpoint of integer
-shoulders often is, gives a flat top with no strict maximum);
-`upstream_peaks=False` fixes that for decoding rendered targets.
+`decode` is upstream's post-processing: demo.py's bicubic upsampling here,
+then its `extract_keypoints` and `group_keypoints`, vectorised in
+`jaxpose.codecs.paf_grouping` (peak finding, limb scoring, assembly into
+people), with the same results, bit for bit.
 """
 
 import functools
@@ -47,33 +41,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpose import skeletons
+from jaxpose.codecs import paf_grouping
 
-NUM_KEYPOINTS = skeletons.OPENPOSE.num_keypoints  # 18
+# The layout's constants are paf_grouping's, which needs them too and cannot
+# import this module (it is imported here).
+NUM_KEYPOINTS = paf_grouping.NUM_KEYPOINTS  # 18
 NUM_LIMBS = len(skeletons.OPENPOSE.limbs)  # 19
-_LIMB_A = np.array([a for a, _ in skeletons.OPENPOSE.limbs])
-_LIMB_B = np.array([b for _, b in skeletons.OPENPOSE.limbs])
+_LIMB_A, _LIMB_B = paf_grouping.LIMB_A, paf_grouping.LIMB_B
 
 # Upstream's Gaussian is cut at exp(-4.6052) ~ 0.01 and drawn on a window of
 # +- 4 sigma.
 _MAX_EXPONENT = 4.6052
 _WINDOW_SIGMAS = 4
-
-# --- decoding constants, upstream's ---
-# Peaks closer than this (upsampled-map pixels) to an earlier one are dropped.
-_PEAK_MIN_DISTANCE = 6
-# Samples of the PAF along each candidate limb, the field's minimum projection
-# for a sample to count, and the fraction of samples that must count.
-_LIMB_SAMPLES = 10
-_MIN_PAF_SCORE = 0.05
-_MIN_SUCCESS_RATIO = 0.8
-# The order in which limbs are attached to people: a walk of the tree from the
-# neck, then the two redundant ear-shoulder limbs, which only fill in missing
-# keypoints. Pairs (a, b) of OPENPOSE keypoints, as upstream's grouping order.
-_GROUPING_PAIRS = ((1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8),
-                   (8, 9), (9, 10), (1, 11), (11, 12), (12, 13), (1, 0),
-                   (0, 14), (14, 16), (0, 15), (15, 17), (2, 16), (5, 17))
-_GROUPING_ORDER = tuple(skeletons.OPENPOSE.limbs.index(p) for p in _GROUPING_PAIRS)
-_REDUNDANT_LIMBS = frozenset(_GROUPING_ORDER[-2:])
 
 
 def _keypoint_maps(keypoints: jax.Array, visible: jax.Array,
@@ -216,200 +195,6 @@ def _upsample(maps: np.ndarray, factor: int) -> np.ndarray:
                         maps.shape[0] * factor, maps.shape[1] * factor, -1)
 
 
-def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1,
-               min_distance: float = _PEAK_MIN_DISTANCE, upstream: bool = True
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  """Heatmaps [H, W, K] -> peaks (x [M], y [M], type [M], score [M]), by type, x, y.
-
-  With `upstream`, its `extract_keypoints` for all K channels at once: a peak
-  is a value >= `threshold` strictly above its 4 neighbours (anything is above
-  the outside of the map); then, in the order of x (ties: y) within a type,
-  each kept peak drops the later ones closer than `min_distance`.
-
-  Without, two changes that only matter where upstream's rules fail on maps
-  with exact symmetries, such as the targets of `encode`: a value equal to its
-  right or lower neighbour still counts (so a flat top of 2 pixels, which a
-  keypoint halfway between two cell centres gives, has one peak instead of
-  none), and suppression goes by decreasing value instead of x (so a ripple
-  of the upsampling next to a peak, e.g. on the map's border, does not
-  replace the peak).
-
-  The result is in upstream's keypoint id order: by type, then x, then y.
-  """
-  if threshold <= 0:
-    raise ValueError(f'find_peaks: threshold must be positive, got {threshold}')
-  height, width, kinds = heatmaps.shape
-  flat = heatmaps.reshape(-1)
-  index = np.flatnonzero(flat >= threshold)
-  value = flat[index]
-  pixel, kind = np.divmod(index, kinds)
-  y, x = np.divmod(pixel, width)
-  # Upstream zeroes values under the threshold before comparing; with a
-  # positive threshold, comparing with the raw neighbours decides the same.
-  # Neighbour indices are clamped into the array; the border tests make the
-  # clamped (wrong) neighbours irrelevant.
-  last = flat.size - 1
-  row = width * kinds
-  above_next = np.greater if upstream else np.greater_equal
-  is_peak = (((x == 0) | (value > flat[index - kinds])) &
-             ((x == width - 1) | above_next(value, flat[np.minimum(index + kinds, last)])) &
-             ((y == 0) | (value > flat[index - row])) &
-             ((y == height - 1) | above_next(value, flat[np.minimum(index + row, last)])))
-  x, y, kind, value = x[is_peak], y[is_peak], kind[is_peak], value[is_peak]
-  order = np.lexsort((y, x, kind))
-  x, y, kind, value = x[order], y[order], kind[order], value[order]
-  # Suppression: a peak survives unless a surviving peak of its type that
-  # comes before it (in x order, or by value) lies closer than
-  # `min_distance`. Close pairs come from looking up each peak's neighbours
-  # in a disc by binary search in the sorted keys (no M x M matrix). Then the
-  # peaks are settled in rounds: a peak with no predecessor left open is
-  # final and, if kept, suppresses its successors; pairs done with are
-  # dropped. There are as many rounds as links in the longest chain of close
-  # peaks, on real maps almost always none or one.
-  rank = np.arange(len(x)) if upstream else np.argsort(np.lexsort((y, x, -value, kind)))
-  reach = int(np.ceil(min_distance))
-  dx, dy = np.meshgrid(np.arange(-reach, reach + 1), np.arange(-reach, reach + 1))
-  disc = (dx**2 + dy**2 < min_distance**2) & ((dx != 0) | (dy != 0))
-  dx, dy = dx[disc], dy[disc]
-  key = (kind * height + y) * width + x  # unique per peak, in (type, y, x) order
-  by_key = np.argsort(key)
-  sorted_key = key[by_key]
-  peer_x, peer_y = x[:, None] + dx, y[:, None] + dy  # [M, D]
-  peer_key = key[:, None] + dy * width + dx
-  position = np.minimum(np.searchsorted(sorted_key, peer_key), max(len(key) - 1, 0))
-  found = ((peer_x >= 0) & (peer_x < width) & (peer_y >= 0) & (peer_y < height))
-  if len(key):
-    found &= sorted_key[position] == peer_key
-  first, offset = np.nonzero(found)
-  second = by_key[position[first, offset]]
-  before = rank[first] < rank[second]
-  first, second = first[before], second[before]
-  keep = np.ones(len(x), bool)
-  while len(first):
-    open_ = np.zeros(len(x), bool)
-    open_[second] = True  # has a predecessor not yet settled
-    settled_first = ~open_[first]  # its keep is final
-    keep[second[settled_first & keep[first]]] = False
-    pending = ~settled_first & keep[second]
-    first, second = first[pending], second[pending]
-  return x[keep], y[keep], kind[keep], value[keep]
-
-
-def score_limbs(peaks_x: np.ndarray, peaks_y: np.ndarray, peaks_kind: np.ndarray,
-                pafs: np.ndarray, samples: int = _LIMB_SAMPLES,
-                min_paf_score: float = _MIN_PAF_SCORE,
-                min_success_ratio: float = _MIN_SUCCESS_RATIO
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  """Peaks [M] (sorted by type) and PAFs [H, W, 38] -> accepted candidate limbs.
-
-  Every pair (a peak of type a, a peak of type b) of every limb (a, b) is a
-  candidate, all limbs in one batch: the field is read at `samples` points
-  from a to b (rounded to pixels) and projected on the unit vector a -> b;
-  samples above `min_paf_score` count, the candidate's score is their mean,
-  and it is kept if positive with more than `min_success_ratio` of the
-  samples counting. Arithmetic and candidate order are upstream's, so the
-  scores are equal to its bit for bit.
-
-  Returns:
-    (limb [C], peak a [C], peak b [C], score [C]), indices into the peaks
-    and into `_GROUPING_ORDER`, sorted by limb, then best score first.
-  """
-  counts = np.bincount(peaks_kind, minlength=NUM_KEYPOINTS)
-  first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-  limbs = np.array(_GROUPING_ORDER)
-  kind_a, kind_b = _LIMB_A[limbs], _LIMB_B[limbs]
-  n, m = counts[kind_a], counts[kind_b]
-  sizes = n * m
-  limb = np.repeat(np.arange(len(limbs)), sizes)
-  within = np.arange(len(limb)) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-  # Upstream's candidate order: b major, a minor.
-  local_b, local_a = np.divmod(within, np.maximum(n[limb], 1))
-  a = first[kind_a[limb]] + local_a
-  b = first[kind_b[limb]] + local_b
-  xy = np.stack([peaks_x, peaks_y], axis=-1).astype(np.float32)
-  start = xy[a][:, None, :]  # [C, 1, 2]
-  vector = xy[b][:, None, :] - start
-  steps = np.arange(samples, dtype=np.float32).reshape(1, -1, 1)
-  points = ((vector * (1 / (samples - 1))) * steps + start).round().astype(np.int32)
-  channel_x = 2 * limbs[limb][:, None]  # [C, 1]
-  field = np.stack([pafs[points[..., 1], points[..., 0], channel_x],
-                    pafs[points[..., 1], points[..., 0], channel_x + 1]], axis=-1)
-  unit = vector / (np.linalg.norm(vector, axis=-1, keepdims=True) + 1e-6)
-  projection = (field * unit).sum(-1)  # [C, samples]
-  counted = projection > min_paf_score
-  num_counted = counted.sum(1)
-  score = (projection * counted).sum(1) / (num_counted + 1e-6)
-  accepted = np.flatnonzero((score > 0) & (num_counted / samples > min_success_ratio))
-  limb, a, b, score = limb[accepted], a[accepted], b[accepted], score[accepted]
-  # Best first within a limb; equal scores: the later candidate first, as
-  # upstream's reversed ascending sort (stable for its usual few candidates).
-  order = np.lexsort((-np.arange(len(limb)), -score, limb))
-  return limb[order], a[order], b[order], score[order]
-
-
-def _assemble(limb: np.ndarray, peak_a: np.ndarray, peak_b: np.ndarray,
-              limb_score: np.ndarray, peak_score: np.ndarray
-              ) -> list[tuple[list[int], float, int]]:
-  """Scored candidate limbs -> people as (18 peak ids or -1, score, count).
-
-  Upstream's `connections_nms` and the body of `group_keypoints`: per limb,
-  candidates are taken best first unless one of their peaks is already taken
-  for that limb; each connection then extends the people holding its first
-  peak (setting the second, adding its peak and limb scores and one to the
-  count) or starts a person of two; the two redundant ear-shoulder limbs only
-  fill in a missing end. A per-slot index of who holds which peak replaces
-  upstream's scans of all people.
-  """
-  people_ids: list[list[int]] = []
-  people_score: list[float] = []
-  people_count: list[int] = []
-  holders = [dict() for _ in range(NUM_KEYPOINTS)]  # slot -> peak -> people
-
-  def assign(person, slot, peak):
-    old = people_ids[person][slot]
-    if old != -1:
-      holders[slot][old].remove(person)
-    people_ids[person][slot] = peak
-    holders[slot].setdefault(peak, []).append(person)
-
-  peak_score = peak_score.astype(np.float64).tolist()
-  limb_score = limb_score.tolist()
-  used_a: set[int] = set()
-  used_b: set[int] = set()
-  current = -1
-  for g, ia, ib, s in zip(limb.tolist(), peak_a.tolist(), peak_b.tolist(), limb_score):
-    if g != current:
-      current, used_a, used_b = g, set(), set()
-      limb_index = _GROUPING_ORDER[g]
-      slot_a, slot_b = int(_LIMB_A[limb_index]), int(_LIMB_B[limb_index])
-      redundant = limb_index in _REDUNDANT_LIMBS
-    if ia in used_a or ib in used_b:
-      continue
-    used_a.add(ia)
-    used_b.add(ib)
-    if redundant:
-      candidates = set(holders[slot_a].get(ia, ())) | set(holders[slot_b].get(ib, ()))
-      for person in candidates:
-        ids = people_ids[person]
-        if ids[slot_a] == ia and ids[slot_b] == -1:
-          assign(person, slot_b, ib)
-        elif ids[slot_b] == ib and ids[slot_a] == -1:
-          assign(person, slot_a, ia)
-      continue
-    extended = list(holders[slot_a].get(ia, ()))
-    for person in extended:
-      assign(person, slot_b, ib)
-      people_count[person] += 1
-      people_score[person] += peak_score[ib] + s
-    if not extended:
-      people_ids.append([-1] * NUM_KEYPOINTS)
-      people_score.append(peak_score[ia] + peak_score[ib] + s)
-      people_count.append(2)
-      person = len(people_ids) - 1
-      assign(person, slot_a, ia)
-      assign(person, slot_b, ib)
-  return list(zip(people_ids, people_score, people_count))
-
 
 def decode(heatmaps, pafs, *, stride: int = 8, upsample: int = 4,
            peak_threshold: float = 0.1, min_keypoints: int = 3,
@@ -431,10 +216,11 @@ def decode(heatmaps, pafs, *, stride: int = 8, upsample: int = 4,
     min_score: people whose score / count is lower are dropped.
     upstream_peaks: True finds peaks exactly as upstream (bit-identical
       output). The default breaks exact ties and suppresses close peaks by
-      value (see `find_peaks`), which decodes the targets of `encode` where
-      upstream's rules lose keypoints (a neck half-way between two cells). On network outputs the two
-      differ only where neighbouring pixels are exactly equal or two peaks
-      of a type are within 6 upsampled pixels.
+      value (see `paf_grouping.find_peaks`), which decodes the targets of
+      `encode` where upstream's rules lose keypoints (a neck half-way between
+      two cells). On network outputs the two differ only where neighbouring
+      pixels are exactly equal or two peaks of a type are within 6 upsampled
+      pixels.
 
   Returns:
     people: x, y in input-image pixels and the keypoint's heatmap value; a
@@ -457,10 +243,11 @@ def decode(heatmaps, pafs, *, stride: int = 8, upsample: int = 4,
     raise ValueError(f'decode: expected heatmaps [H, W, 19] and pafs [H, W, 38] '
                      f'of one image, got {heatmaps.shape} and {pafs.shape}')
   heatmaps = _upsample(heatmaps[..., :NUM_KEYPOINTS], upsample)
-  x, y, kind, value = find_peaks(heatmaps, peak_threshold, upstream=upstream_peaks)
+  x, y, kind, value = paf_grouping.find_peaks(heatmaps, peak_threshold,
+                                              upstream=upstream_peaks)
   pafs = _upsample(pafs, upsample)
-  limb, a, b, score = score_limbs(x, y, kind, pafs)
-  found = [(ids, s) for ids, s, count in _assemble(limb, a, b, score, value)
+  limb, a, b, score = paf_grouping.score_limbs(x, y, kind, pafs)
+  found = [(ids, s) for ids, s, count in paf_grouping.assemble(limb, a, b, score, value)
            if count >= min_keypoints and s / count >= min_score]
   people = np.zeros((len(found), NUM_KEYPOINTS, 3), np.float32)
   people[..., :2] = -1

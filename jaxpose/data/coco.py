@@ -40,45 +40,11 @@ from pycocotools import mask as mask_utils
 
 from jaxpose import skeletons
 from jaxpose.data import persons
+from jaxpose.data.images import read_image
 
 NUM_KEYPOINTS = skeletons.COCO.num_keypoints
 # How many ids a summary warning lists.
 _WARN_IDS = 5
-
-# JPEG start and end of image markers. Entropy-coded data never holds 0xFFD9
-# (0xFF is always followed by 0x00 or a restart marker there), so a file whose
-# tail has no EOI was cut short: libjpeg decodes such a file into a partly grey
-# image with only a printed warning.
-_JPEG_SOI = b'\xff\xd8'
-_JPEG_EOI = b'\xff\xd9'
-# Some writers pad after the EOI; look for it this far from the end.
-_JPEG_TAIL = 1024
-
-
-def read_image_bytes(path: str, image_id: int) -> bytes:
-  """An image file's bytes; raises naming the file and image id if it is missing or a cut-short JPEG."""
-  try:
-    with open(path, 'rb') as f:
-      data = f.read()
-  except FileNotFoundError:
-    raise FileNotFoundError(f'image file {path} (image id {image_id}) does not exist') from None
-  if data.startswith(_JPEG_SOI) and _JPEG_EOI not in data[-_JPEG_TAIL:]:
-    raise ValueError(f'image file {path} (image id {image_id}) is truncated: its JPEG data '
-                     f'has no end-of-image marker ({len(data)} bytes)')
-  return data
-
-
-def read_image(path: str, image_id: int) -> np.ndarray:
-  """Image file -> uint8 [H, W, 3] RGB; raises naming the file and image id if it is missing or corrupt."""
-  data = read_image_bytes(path, image_id)
-  # Decoding straight to RGB saves converting the whole image afterwards.
-  image = cv2.imdecode(np.frombuffer(data, np.uint8),
-                       cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
-  if image is None:
-    raise ValueError(f'image file {path} (image id {image_id}) cannot be decoded '
-                     f'({len(data)} bytes)')
-  return image
-
 
 def warn_dropped(what: str, ids: list, source: str) -> None:
   """One warning for all the items dropped for the same reason, naming the first few ids."""
@@ -119,6 +85,13 @@ def load_json(annotation_file: str, required: tuple[str, ...]) -> dict:
     raise ValueError(f'annotation file {annotation_file} has no {missing}: expected a COCO '
                      'person keypoints file (an image_info file lists images only)')
   return content
+
+
+def image_paths(annotation_file: str, image_dir: str) -> list[tuple[int, str]]:
+  """A COCO annotation file's images -> [(image id, path)], in file order (labelled or not)."""
+  content = load_json(annotation_file, ('images', 'annotations'))
+  return [(int(info['id']), os.path.join(image_dir, info['file_name']))
+          for info in content['images']]
 
 
 def _person_arrays(annotation: dict, annotation_file: str) -> tuple[np.ndarray, ...]:

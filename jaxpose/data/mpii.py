@@ -42,7 +42,7 @@ Examples:
 order the file first names each image), `MpiiPersons` one per person (P = 1).
 People with no labelled joint, or without centre and scale, are dropped with
 one warning per reason; images whose file is missing likewise. Unreadable
-images at read time raise as in `jaxpose.data.coco.read_image`.
+images at read time raise as in `jaxpose.data.images.read_image`.
 """
 
 import dataclasses
@@ -55,7 +55,8 @@ import scipy.io
 
 from jaxpose import skeletons
 from jaxpose.data import persons
-from jaxpose.data.coco import read_image, warn_dropped
+from jaxpose.data.coco import warn_dropped
+from jaxpose.data.images import read_image
 
 NUM_JOINTS = skeletons.MPII.num_keypoints
 # MPII's person scale is the person's height in units of 200 pixels.

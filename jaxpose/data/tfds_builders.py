@@ -35,6 +35,7 @@ import tensorflow_datasets as tfds
 
 from jaxpose import skeletons
 from jaxpose.data import coco, mpii
+from jaxpose.data.images import read_image_bytes
 
 VERSION = tfds.core.Version('1.0.0')
 # tfds 4.9.10 finds a builder's source file through `importlib_resources`,
@@ -103,7 +104,7 @@ class _StoresPeopleCounts(tfds.core.GeneratorBasedBuilder):
 def _image_bytes(path: str, image_id: int) -> bytes | None:
   """The image file's bytes, or None (with a warning) if it is missing or cut short: the build goes on."""
   try:
-    return coco.read_image_bytes(path, image_id)
+    return read_image_bytes(path, image_id)
   except (FileNotFoundError, ValueError) as error:
     logging.warning('skipping image: %s', error)
     return None

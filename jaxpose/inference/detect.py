@@ -1,10 +1,9 @@
-"""Person boxes for top-down inference: a detections file, OpenCV's HOG detector, or bottom-up people.
+"""Person boxes for top-down inference: OpenCV's HOG detector, or around bottom-up people.
 
 Boxes are [P, 4] (x, y, w, h) image pixels, as COCO's `bbox`, with scores [P].
 
-- `DetectionsFile`: COCO results-format detections (a JSON list of
-  {image_id, category_id, bbox, score}, as `test_coco_det_AP_H_56.json`),
-  person boxes of one image at a time, filtered by score.
+- `DetectionsFile` (`jaxpose.data.detections`): a COCO results-format
+  detections file.
 - `HogPeopleDetector`: OpenCV's built-in HOG + linear SVM pedestrian model
   (`cv2.HOGDescriptor_getDefaultPeopleDetector`, Dalal and Triggs), which
   needs no download. It finds upright, whole people at least 64x128 pixels;
@@ -17,14 +16,10 @@ Boxes are [P, 4] (x, y, w, h) image pixels, as COCO's `bbox`, with scores [P].
   enlarged, to re-estimate the pose top-down.
 """
 
-import collections
-import json
-import os
-
 import cv2
 import numpy as np
 
-from jaxpose import evaluate
+from jaxpose.data.detections import DetectionsFile, empty_boxes
 from jaxpose.inference import tracking
 
 # HOG's detection window is 64x128; frames are shrunk to at most this width
@@ -34,53 +29,6 @@ HOG_MAX_WIDTH = 640
 HOG_WIN_STRIDE = (8, 8)
 HOG_PADDING = (8, 8)
 HOG_SCALE = 1.05
-
-
-def _empty() -> tuple[np.ndarray, np.ndarray]:
-  return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
-
-
-class DetectionsFile:
-  """Person boxes by image id from a COCO results-format detections file."""
-
-  def __init__(self, path: str, score_threshold: float = 0.0):
-    """Reads `path`; FileNotFoundError / ValueError name it and the bad record."""
-    self.path = os.fspath(path)
-    if not os.path.isfile(self.path):
-      raise FileNotFoundError(f'{self.path}: no such detections file')
-    try:
-      with open(self.path) as f:
-        records = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-      raise ValueError(f'{self.path}: not a JSON file ({e})') from None
-    if not isinstance(records, list):
-      raise ValueError(f'{self.path}: expected a JSON list of detections '
-                       '({image_id, bbox, score}), got a ' + type(records).__name__)
-    by_image = collections.defaultdict(list)
-    for i, record in enumerate(records):
-      if not isinstance(record, dict) or not {'image_id', 'bbox', 'score'} <= set(record):
-        raise ValueError(f'{self.path}: detection {i} lacks image_id, bbox or score: {record!r}')
-      person = evaluate.COCO_PERSON_CATEGORY_ID
-      if record.get('category_id', person) != person:
-        continue
-      if len(record['bbox']) != 4:
-        raise ValueError(f'{self.path}: detection {i} (image {record["image_id"]}): bbox '
-                         f'{record["bbox"]} is not [x, y, w, h]')
-      if record['score'] >= score_threshold:
-        by_image[record['image_id']].append((*record['bbox'], record['score']))
-    self._by_image = {image_id: np.array(rows, np.float64) for image_id, rows in by_image.items()}
-
-  @property
-  def image_ids(self) -> list:
-    """Ids of the images with at least one box above the threshold."""
-    return sorted(self._by_image)
-
-  def boxes(self, image_id) -> tuple[np.ndarray, np.ndarray]:
-    """Image id -> (boxes [P, 4] (x, y, w, h), scores [P]); none for an unknown image."""
-    rows = self._by_image.get(image_id)
-    if rows is None:
-      return _empty()
-    return rows[:, :4], rows[:, 4]
 
 
 class HogPeopleDetector:
@@ -108,7 +56,7 @@ class HogPeopleDetector:
     rects, weights = self._hog.detectMultiScale(small, winStride=HOG_WIN_STRIDE,
                                                 padding=HOG_PADDING, scale=HOG_SCALE)
     if not len(rects):
-      return _empty()
+      return empty_boxes()
     boxes = np.asarray(rects, np.float32).reshape(-1, 4) / factor
     scores = np.asarray(weights, np.float32).reshape(-1)
     keep = scores >= self.score_threshold

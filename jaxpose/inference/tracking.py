@@ -61,27 +61,17 @@ from typing import Sequence
 import numpy as np
 from scipy import optimize
 
+from jaxpose.metrics import oks as oks_lib
+from jaxpose.metrics.oks import boxes_from_keypoints, oks, shared_keypoints
 # Tracker smooths with these; they live in their own module.
 from jaxpose.inference.smoothing import DEFAULT_FRAME_RATE, OneEuroFilter, OneEuroSettings
 
-# Keypoints scored at or below this are treated as absent.
-DEFAULT_SCORE_THRESHOLD = 0.2
+DEFAULT_SCORE_THRESHOLD = oks_lib.DEFAULT_SCORE_THRESHOLD
 # Pairs sharing at least this many keypoints are compared on the pose alone.
 DEFAULT_MIN_SHARED_KEYPOINTS = 4
 # SORT's IoU gate; on OKS, a pose shifted by about a fifth of its size scores 0.3.
 DEFAULT_MIN_SIMILARITY = 0.3
 DEFAULT_PATIENCE = 10
-
-
-def _people(keypoints: np.ndarray, scores: np.ndarray, name: str = 'people'
-            ) -> tuple[np.ndarray, np.ndarray]:
-  """Checks and converts keypoints [P, J, 2] and scores [P, J] to float64."""
-  keypoints = np.asarray(keypoints, np.float64)
-  scores = np.asarray(scores, np.float64)
-  if keypoints.ndim != 3 or keypoints.shape[-1] != 2 or scores.shape != keypoints.shape[:2]:
-    raise ValueError(f'{name}: expected keypoints [P, J, 2] and scores [P, J], '
-                     f'got {keypoints.shape} and {scores.shape}')
-  return keypoints, scores
 
 
 def _boxes(boxes: np.ndarray, count: int, name: str = 'boxes') -> np.ndarray:
@@ -90,25 +80,6 @@ def _boxes(boxes: np.ndarray, count: int, name: str = 'boxes') -> np.ndarray:
   if boxes.shape != (count, 4):
     raise ValueError(f'{name}: expected [{count}, 4] boxes (x, y, w, h), got {boxes.shape}')
   return boxes
-
-
-def boxes_from_keypoints(keypoints: np.ndarray, scores: np.ndarray,
-                         score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> np.ndarray:
-  """Keypoints [P, J, 2], scores [P, J] -> boxes [P, 4] (x, y, w, h) around the present keypoints.
-
-  Present: scored above `score_threshold`.
-
-  A person with no such keypoint gets the empty box (0, 0, 0, 0), whose IoU
-  with anything is 0.
-  """
-  keypoints, scores = _people(keypoints, scores)
-  present = (scores > score_threshold)[..., None]
-  low = np.where(present, keypoints, np.inf).min(axis=1)
-  high = np.where(present, keypoints, -np.inf).max(axis=1)
-  anyone = present.any(axis=1)
-  low = np.where(anyone, low, 0.)
-  high = np.where(anyone, high, 0.)
-  return np.concatenate([low, high - low], axis=-1)
 
 
 def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
@@ -126,45 +97,6 @@ def box_iou(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
   return np.where(union > 0, overlap / np.where(union > 0, union, 1.), 0.)
 
 
-def shared_keypoints(scores_a: np.ndarray, scores_b: np.ndarray,
-                     score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> np.ndarray:
-  """Scores [A, J], [B, J] -> [A, B, J] bool, keypoints scored above the threshold in both."""
-  present_a = np.asarray(scores_a) > score_threshold
-  present_b = np.asarray(scores_b) > score_threshold
-  return present_a[:, None, :] & present_b[None, :, :]
-
-
-def oks(keypoints_a: np.ndarray, scores_a: np.ndarray, keypoints_b: np.ndarray,
-        scores_b: np.ndarray, areas: np.ndarray, sigmas: Sequence[float],
-        score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> np.ndarray:
-  """People a ([A, J, 2], [A, J]) vs b ([B, J, 2], [B, J]), areas [B] or [A, B] -> OKS [A, B].
-
-  COCO's formula (pycocotools `COCOeval.computeOks`, with b in the role of the
-  ground truth and areas [B] its areas): the mean over keypoints j scored
-  above `score_threshold` in both of exp(-d_j^2 / (2 (area + eps)
-  (2 sigma_j)^2)). A pair with no such keypoint gets 0 (where COCO would
-  measure the distance to b's box instead).
-  """
-  keypoints_a, scores_a = _people(keypoints_a, scores_a, 'oks: people a')
-  keypoints_b, scores_b = _people(keypoints_b, scores_b, 'oks: people b')
-  sigmas = np.asarray(sigmas, np.float64)
-  if keypoints_a.shape[1] != len(sigmas) or keypoints_b.shape[1] != len(sigmas):
-    raise ValueError(f'oks: expected {len(sigmas)} keypoints (one per sigma), '
-                     f'got {keypoints_a.shape[1]} and {keypoints_b.shape[1]}')
-  areas = np.asarray(areas, np.float64)
-  pairs = (len(keypoints_a), len(keypoints_b))
-  if areas.shape not in (pairs[1:], pairs):
-    raise ValueError(f'oks: expected areas [{pairs[1]}] or {list(pairs)}, got {areas.shape}')
-  squared_distance = ((keypoints_a[:, None] - keypoints_b[None]) ** 2).sum(-1)  # [A, B, J]
-  # COCO's eps (np.spacing(1)) keeps a zero area finite.
-  areas = np.broadcast_to(areas, pairs)
-  scale = 2 * (areas[..., None] + np.spacing(1)) * (2 * sigmas) ** 2
-  shared = shared_keypoints(scores_a, scores_b, score_threshold)
-  count = shared.sum(-1)
-  total = np.where(shared, np.exp(-squared_distance / scale), 0.).sum(-1)
-  return np.where(count > 0, total / np.maximum(count, 1), 0.)
-
-
 def similarity_matrix(keypoints_a: np.ndarray, scores_a: np.ndarray, boxes_a: np.ndarray,
                       keypoints_b: np.ndarray, scores_b: np.ndarray, boxes_b: np.ndarray,
                       sigmas: Sequence[float], *,
@@ -176,8 +108,10 @@ def similarity_matrix(keypoints_a: np.ndarray, scores_a: np.ndarray, boxes_a: np
   pair shares at least `min_shared_keypoints` keypoints scored above
   `score_threshold`; else the larger of that OKS and the boxes' IoU.
   """
-  keypoints_a, scores_a = _people(keypoints_a, scores_a, 'similarity_matrix: people a')
-  keypoints_b, scores_b = _people(keypoints_b, scores_b, 'similarity_matrix: people b')
+  keypoints_a, scores_a = oks_lib.checked_people(keypoints_a, scores_a,
+                                                  'similarity_matrix: people a')
+  keypoints_b, scores_b = oks_lib.checked_people(keypoints_b, scores_b,
+                                                  'similarity_matrix: people b')
   boxes_a = _boxes(boxes_a, len(keypoints_a), 'similarity_matrix: boxes a')
   boxes_b = _boxes(boxes_b, len(keypoints_b), 'similarity_matrix: boxes b')
   areas = np.maximum((boxes_a[:, 2] * boxes_a[:, 3])[:, None],
@@ -276,7 +210,7 @@ class Tracker:
     Boxes, when absent, are those around each person's present keypoints.
     `timestamp` (seconds, increasing) defaults to frame index / frame rate.
     """
-    keypoints, scores = _people(keypoints, scores, 'Tracker.update')
+    keypoints, scores = oks_lib.checked_people(keypoints, scores, 'Tracker.update')
     if keypoints.shape[1] != len(self.sigmas):
       raise ValueError(f'Tracker.update: expected {len(self.sigmas)} keypoints per person '
                        f'(one per sigma), got {keypoints.shape[1]}')

@@ -1,7 +1,9 @@
 """Frames in and pictures out: a video file, a folder of images or one image; an annotated video or PNGs.
 
-Frames are RGB uint8 [H, W, 3] (cv2 reads BGR; the conversion happens here,
-once). Each comes with its index in the source, a name for its output file
+Frames are RGB uint8 [H, W, 3]: video frames are converted from cv2's BGR
+here, once; image files are read by `jaxpose.data.images.read_image`, the
+reader of training and evaluation (pixels as stored, EXIF orientation
+ignored). Each comes with its index in the source, a name for its output file
 and an `image_id` for COCO-format results: the file name's number where it is
 one (COCO's `000000000785.jpg` -> 785, so a detections file matches), else
 the frame index.
@@ -18,6 +20,8 @@ import pathlib
 
 import cv2
 import numpy as np
+
+from jaxpose.data.images import read_image
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 VIDEO_CODEC = 'mp4v'
@@ -36,17 +40,6 @@ class Frame:
 
 def _image_id(path: pathlib.Path, index: int) -> int:
   return int(path.stem) if path.stem.isdigit() else index
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-  """Image file -> RGB [H, W, 3] uint8; FileNotFoundError / ValueError naming the path."""
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'{path}: no such image file')
-  image = cv2.imread(path, cv2.IMREAD_COLOR)
-  if image is None or not image.size:
-    raise ValueError(f'{path}: cv2 cannot decode this image (empty or corrupt file?)')
-  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
 class ImageSource:

@@ -1,23 +1,48 @@
-"""The pose models, and a JSON-able description to rebuild one from a checkpoint."""
+"""The pose models, and a JSON-able description to rebuild one from a checkpoint.
 
-from collections.abc import Mapping
+A model family is one module here: a flax module whose class also states the
+facts the rest of jaxpose needs of it: `OUTPUT_MAPS` (('heatmaps',) for a
+top-down model, ('heatmaps', 'pafs') for a bottom-up one), `OUTPUT_STRIDE`,
+`STAGE_NAME` (its outputs are named `{map}_{STAGE_NAME}{i}`),
+`DEFAULT_INPUT_SIZE` (width, height), `DEFAULT_NORMALIZATION`, the
+properties `num_stages` and `input_multiple`, and the static method
+`bias_is_cancelled(names, siblings)`. Add its class to `ARCHITECTURES` and the
+approaches, the trainer, evaluation, inference and export take it.
+"""
+
+from collections.abc import Mapping, Sequence
 import dataclasses
 from typing import Any
 
+import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxpose.models.hourglass import StackedHourglass
+from jaxpose.models.normalization import Normalization
 from jaxpose.models.openpose import LightweightOpenPose
 
-# arch name in checkpoints and on the command line -> model class.
+# arch name in checkpoints and on the command line -> model class: the one
+# place where an architecture's name means something.
 ARCHITECTURES = {
     'hourglass': StackedHourglass,
     'lightweight_openpose': LightweightOpenPose,
 }
 # Fields that describe how a model runs, not what it is.
-_RUNTIME_FIELDS = ('parent', 'name', 'axis_name', 'cpu_convs')
+_RUNTIME_FIELDS = ('parent', 'name', 'axis_name')
+# A model description's entry that is not a field of the model.
+NORMALIZATION_FIELD = 'normalization'
+
+
+def model_class(config: Mapping[str, Any]) -> type[nn.Module]:
+  """{'arch': ..., **options} -> the model class of its arch; ValueError naming an unknown one."""
+  arch = config.get('arch')
+  if arch not in ARCHITECTURES:
+    raise ValueError(f'model config: field "arch" is {arch!r}, expected one of '
+                     f'{sorted(ARCHITECTURES)}')
+  return ARCHITECTURES[arch]
 
 
 def model_config(model: nn.Module) -> dict[str, Any]:
@@ -30,65 +55,81 @@ def model_config(model: nn.Module) -> dict[str, Any]:
   raise ValueError(f'{type(model).__name__} is not one of {sorted(ARCHITECTURES)}')
 
 
-def create_model(config: dict[str, Any], **runtime) -> nn.Module:
+def create_model(config: Mapping[str, Any], **runtime) -> nn.Module:
   """{'arch': ..., **options} -> model; `runtime` adds e.g. axis_name='batch'."""
-  options = dict(config)
-  arch = options.pop('arch', None)
-  if arch not in ARCHITECTURES:
-    raise ValueError(f'model config: field "arch" is {arch!r}, expected one of '
-                     f'{sorted(ARCHITECTURES)}')
-  cls = ARCHITECTURES[arch]
+  cls = model_class(config)
+  options = {k: v for k, v in config.items() if k not in ('arch', NORMALIZATION_FIELD)}
   known = {f.name for f in dataclasses.fields(cls)} - set(_RUNTIME_FIELDS)
   unknown = sorted(set(options) - known)
   if unknown:
-    raise ValueError(f'model config: unknown field(s) {unknown} for arch {arch!r}; '
+    raise ValueError(f'model config: unknown field(s) {unknown} for arch {config["arch"]!r}; '
                      f'known: {sorted(known)}')
   return cls(**options, **runtime)
 
 
-# How each architecture expects its input, so that converted upstream
-# checkpoints see what they were trained on. Images arrive as uint8 RGB.
-# Hourglass: RGB in [0, 1], ImageNet mean and std (SimpleBaseline's recipe).
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
+def normalization(config: Mapping[str, Any]) -> Normalization:
+  """A model description -> the input normalisation its weights were trained with.
 
-
-def normalize_images(images: jax.Array, arch: str) -> jax.Array:
-  """uint8 RGB images [..., H, W, 3] -> float32 model input for `arch`.
-
-  hourglass: (x / 255 - ImageNet mean) / ImageNet std, RGB.
-  lightweight_openpose: (x - 128) / 256 on BGR, as upstream trains and infers
-  (it reads images with cv2), so its published checkpoint works unchanged.
+  The description's 'normalization' entry where it has one, else its model
+  family's `DEFAULT_NORMALIZATION` (what workdirs written without the entry
+  were trained and converted with).
   """
-  images = jnp.asarray(images, jnp.float32)
-  if arch == 'hourglass':
-    return (images / 255.0 - jnp.asarray(_IMAGENET_MEAN)) / jnp.asarray(_IMAGENET_STD)
-  if arch == 'lightweight_openpose':
-    return (images[..., ::-1] - 128.0) / 256.0
-  raise ValueError(f'model config: field "arch" is {arch!r}, expected one of '
-                   f'{sorted(ARCHITECTURES)}')
+  fields = config.get(NORMALIZATION_FIELD)
+  if fields is None:
+    return model_class(config).DEFAULT_NORMALIZATION
+  return Normalization.from_dict(fields)
 
 
-def _hourglass_bias_is_cancelled(names: tuple[str, ...], siblings: Mapping) -> bool:
-  # Every conv output except the heatmap scores reaches the heatmaps only
-  # through a BatchNorm: directly (conv1 -> bn1, conv1 -> bn2, conv2 -> bn3,
-  # fc_{i}_0 -> fc_{i}_1) or along the residual stream, where a per-channel
-  # constant passes sums, max-pooling and nearest upsampling unchanged until
-  # the next block's bn1 subtracts it.
-  del siblings
-  parent = names[-2]
-  return not (parent.startswith('score_') and not parent.startswith('score__'))
+def output_names(model: nn.Module) -> list[str]:
+  """A model -> the names of its outputs, in `flat_outputs` order: `{map}_{stage name}{i}`."""
+  cls = type(model)
+  return [f'{name}_{cls.STAGE_NAME}{i}' for i in range(model.num_stages)
+          for name in cls.OUTPUT_MAPS]
 
 
-def _openpose_bias_is_cancelled(names: tuple[str, ...], siblings: Mapping) -> bool:
-  # Upstream's `conv(..., bn=True)`: conv `{prefix}_0`, BN `{prefix}_1`. The
-  # other biases (heads, refinement `initial`, CPM align) feed ReLU/ELU or
-  # outputs, so they matter.
-  parent = names[-2]
-  if not parent.endswith('_0'):
-    return False
-  batchnorm = siblings.get(parent[:-1] + '1')
-  return isinstance(batchnorm, Mapping) and 'scale' in batchnorm
+def flat_outputs(outputs: Sequence) -> list[jax.Array]:
+  """A model's outputs (per stage, an array or a tuple of maps) -> one flat list, stage by stage."""
+  return [maps for stage in outputs
+          for maps in (stage if isinstance(stage, (tuple, list)) else (stage,))]
+
+
+def arch_of_output_names(names: Sequence[str], source: str) -> str:
+  """Output names (of an ONNX export) -> the arch whose models have them; ValueError naming `source`."""
+  for arch, cls in ARCHITECTURES.items():
+    prefixes = [f'{name}_{cls.STAGE_NAME}' for name in cls.OUTPUT_MAPS]
+    if all(any(n.startswith(prefix) for n in names) for prefix in prefixes):
+      return arch
+  expected = ', '.join(' + '.join(f'{name}_{cls.STAGE_NAME}<i>' for name in cls.OUTPUT_MAPS)
+                       + f' ({arch})' for arch, cls in ARCHITECTURES.items())
+  raise ValueError(f'{source}: outputs {list(names)} are none of {expected}; was it written '
+                   'by `jaxpose export`?')
+
+
+def check_variables(variables: dict, config: Mapping[str, Any], source: str) -> None:
+  """Raises ValueError naming `source` unless `variables` fit the described model exactly."""
+  try:
+    model = create_model(config)
+  except ValueError as e:
+    raise ValueError(f'{source}: {e}') from None
+  width, height = type(model).DEFAULT_INPUT_SIZE
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0),
+                                             jnp.zeros((1, height, width, 3)), train=False))
+  expected = flax.traverse_util.flatten_dict(flax.core.unfreeze(shapes), sep='/')
+  found = flax.traverse_util.flatten_dict(flax.core.unfreeze(variables), sep='/')
+  described = dict(config)
+  for name, leaf in expected.items():
+    if name not in found:
+      raise ValueError(f'{source}: checkpoint has no variable {name!r} (shape {leaf.shape}) '
+                       f'that the model {described} needs; was it written for another '
+                       'architecture?')
+    if tuple(np.shape(found[name])) != leaf.shape:
+      raise ValueError(f'{source}: variable {name!r} has shape {np.shape(found[name])}, '
+                       f'the model {described} expects {leaf.shape}')
+  unknown = sorted(set(found) - set(expected))
+  if unknown:
+    raise ValueError(f'{source}: {len(unknown)} variable(s) that the model {described} '
+                     f'does not have, first {unknown[0]!r}; was it written for another '
+                     'architecture?')
 
 
 def batchnorm_cancelled_biases(arch: str, params: Mapping) -> dict:
@@ -103,11 +144,7 @@ def batchnorm_cancelled_biases(arch: str, params: Mapping) -> dict:
   sign, which differ between one device and a data-parallel sum. The
   optimizer freezes them; the network computes the same function either way.
   """
-  rule = {'hourglass': _hourglass_bias_is_cancelled,
-          'lightweight_openpose': _openpose_bias_is_cancelled}.get(arch)
-  if rule is None:
-    raise ValueError(f'model config: field "arch" is {arch!r}, expected one of '
-                     f'{sorted(ARCHITECTURES)}')
+  rule = model_class({'arch': arch}).bias_is_cancelled
 
   def mark(tree: Mapping, prefix: tuple[str, ...], parent: Mapping) -> dict:
     return {name: (mark(value, prefix + (name,), tree) if isinstance(value, Mapping) else

@@ -13,6 +13,7 @@ Submodule names follow the PyTorch attribute paths with '.' written as '_'
 thing the converter relies on.
 """
 
+from collections.abc import Mapping
 import functools
 
 import flax.linen as nn
@@ -20,6 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxpose.models import layers
+from jaxpose.models.normalization import IMAGENET
 
 # Bottleneck output channels = EXPANSION * its `features`.
 EXPANSION = 2
@@ -54,16 +56,15 @@ class Bottleneck(nn.Module):
   features: int
   depthwise: bool = False
   axis_name: str | None = None
-  cpu_convs: bool | None = None  # see StackedHourglass
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     norm = functools.partial(layers.batch_norm, train, self.axis_name)
-    pointwise = functools.partial(layers.PointwiseConv, by_dot=self.cpu_convs)
+    pointwise = layers.PointwiseConv
     out = pointwise(self.features, name='conv1')(nn.relu(norm('bn1')(x)))
     out = nn.relu(norm('bn2')(out))
     if self.depthwise:
-      out = layers.DepthwiseConv3x3(by_shifts=self.cpu_convs, name='conv2')(out)
+      out = layers.DepthwiseConv3x3(name='conv2')(out)
     else:
       out = nn.Conv(self.features, (3, 3), padding=((1, 1), (1, 1)), name='conv2')(out)
     out_features = EXPANSION * self.features
@@ -86,12 +87,11 @@ class Hourglass(nn.Module):
   depth: int = HOURGLASS_DEPTH
   depthwise: bool = False
   axis_name: str | None = None
-  cpu_convs: bool | None = None
 
   def _residual(self, x: jax.Array, level: int, branch: int, train: bool):
     for k in range(self.num_blocks):
       x = Bottleneck(self.features, self.depthwise, self.axis_name,
-                     cpu_convs=self.cpu_convs, name=f'hg_{level}_{branch}_{k}')(x, train)
+                     name=f'hg_{level}_{branch}_{k}')(x, train)
     return x
 
   @nn.compact
@@ -131,10 +131,6 @@ class StackedHourglass(nn.Module):
       bottoms out at 1x1, where BatchNorm normalises one value per image.
     axis_name: mapped axis over which BatchNorm averages batch statistics in
       training (e.g. 'batch' under pmap / shard_map); None on one device.
-    cpu_convs: compute the 1x1 convs as matrix products and the depthwise
-      ones as shifted multiply-adds, the forms XLA:CPU runs fast
-      (`layers.PointwiseConv.by_dot`, `layers.DepthwiseConv3x3.by_shifts`);
-      None: on the CPU backend. The parameters are the same either way.
   """
   num_stacks: int = 2
   num_blocks: int = 1
@@ -143,17 +139,44 @@ class StackedHourglass(nn.Module):
   depthwise: bool = False
   depth: int = HOURGLASS_DEPTH
   axis_name: str | None = None
-  cpu_convs: bool | None = None
+
+  # What the rest of jaxpose needs to know of the family (`jaxpose.models`).
+  OUTPUT_MAPS = ('heatmaps',)  # one person's joints: a top-down model
+  OUTPUT_STRIDE = 4
+  STAGE_NAME = 'stack'
+  DEFAULT_INPUT_SIZE = (256, 256)  # (width, height)
+  # Models trained here, as SimpleBaseline: RGB in [0, 1], ImageNet mean and std.
+  DEFAULT_NORMALIZATION = IMAGENET
+
+  @property
+  def num_stages(self) -> int:
+    return self.num_stacks
+
+  @property
+  def input_multiple(self) -> int:
+    """The stem's stride times the hourglass's 2**depth halvings."""
+    return 4 * 2**self.depth
+
+  @staticmethod
+  def bias_is_cancelled(names: tuple[str, ...], siblings: Mapping) -> bool:
+    """Whether the conv bias at `names` feeds a BatchNorm (see `models.batchnorm_cancelled_biases`)."""
+    # Every conv output except the heatmap scores reaches the heatmaps only
+    # through a BatchNorm: directly (conv1 -> bn1, conv1 -> bn2, conv2 -> bn3,
+    # fc_{i}_0 -> fc_{i}_1) or along the residual stream, where a per-channel
+    # constant passes sums, max-pooling and nearest upsampling unchanged until
+    # the next block's bn1 subtracts it.
+    del siblings
+    parent = names[-2]
+    return not (parent.startswith('score_') and not parent.startswith('score__'))
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> list[jax.Array]:
-    multiple = 4 * 2**self.depth
+    multiple = self.input_multiple
     if images.ndim != 4 or images.shape[1] % multiple or images.shape[2] % multiple:
       raise ValueError(f'images: expected [B, H, W, C] with H and W divisible by {multiple} '
                        f'(4 * 2**depth, depth {self.depth}), got {images.shape}')
-    block = functools.partial(Bottleneck, depthwise=self.depthwise, axis_name=self.axis_name,
-                              cpu_convs=self.cpu_convs)
-    pointwise = functools.partial(layers.PointwiseConv, by_dot=self.cpu_convs)
+    block = functools.partial(Bottleneck, depthwise=self.depthwise, axis_name=self.axis_name)
+    pointwise = layers.PointwiseConv
     norm = functools.partial(layers.batch_norm, train, self.axis_name)
     channels = EXPANSION * self.num_features
 
@@ -169,7 +192,7 @@ class StackedHourglass(nn.Module):
     for i in range(self.num_stacks):
       y = Hourglass(self.num_features, self.num_blocks, depth=self.depth,
                     depthwise=self.depthwise, axis_name=self.axis_name,
-                    cpu_convs=self.cpu_convs, name=f'hg_{i}')(x, train)
+                    name=f'hg_{i}')(x, train)
       for k in range(self.num_blocks):
         y = block(self.num_features, name=f'res_{i}_{k}')(y, train)
       y = pointwise(channels, name=f'fc_{i}_0')(y)

@@ -1,5 +1,9 @@
 """Layers shared by the models: BatchNorm as the PyTorch originals run it, and 1x1 and depthwise 3x3 convs fast on the CPU."""
 
+from collections.abc import Iterator
+import contextlib
+import contextvars
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -7,6 +11,44 @@ import jax.numpy as jnp
 # PyTorch's BatchNorm2d defaults: running = 0.9 running + 0.1 batch, eps 1e-5.
 BATCH_NORM_MOMENTUM = 0.9
 BATCH_NORM_EPSILON = 1e-5
+
+
+# True inside `portable_convs`. A ContextVar rather than a global so that
+# threads (and asyncio tasks) tracing at the same time do not see each other's.
+_PORTABLE_CONVS = contextvars.ContextVar('jaxpose_portable_convs', default=False)
+
+
+@contextlib.contextmanager
+def portable_convs() -> Iterator[None]:
+  """Within it, `DepthwiseConv3x3` and `PointwiseConv` trace as plain `lax.conv_general_dilated`.
+
+  That is the form ONNX runtimes, GPUs and TPUs run fast, and the one an
+  exported graph should hold (Conv nodes). Outside it the layers trace the
+  forms XLA:CPU runs fast (shifted multiply-adds, a matrix product) when
+  `jax.default_backend()` is 'cpu', and the convs otherwise. A layer's
+  explicit `by_shifts` / `by_dot` overrides both.
+
+  The choice is made when a function is traced, not when it runs: a function
+  jitted outside the context keeps the form it was traced with, since jit's
+  cache does not see the context. That cache is keyed on the Python function
+  and shared by `jax.jit` and `jax.make_jaxpr` (JAX 0.10), so even a new
+  `jax.jit(f)` of an `f` already traced outside reuses the old form. Whatever
+  needs the convs, such as ONNX export, must therefore trace a function not
+  traced before, inside the context.
+
+  Yields:
+    None.
+  """
+  token = _PORTABLE_CONVS.set(True)
+  try:
+    yield
+  finally:
+    _PORTABLE_CONVS.reset(token)
+
+
+def _cpu_forms() -> bool:
+  """Whether the layers trace their XLA:CPU forms: on the CPU backend, outside `portable_convs`."""
+  return not _PORTABLE_CONVS.get() and jax.default_backend() == 'cpu'
 
 
 def batch_norm(train: bool, axis_name: str | None, name: str) -> nn.BatchNorm:
@@ -39,9 +81,9 @@ class DepthwiseConv3x3(nn.Module):
       channel at ~1 GFLOP/s (~19 ns per input element, 4-18 ms per layer of
       Lightweight OpenPose at 256x456); the nine multiply-adds, which XLA
       fuses into one loop, are ~50x faster (scripts/bench_depthwise.py).
-      None: by shifts on the CPU backend. Keep the conv (False) for
-      ONNX export, whose runtimes have fast depthwise convs; on GPU and TPU
-      the conv is kept, as it was not measured there.
+      None: by shifts on the CPU backend, except inside `portable_convs`
+      (which ONNX export traces in: its runtimes have fast depthwise convs);
+      on GPU and TPU the conv is kept, as it was not measured there.
   """
   stride: int = 1
   dilation: int = 1
@@ -58,7 +100,7 @@ class DepthwiseConv3x3(nn.Module):
     x, kernel = x.astype(dtype), kernel.astype(dtype)
     by_shifts = self.by_shifts
     if by_shifts is None:
-      by_shifts = jax.default_backend() == 'cpu'
+      by_shifts = _cpu_forms()
     pad = self.dilation
     if by_shifts:
       out_height = (x.shape[1] - 1) // self.stride + 1
@@ -100,9 +142,9 @@ class PointwiseConv(nn.Module):
       product (165-190 against 400-420 GFLOP/s on the hourglass's shapes on
       the 2-core VM of BENCHMARKS.md): Lightweight OpenPose's forward pass
       takes ~12 % less time, the hourglass's 16 % less for 4 crops (the same
-      for one) (scripts/bench_depthwise.py). None: by dot on the CPU backend;
-      keep the conv (False) for ONNX export; GPU and TPU keep the conv, as it
-      was not measured there.
+      for one) (scripts/bench_depthwise.py). None: by dot on the CPU backend,
+      except inside `portable_convs` (which ONNX export traces in); GPU and
+      TPU keep the conv, as it was not measured there.
   """
   features: int
   use_bias: bool = True
@@ -116,7 +158,7 @@ class PointwiseConv(nn.Module):
     x, kernel = x.astype(dtype), kernel.astype(dtype)
     by_dot = self.by_dot
     if by_dot is None:
-      by_dot = jax.default_backend() == 'cpu'
+      by_dot = _cpu_forms()
     if by_dot:
       y = jax.lax.dot_general(x, kernel[0, 0], (((x.ndim - 1,), (0,)), ((), ())))
     else:

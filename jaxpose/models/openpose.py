@@ -30,7 +30,7 @@ BN and activation, so the indices below count the parameter-free activations
 too (a depthwise-separable block's pointwise conv is index 3, its BNs 1 and 4).
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 import functools
 
 import flax.linen as nn
@@ -38,6 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxpose.models import layers
+from jaxpose.models.normalization import Normalization
 
 # Output stride of the backbone; heatmaps and pafs are at 1/8 of the input.
 STRIDE = 8
@@ -68,17 +69,16 @@ Norm = Callable[[str], nn.BatchNorm]
 
 
 def _conv(features: int, name: str, kernel_size: int = 3, stride: int = 1,
-          dilation: int = 1, use_bias: bool = True,
-          cpu_convs: bool | None = None) -> nn.Module:
+          dilation: int = 1, use_bias: bool = True) -> nn.Module:
   """A square conv padded by dilation * (kernel_size // 2) on every side.
 
   That is upstream's explicit padding for every conv of this model (0 for 1x1,
   1 for 3x3, 2 for the dilated 3x3s); with stride 2 on even sizes it halves H
-  and W exactly as PyTorch does. 1x1 convs are `layers.PointwiseConv`s
-  (`cpu_convs` is their `by_dot`), with the parameters of an `nn.Conv`.
+  and W exactly as PyTorch does. 1x1 convs are `layers.PointwiseConv`s, with
+  the parameters of an `nn.Conv`.
   """
   if kernel_size == 1 and stride == 1:
-    return layers.PointwiseConv(features, use_bias, by_dot=cpu_convs, name=name)
+    return layers.PointwiseConv(features, use_bias, name=name)
   pad = dilation * (kernel_size // 2)
   return nn.Conv(
       features, (kernel_size, kernel_size), strides=(stride, stride),
@@ -100,29 +100,26 @@ def conv_block(x: jax.Array, features: int, prefix: str, norm: Norm | None = Non
 
 
 def depthwise_separable(x: jax.Array, features: int, prefix: str, norm: Norm,
-                        stride: int = 1, dilation: int = 1,
-                        cpu_convs: bool | None = None) -> jax.Array:
+                        stride: int = 1, dilation: int = 1) -> jax.Array:
   """[B, H, W, C] -> [B, H/stride, W/stride, features]: upstream's `conv_dw`.
 
   Depthwise 3x3 (`{prefix}_0`), BN (`_1`), ReLU, pointwise 1x1 (`_3`), BN
   (`_4`), ReLU; neither conv has a bias.
   """
-  x = layers.DepthwiseConv3x3(stride, dilation, use_bias=False, by_shifts=cpu_convs,
-                              name=f'{prefix}_0')(x)
+  x = layers.DepthwiseConv3x3(stride, dilation, use_bias=False, name=f'{prefix}_0')(x)
   x = nn.relu(norm(f'{prefix}_1')(x))
-  x = _conv(features, f'{prefix}_3', kernel_size=1, use_bias=False, cpu_convs=cpu_convs)(x)
+  x = _conv(features, f'{prefix}_3', kernel_size=1, use_bias=False)(x)
   return nn.relu(norm(f'{prefix}_4')(x))
 
 
-def depthwise_separable_elu(x: jax.Array, features: int, prefix: str,
-                            cpu_convs: bool | None = None) -> jax.Array:
+def depthwise_separable_elu(x: jax.Array, features: int, prefix: str) -> jax.Array:
   """[B, H, W, C] -> [B, H, W, features]: upstream's `conv_dw_no_bn`.
 
   Depthwise 3x3 (`{prefix}_0`), ELU, pointwise 1x1 (`_2`), ELU; no BN, no bias.
   """
-  x = layers.DepthwiseConv3x3(use_bias=False, by_shifts=cpu_convs, name=f'{prefix}_0')(x)
+  x = layers.DepthwiseConv3x3(use_bias=False, name=f'{prefix}_0')(x)
   x = jax.nn.elu(x)
-  x = _conv(features, f'{prefix}_2', kernel_size=1, use_bias=False, cpu_convs=cpu_convs)(x)
+  x = _conv(features, f'{prefix}_2', kernel_size=1, use_bias=False)(x)
   return jax.nn.elu(x)
 
 
@@ -133,28 +130,26 @@ class Cpm(nn.Module):
   depthwise-separable blocks, and mixes with a 3x3 conv.
   """
   features: int
-  cpu_convs: bool | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = conv_block(x, self.features, 'align', kernel_size=1, cpu_convs=self.cpu_convs)
+    x = conv_block(x, self.features, 'align', kernel_size=1)
     trunk = x
     for i in range(3):
-      trunk = depthwise_separable_elu(trunk, self.features, f'trunk_{i}', self.cpu_convs)
+      trunk = depthwise_separable_elu(trunk, self.features, f'trunk_{i}')
     return conv_block(x + trunk, self.features, 'conv')
 
 
-def _heads(x: jax.Array, hidden: int, num_heatmaps: int, num_pafs: int,
-           cpu_convs: bool | None = None) -> tuple[jax.Array, jax.Array]:
+def _heads(x: jax.Array, hidden: int, num_heatmaps: int,
+           num_pafs: int) -> tuple[jax.Array, jax.Array]:
   """[B, H, W, C] -> (heatmaps [B, H, W, num_heatmaps], pafs [B, H, W, num_pafs]).
 
   Two independent 1x1 -> ReLU -> 1x1 heads, linear outputs.
   """
   outputs = []
   for name, features in (('heatmaps', num_heatmaps), ('pafs', num_pafs)):
-    y = conv_block(x, hidden, f'{name}_0', kernel_size=1, cpu_convs=cpu_convs)
-    outputs.append(conv_block(y, features, f'{name}_1', kernel_size=1, relu=False,
-                              cpu_convs=cpu_convs))
+    y = conv_block(x, hidden, f'{name}_0', kernel_size=1)
+    outputs.append(conv_block(y, features, f'{name}_1', kernel_size=1, relu=False))
   return outputs[0], outputs[1]
 
 
@@ -163,13 +158,12 @@ class InitialStage(nn.Module):
   num_channels: int
   num_heatmaps: int
   num_pafs: int
-  cpu_convs: bool | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     for i in range(3):
       x = conv_block(x, self.num_channels, f'trunk_{i}')
-    return _heads(x, INITIAL_HEAD_FEATURES, self.num_heatmaps, self.num_pafs, self.cpu_convs)
+    return _heads(x, INITIAL_HEAD_FEATURES, self.num_heatmaps, self.num_pafs)
 
 
 class RefinementStageBlock(nn.Module):
@@ -180,12 +174,11 @@ class RefinementStageBlock(nn.Module):
   """
   features: int
   axis_name: str | None = None
-  cpu_convs: bool | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     norm = functools.partial(layers.batch_norm, train, self.axis_name)
-    initial = conv_block(x, self.features, 'initial', kernel_size=1, cpu_convs=self.cpu_convs)
+    initial = conv_block(x, self.features, 'initial', kernel_size=1)
     trunk = conv_block(initial, self.features, 'trunk_0', norm)
     trunk = conv_block(trunk, self.features, 'trunk_1', norm, dilation=2)
     return initial + trunk
@@ -197,14 +190,12 @@ class RefinementStage(nn.Module):
   num_heatmaps: int
   num_pafs: int
   axis_name: str | None = None
-  cpu_convs: bool | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
     for i in range(REFINEMENT_BLOCKS):
-      x = RefinementStageBlock(self.num_channels, self.axis_name, self.cpu_convs,
-                               name=f'trunk_{i}')(x, train)
-    return _heads(x, self.num_channels, self.num_heatmaps, self.num_pafs, self.cpu_convs)
+      x = RefinementStageBlock(self.num_channels, self.axis_name, name=f'trunk_{i}')(x, train)
+    return _heads(x, self.num_channels, self.num_heatmaps, self.num_pafs)
 
 
 class LightweightOpenPose(nn.Module):
@@ -223,17 +214,42 @@ class LightweightOpenPose(nn.Module):
     num_pafs: part affinity field channels.
     axis_name: mapped axis over which BatchNorm averages batch statistics in
       training (e.g. 'batch' under pmap / shard_map); None on one device.
-    cpu_convs: compute the 1x1 convs as matrix products and the depthwise
-      ones as shifted multiply-adds, the forms XLA:CPU runs fast
-      (`layers.PointwiseConv.by_dot`, `layers.DepthwiseConv3x3.by_shifts`);
-      None: on the CPU backend. The parameters are the same either way.
   """
   num_refinement_stages: int = 1
   num_channels: int = 128
   num_heatmaps: int = 19
   num_pafs: int = 38
   axis_name: str | None = None
-  cpu_convs: bool | None = None
+
+  # What the rest of jaxpose needs to know of the family (`jaxpose.models`).
+  OUTPUT_MAPS = ('heatmaps', 'pafs')  # everyone's keypoints and limbs: a bottom-up model
+  OUTPUT_STRIDE = STRIDE
+  STAGE_NAME = 'stage'
+  DEFAULT_INPUT_SIZE = (456, 256)  # (width, height): upstream demo's height, 16:9
+  # Upstream reads BGR with cv2 and feeds (x - 128) / 256, in training and in
+  # its demo, so its published checkpoint works unchanged.
+  DEFAULT_NORMALIZATION = Normalization('BGR', 1.0, (128.0, 128.0, 128.0),
+                                        (256.0, 256.0, 256.0))
+
+  @property
+  def num_stages(self) -> int:
+    return 1 + self.num_refinement_stages
+
+  @property
+  def input_multiple(self) -> int:
+    return STRIDE
+
+  @staticmethod
+  def bias_is_cancelled(names: tuple[str, ...], siblings: Mapping) -> bool:
+    """Whether the conv bias at `names` feeds a BatchNorm (see `models.batchnorm_cancelled_biases`)."""
+    # Upstream's `conv(..., bn=True)`: conv `{prefix}_0`, BN `{prefix}_1`. The
+    # other biases (heads, refinement `initial`, CPM align) feed ReLU/ELU or
+    # outputs, so they matter.
+    parent = names[-2]
+    if not parent.endswith('_0'):
+      return False
+    batchnorm = siblings.get(parent[:-1] + '1')
+    return isinstance(batchnorm, Mapping) and 'scale' in batchnorm
 
   @nn.compact
   def __call__(self, images: jax.Array,
@@ -249,16 +265,15 @@ class LightweightOpenPose(nn.Module):
     x = conv_block(images, STEM_FEATURES, 'model_0', norm, stride=2,
                    use_bias=False)
     for i, (features, stride, dilation) in enumerate(BACKBONE_BLOCKS, start=1):
-      x = depthwise_separable(x, features, f'model_{i}', norm, stride, dilation,
-                              self.cpu_convs)
-    features = Cpm(self.num_channels, self.cpu_convs, name='cpm')(x)
+      x = depthwise_separable(x, features, f'model_{i}', norm, stride, dilation)
+    features = Cpm(self.num_channels, name='cpm')(x)
 
     outputs = [InitialStage(self.num_channels, self.num_heatmaps, self.num_pafs,
-                            self.cpu_convs, name='initial_stage')(features)]
+                            name='initial_stage')(features)]
     for i in range(self.num_refinement_stages):
       # Each stage sees the CPM features again, with the previous stage's maps.
       x = jnp.concatenate([features, *outputs[-1]], axis=-1)
       outputs.append(RefinementStage(
-          self.num_channels, self.num_heatmaps, self.num_pafs, self.axis_name, self.cpu_convs,
+          self.num_channels, self.num_heatmaps, self.num_pafs, self.axis_name,
           name=f'refinement_stages_{i}')(x, train))
     return outputs

@@ -1,4 +1,10 @@
-"""Bottom-up inference: a whole image -> Lightweight OpenPose maps -> people in image pixels.
+"""The bottom-up approach: whole images -> keypoint heatmaps and part affinity fields -> people.
+
+`BottomUp` owns what differs from top-down: keypoint maps and PAF targets
+(`codecs.paf`), OpenPose's staged L2 loss, per-image sources and their
+augmentation, and two prediction protocols, upstream's demo (inference) and
+upstream's val.py (evaluation), below.
+
 
 The input is prepared as upstream's demo (`infer_fast` in Daniil-Osokin's
 demo.py): the image is resized, keeping its aspect ratio, to the network
@@ -31,10 +37,18 @@ import dataclasses
 import cv2
 import numpy as np
 
-from jaxpose import skeletons
+import sys
+
+import ml_collections
+import tqdm
+
+from jaxpose import losses, skeletons
+from jaxpose.approaches import base
 from jaxpose.codecs import paf
-from jaxpose.inference import predictor as predictor_lib
-from jaxpose.models import openpose
+from jaxpose.data import augment, coco, sources
+from jaxpose.data.images import read_image
+from jaxpose.metrics import coco_ap
+from jaxpose.metrics.oks import boxes_from_keypoints
 
 DEFAULT_HEIGHT = 256  # upstream demo's --height-size
 # Upstream's val.py: the input height at scale 1, and the scales of --multiscale.
@@ -71,13 +85,13 @@ def _round_up(value: int, multiple: int) -> int:
   return -(-value // multiple) * multiple
 
 
-def letterbox(image: np.ndarray, height: int = DEFAULT_HEIGHT, multiple: int = openpose.STRIDE,
+def letterbox(image: np.ndarray, height: int = DEFAULT_HEIGHT, multiple: int = 8,
               input_size: tuple[int, int] | None = None,
               interpolation: int = cv2.INTER_LINEAR,
               scale: float = 1.0) -> tuple[np.ndarray, Letterbox]:
   """Image [H, W, 3] -> (network input [h, w, 3] of its dtype, its `Letterbox`).
 
-  Without `input_size` ((h, w) of a fixed-size model): scaled to `height` x
+  Without `input_size` ((width, height) of a fixed-size model): scaled to `height` x
   `scale`, then padded (centred) to a multiple of `multiple` at least
   `height` high and wide (upstream's demo; its val.py does the same with
   `height` 368, cv2.INTER_CUBIC and a float image). With it: scaled to fit
@@ -91,7 +105,7 @@ def letterbox(image: np.ndarray, height: int = DEFAULT_HEIGHT, multiple: int = o
   if input_size is None:
     factor = scale * height / image_height
   else:
-    factor = min(input_size[0] / image_height, input_size[1] / image_width)
+    factor = min(input_size[1] / image_height, input_size[0] / image_width)
   resized = cv2.resize(image, (0, 0), fx=factor, fy=factor, interpolation=interpolation)
   new_height, new_width = resized.shape[:2]
   if input_size is None:
@@ -99,7 +113,7 @@ def letterbox(image: np.ndarray, height: int = DEFAULT_HEIGHT, multiple: int = o
     out_height = max(_round_up(height, multiple), new_height)
     out_width = _round_up(max(new_width, height), multiple)
   else:
-    out_height, out_width = input_size
+    out_width, out_height = input_size
   top = (out_height - new_height) // 2
   left = (out_width - new_width) // 2
   padded = cv2.copyMakeBorder(resized, top, out_height - new_height - top, left,
@@ -121,17 +135,19 @@ def people_in_image(heatmaps: np.ndarray, pafs: np.ndarray, placement: Letterbox
   return people.astype(np.float32), scores
 
 
-def predict_bottomup(predictor: predictor_lib.Predictor, image: np.ndarray,
-                     height: int = DEFAULT_HEIGHT, **decode_options
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def predict_bottomup(predictor, image: np.ndarray, height: int = DEFAULT_HEIGHT,
+                     **decode_options) -> tuple[np.ndarray, np.ndarray]:
   """RGB image [H, W, 3] uint8 -> (people [P, 18, 3] (x, y image pixels, score), person scores [P]).
 
-  OpenPose-18 order; a keypoint not found is (-1, -1, 0). `decode_options`
-  go to `paf.decode` (thresholds, upsampling).
+  Upstream's demo protocol. `predictor` is a `jaxpose.predictor` model (its
+  `input_multiple`, `input_size` and named outputs). OpenPose-18 order; a
+  keypoint not found is (-1, -1, 0). `decode_options` go to `paf.decode`
+  (thresholds, upsampling).
   """
   network_input, placement = letterbox(image, height, predictor.input_multiple,
                                        predictor.input_size)
-  heatmaps, pafs = predictor_lib.last_maps(predictor(network_input[None]))
+  outputs = predictor(network_input[None])
+  heatmaps, pafs = last_maps(outputs)
   stride = network_input.shape[1] // heatmaps.shape[2]
   return people_in_image(heatmaps[0], pafs[0], placement, stride, **decode_options)
 
@@ -155,7 +171,7 @@ def _maps_at_image_size(maps: np.ndarray, placement: Letterbox, input_shape: tup
 
 
 def image_maps(maps_fn, image: np.ndarray, scales=(1.0,), height: int = VAL_HEIGHT,
-               stride: int = openpose.STRIDE) -> tuple[np.ndarray, np.ndarray]:
+               stride: int = 8) -> tuple[np.ndarray, np.ndarray]:
   """RGB image [H, W, 3] -> last-stage (heatmaps [H, W, 19], pafs [H, W, 38]) over the image, as val.py.
 
   At each scale the image, as float32 (val.py resizes the normalised image,
@@ -212,3 +228,113 @@ def coco_keypoints(people: np.ndarray, person_scores: np.ndarray
   scores = np.asarray(person_scores, np.float32) * np.maximum(found - 1, 0)
   found_keypoints = coco[..., 2:] > 0
   return np.where(found_keypoints, coco[..., :2], 0), coco[..., 2], scores
+
+
+def last_maps(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+  """Named outputs -> the last stage's (heatmaps [N, h, w, 19], pafs [N, h, w, 38])."""
+  return base.last_output(outputs, 'heatmaps'), base.last_output(outputs, 'pafs')
+
+
+def predict_val(maps_fn, image: np.ndarray, scales=(1.0,)
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Image uint8 [H, W, 3] -> (COCO keypoints [N, 17, 2] image pixels, keypoint scores [N, 17], person scores [N]).
+
+  Upstream's val.py: the last stage's maps over the image, averaged over
+  `scales` (`image_maps`), decoded at the image's size
+  (`people_at_image_size`) with upstream's own peak rule (`paf.decode`'s
+  `upstream_peaks`), and upstream's person score. `maps_fn`: float32 RGB
+  pixels [1, h, w, 3] (0-255, not rounded: val.py resizes floats) ->
+  (heatmaps [1, h/8, w/8, 19], pafs [1, h/8, w/8, 38]).
+  """
+  heatmaps, pafs = image_maps(maps_fn, image, scales, VAL_HEIGHT)
+  people, scores = people_at_image_size(heatmaps, pafs, upstream_peaks=True)
+  return coco_keypoints(people, scores)
+
+
+class BottomUp(base.Approach):
+  """Lightweight OpenPose and its kin: whole images -> per-stage (heatmaps, PAFs) [B, H/8, W/8, C]."""
+  name = 'bottom-up'
+  per_person = False
+
+  # --- data --------------------------------------------------------------------
+
+  def check_data(self, config: ml_collections.ConfigDict, skeleton: skeletons.Skeleton) -> None:
+    """Raises ValueError unless the dataset has COCO's keypoints, which the OpenPose layout is made of."""
+    if skeleton is not skeletons.COCO:
+      raise ValueError(f'config.model.arch {config.model.arch!r} is bottom-up and learns COCO '
+                       f'keypoints, but {sources.named_data(config)} has the '
+                       f'{skeleton.num_keypoints} {skeleton.name} keypoints')
+
+  def transform(self, config: ml_collections.ConfigDict, skeleton: skeletons.Skeleton,
+                train: bool) -> augment.BottomUpTransform:
+    """The whole image in a square input (augmented only for training), at config.input_size."""
+    del skeleton  # always COCO (check_data)
+    data = config.data
+    width, height = config.input_size
+    if width != height:
+      raise ValueError(f'config.input_size: bottom-up inputs are square, got {width}x{height}')
+    return augment.BottomUpTransform(
+        width, stride=self.stride, max_people=max(data.max_people, 1),
+        augment=train and data.augment, scale_factor=data.scale_factor,
+        rotation_degrees=data.rotation_degrees, flip_probability=0.5 if data.flip else 0.0)
+
+  # --- training ----------------------------------------------------------------
+
+  def make_targets(self, batch: dict, config: ml_collections.ConfigDict) -> dict:
+    """Keypoints [B, P, 18, 2] -> {'heatmaps' [B, H, W, 19], 'pafs' [B, H, W, 38]}, on the device."""
+    heatmaps, pafs = paf.encode(batch['keypoints'], batch['visible'],
+                                image_size=tuple(config.input_size), stride=self.stride,
+                                sigma=config.sigma, paf_thickness=config.paf_thickness,
+                                person_mask=batch['person_mask'])
+    return {'heatmaps': heatmaps, 'pafs': pafs}
+
+  def loss(self, outputs, batch: dict, targets: dict, teacher_outputs,
+           config: ml_collections.ConfigDict):
+    """Stages of (heatmaps, pafs) -> (OpenPose's masked staged L2, no extra metrics)."""
+    del teacher_outputs, config  # no distillation (check_teacher)
+    return losses.staged_l2(outputs, targets['heatmaps'], targets['pafs'], batch['mask']), {}
+
+  def train_metrics(self, outputs, batch: dict, config: ml_collections.ConfigDict) -> dict:
+    """No metric beyond the loss while training."""
+    del outputs, batch, config
+    return {}
+
+  def eval_sums(self, outputs, batch: dict, targets: dict, weight, config) -> dict:
+    """Eval-mode stages, example weights [B] (0 for padding) -> {'loss'} summed over examples."""
+    del config
+    mask = batch['mask'] * weight[:, None, None]
+    return {'loss': losses.staged_l2(outputs, targets['heatmaps'], targets['pafs'], mask)
+            * batch['mask'].shape[0]}
+
+  def check_teacher(self, teacher_description: dict, source: str) -> None:
+    """Distillation is defined for top-down students only."""
+    raise ValueError(f'config.teacher: distillation is defined for top-down students, not '
+                     f'{self.description["arch"]!r} ({source})')
+
+  # --- prediction --------------------------------------------------------------
+
+  def last_maps(self, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Named outputs -> the last stage's (heatmaps, pafs)."""
+    return last_maps(outputs)
+
+  def predict(self, predictor, image: np.ndarray, height: int = DEFAULT_HEIGHT) -> base.People:
+    """Image [H, W, 3] -> People (COCO-17), upstream's demo protocol (`predict_bottomup`)."""
+    people, person_scores = predict_bottomup(predictor, image, height)
+    keypoints, scores, coco_scores = coco_keypoints(people, person_scores)
+    boxes = boxes_from_keypoints(keypoints, scores, score_threshold=0.0)
+    return base.People(keypoints, scores, boxes.astype(np.float32), coco_scores)
+
+  # --- evaluation --------------------------------------------------------------
+
+  def evaluate(self, maps_fn, config: ml_collections.ConfigDict, files: sources.DatasetFiles,
+               options: base.EvalOptions, results_file: str) -> dict:
+    """Every COCO eval image, val.py's protocol at `options.scales` -> COCO AP (results written to `results_file`)."""
+    self.check_data(config, sources.data_skeleton(config))
+    results = []
+    for image_id, path in tqdm.tqdm(coco.image_paths(files.eval_annotations, files.eval_images),
+                                    desc='eval', unit='image', file=sys.stderr):
+      keypoints, keypoint_scores, scores = predict_val(maps_fn, read_image(path, image_id),
+                                                       options.scales)
+      results += coco_ap.coco_results(np.full(len(scores), image_id), keypoints,
+                                      keypoint_scores, scores)
+    return coco_ap.score_or_zero(files.eval_annotations, results, results_file)

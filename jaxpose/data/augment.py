@@ -1,4 +1,4 @@
-"""Grain input pipeline: augmenting transforms and a sharded, resumable loader.
+"""Augmentation: the grain transforms that turn a record into what one train step reads.
 
 Sources are grain random-access sources of examples in the schema of
 `jaxpose.data.synthetic` (image, COCO-17 keypoints, visibility, boxes, and an
@@ -18,16 +18,12 @@ fixed order whatever the options, so an example's augmentation depends only on
 the loader's seed and its position in the stream.
 """
 
-import os
-
-from absl import flags
 import cv2
 import grain.python as grain
-import jax
 import numpy as np
 
 from jaxpose import skeletons
-from jaxpose.data import transforms
+from jaxpose.data import geometry
 from jaxpose.data import worker_process
 
 
@@ -74,7 +70,7 @@ class _HostTransform(grain.RandomMapTransform):
 class TopDownTransform(_HostTransform):
   """One-person example -> {'image': uint8 [h, w, 3], 'joints': f32 [J, 2], 'visible': f32 [J]}.
 
-  The crop is the person's box enlarged by `transforms.BOX_PADDING` to the
+  The crop is the person's box enlarged by `geometry.BOX_PADDING` to the
   input's aspect ratio, then (when `augment`) scaled, rotated about its centre
   and mirrored. A mirrored crop swaps left and right joints with the
   skeleton's flip permutation. `visible` is 1 for a joint that is labelled and
@@ -151,21 +147,21 @@ class TopDownTransform(_HostTransform):
     labelled = np.asarray(element['visible'][0]) > 0
     half_box = self._half_body_box(keypoints[0], labelled, take_upper) if half_body else None
     if half_box is None:
-      center, size = transforms.box_to_center_scale(element['boxes'][0], width / height)
+      center, size = geometry.box_to_center_scale(element['boxes'][0], width / height)
     else:
-      center, size = transforms.box_to_center_scale(half_box, width / height, HALF_BODY_PADDING)
+      center, size = geometry.box_to_center_scale(half_box, width / height, HALF_BODY_PADDING)
     # A box of zero extent (a person reduced to a point) would divide by zero.
     size = np.maximum(size * scale, 1.0)
-    matrix = transforms.crop_matrix(center, size, self.input_size, rotation)
+    matrix = geometry.crop_matrix(center, size, self.input_size, rotation)
     if flip:
-      matrix = transforms.compose(transforms.horizontal_flip_matrix(width), matrix)
+      matrix = geometry.compose(geometry.horizontal_flip_matrix(width), matrix)
 
-    joints = transforms.apply_affine(keypoints[0], matrix)
+    joints = geometry.apply_affine(keypoints[0], matrix)
     visible = labelled & _inside(joints, self.input_size)
     if flip:
       joints = joints[self._flip_permutation]
       visible = visible[self._flip_permutation]
-    return {'image': transforms.warp(element['image'], matrix, self.input_size),
+    return {'image': geometry.warp(element['image'], matrix, self.input_size),
             'joints': joints.astype(np.float32),
             'visible': visible.astype(np.float32)}
 
@@ -248,14 +244,14 @@ class BottomUpTransform(_HostTransform):
     # The whole image as a square box around its centre: fit and pad in one warp.
     center = np.array([(width - 1) / 2, (height - 1) / 2])
     size = np.full(2, max(width, height) * scale)
-    matrix = transforms.crop_matrix(center, size, output_size, rotation)
+    matrix = geometry.crop_matrix(center, size, output_size, rotation)
     if flip:
-      matrix = transforms.compose(transforms.horizontal_flip_matrix(side), matrix)
+      matrix = geometry.compose(geometry.horizontal_flip_matrix(side), matrix)
 
     keypoints, visible = skeletons.openpose_from_coco(
         np.asarray(element['keypoints'], np.float64).reshape(-1, skeletons.COCO.num_keypoints, 2),
         np.asarray(element['visible']).reshape(-1, skeletons.COCO.num_keypoints))
-    keypoints = transforms.apply_affine(keypoints, matrix)
+    keypoints = geometry.apply_affine(keypoints, matrix)
     visible = (visible > 0) & _inside(keypoints, output_size)
     if flip:
       keypoints = keypoints[:, self._flip_permutation]
@@ -269,7 +265,7 @@ class BottomUpTransform(_HostTransform):
     out_keypoints[:len(kept)] = keypoints[kept]
     out_visible[:len(kept)] = visible[kept]
     person_mask[:len(kept)] = True
-    return {'image': transforms.warp(image, matrix, output_size),
+    return {'image': geometry.warp(image, matrix, output_size),
             'keypoints': out_keypoints,
             'visible': out_visible,
             'person_mask': person_mask,
@@ -281,96 +277,13 @@ class BottomUpTransform(_HostTransform):
     mask = np.ones((cells, cells), np.float32)
     if element.get('ignore_mask') is not None:
       ignored = (np.asarray(element['ignore_mask']) > 0).astype(np.uint8) * 255
-      ignored = transforms.warp(ignored, matrix, (self.input_size, self.input_size))
+      ignored = geometry.warp(ignored, matrix, (self.input_size, self.input_size))
       ignored = cv2.resize(ignored, (cells, cells), interpolation=cv2.INTER_AREA)
       mask -= ignored.astype(np.float32) / 255
     for x, y, w, h in dropped_boxes:
-      corners = transforms.apply_affine(
+      corners = geometry.apply_affine(
           np.array([[x, y], [x + w, y], [x, y + h], [x + w, y + h]]), matrix) / self.stride
       x0, y0 = np.clip(np.floor(corners.min(0)).astype(int), 0, cells)
       x1, y1 = np.clip(np.ceil(corners.max(0)).astype(int), 0, cells)
       mask[y0:y1, x0:x1] = 0
     return mask
-
-
-def default_read_threads(worker_count: int, cpu_count: int | None = None) -> int:
-  """Reading threads per process: the machine's cores shared by the processes that decode, 0 to 16.
-
-  Decoding is CPU-bound, so threads beyond the cores only contend: grain's
-  default of 16 per worker, with 2 workers on 2 cores, fed 0.41-0.51 of the
-  bare decoding rate where 1 thread fed 0.61-0.67 (scripts/bench_input.py,
-  BENCHMARKS.md). A worker with one core to itself reads in its own thread
-  (0 threads, as grain's `ReadOptions` recommends against GIL contention): its
-  process is already the prefetcher, and handing each record between threads
-  cost it 4-8 % of its rate. Without workers the training process keeps at
-  least one reading thread, so that reading overlaps the train step. 16,
-  grain's default, stays the ceiling for large hosts.
-  """
-  cpu_count = cpu_count or os.cpu_count() or 1
-  cores_each = cpu_count // max(worker_count, 1)
-  if worker_count > 0 and cores_each <= 1:
-    return 0
-  return int(np.clip(cores_each, 1, 16))
-
-
-def make_loader(source, transform: grain.Transformation, *, global_batch_size: int,
-                seed: int, shuffle: bool = True, num_epochs: int | None = None,
-                worker_count: int = 0, drop_remainder: bool = True,
-                read_threads: int | None = None) -> grain.DataLoader:
-  """Source and transform -> grain DataLoader of this host's batches (dicts of [B, ...] arrays).
-
-  Each JAX process reads only its own slice of the source (grain's
-  `ShardByJaxProcess`, with the remainder dropped so that every process takes
-  the same number of steps) and batches global_batch_size /
-  jax.process_count() examples. `iter(loader)` has `get_state()` and
-  `set_state()`: an iterator given a saved state goes on from exactly that
-  batch, augmentation included.
-
-  A record's augmentation depends only on the seed and its place in the
-  sampled stream, but how records are grouped into batches depends on
-  `worker_count` (grain gives each worker every n-th record), so a saved
-  state resumes only with the worker count it was saved with (grain raises
-  otherwise).
-
-  Args:
-    source: grain random-access source (`__len__`, `__getitem__`).
-    transform: a grain MapTransform or RandomMapTransform.
-    global_batch_size: examples per step over all processes.
-    seed: seeds the shuffle and the augmentation.
-    shuffle: shuffle the records (anew each epoch).
-    num_epochs: passes over the data; None repeats forever.
-    worker_count: grain worker processes; 0 reads in this process.
-    drop_remainder: drop the last, smaller batch of a finite stream.
-    read_threads: threads reading (and so decoding) records in each worker;
-      None gives `default_read_threads(worker_count)`.
-
-  Returns:
-    A grain DataLoader.
-  """
-  if len(source) == 0:
-    raise ValueError(f'{source!r} is empty: nothing to load')
-  process_count = jax.process_count()
-  if global_batch_size < 1 or global_batch_size % process_count:
-    raise ValueError(f'global_batch_size {global_batch_size} is not a positive multiple of '
-                     f'the number of processes {process_count}')
-  if len(source) < process_count:
-    raise ValueError(f'{source!r} has {len(source)} records, fewer than the '
-                     f'{process_count} processes that share it')
-  sampler = grain.IndexSampler(
-      num_records=len(source),
-      shard_options=grain.ShardByJaxProcess(drop_remainder=True),
-      shuffle=shuffle,
-      num_epochs=num_epochs,
-      seed=seed)
-  batch = grain.Batch(global_batch_size // process_count, drop_remainder=drop_remainder)
-  if read_threads is None:
-    read_threads = default_read_threads(worker_count)
-  if worker_count > 0 and not flags.FLAGS.is_parsed():
-    # grain reads its absl flags when it starts workers, and raises if a
-    # program that never parsed flags (a script, a notebook) asks for them;
-    # their defaults are what such a program wants.
-    flags.FLAGS.mark_as_parsed()
-  read_options = grain.ReadOptions(num_threads=read_threads)
-  return grain.DataLoader(data_source=source, sampler=sampler,
-                          operations=[transform, batch], worker_count=worker_count,
-                          read_options=read_options)

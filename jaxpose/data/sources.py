@@ -1,9 +1,4 @@
-"""The config's data: sources, the training loader, and padded eval batches.
-
-Training batches come from a grain loader (shuffled, augmented, sharded by
-host, resumable). Eval batches are the eval split once, in order, without
-augmentation, the last batch padded and flagged with `example_mask` so that
-every example counts exactly once whatever the batch size and device count.
+"""The config's data: its train and eval splits as grain random-access sources.
 
 `config.data.source` picks the examples:
 - 'synthetic': generated people (`jaxpose.data.synthetic`), COCO-17.
@@ -21,22 +16,18 @@ Any of `config.data.train_annotations`, `train_images`, `eval_annotations`,
 annotations, or the bundled sample: annotations and images in tests/data/coco).
 The older `config.data.root` stands in for an unset `coco_dir` / `mpii_dir`.
 
-The hourglass (top-down) reads one example per person, Lightweight OpenPose
-(bottom-up) one per image; the dataset's skeleton (COCO 17 or MPII 16 joints)
-must match `config.model.num_joints`, and bottom-up needs COCO.
+A top-down approach reads one example per person, a bottom-up one one per
+image (`per_person`); the approach checks that the model can learn the
+dataset's skeleton (`data_skeleton`: COCO 17 or MPII 16 joints).
 """
 
 import dataclasses
-from collections.abc import Iterator
 import os
 
-import grain.python as grain
-import jax
 import ml_collections
-import numpy as np
 
 from jaxpose import skeletons
-from jaxpose.data import coco, mpii, persons, pipeline, synthetic
+from jaxpose.data import coco, mpii, persons, synthetic
 
 # The eval split of generated data is drawn with a seed no training run uses.
 _EVAL_SEED_OFFSET = 1_000_003
@@ -117,18 +108,11 @@ def data_skeleton(config: ml_collections.ConfigDict) -> skeletons.Skeleton:
                    f'got {source!r}')
 
 
-def _check_skeleton(config: ml_collections.ConfigDict, skeleton: skeletons.Skeleton) -> None:
-  """Raises ValueError if the model cannot learn the dataset's keypoints."""
-  named = (f'config.data.tfds_name {config.data.tfds_name!r}' if config.data.source == 'tfds'
-           else f'config.data.source {config.data.source!r}')
-  if config.model.arch == 'hourglass':
-    if config.model.num_joints != skeleton.num_keypoints:
-      raise ValueError(f'config.model.num_joints is {config.model.num_joints}, but {named} '
-                       f'has the {skeleton.num_keypoints} {skeleton.name} keypoints')
-  elif skeleton is not skeletons.COCO:
-    raise ValueError(f'config.model.arch {config.model.arch!r} is bottom-up and learns COCO '
-                     f'keypoints, but {named} has the {skeleton.num_keypoints} {skeleton.name} '
-                     'keypoints')
+def named_data(config: ml_collections.ConfigDict) -> str:
+  """How error messages name the config's dataset: its source, or its tfds name."""
+  if config.data.source == 'tfds':
+    return f'config.data.tfds_name {config.data.tfds_name!r}'
+  return f'config.data.source {config.data.source!r}'
 
 
 def _tfds_builder(config: ml_collections.ConfigDict):
@@ -169,7 +153,7 @@ def _tfds_sources(config: ml_collections.ConfigDict, per_person: bool):
   return tuple(sources)
 
 
-def _synthetic_sources(config: ml_collections.ConfigDict):
+def _synthetic_sources(config: ml_collections.ConfigDict, per_person: bool):
   """Generated train and eval sources, per person for top-down."""
   data = config.data
   if data.num_train_examples <= 0 or data.num_eval_examples <= 0:
@@ -182,23 +166,21 @@ def _synthetic_sources(config: ml_collections.ConfigDict):
                                      max_people=data.max_people, seed=seed)
   train = people(data.num_train_examples, config.seed)
   evaluation = people(data.num_eval_examples, config.seed + _EVAL_SEED_OFFSET)
-  if config.model.arch == 'hourglass':  # top-down: one element per person
+  if per_person:
     return synthetic.SyntheticPersons(train), synthetic.SyntheticPersons(evaluation)
   return train, evaluation
 
 
-def create_sources(config: ml_collections.ConfigDict):
+def create_sources(config: ml_collections.ConfigDict, per_person: bool):
   """config.data -> (train source, eval source), grain random-access sources.
 
-  Top-down (hourglass) sources have one element per person, bottom-up ones one
-  per image (module docstring).
+  With `per_person` (top-down) they have one element per person, else one
+  per image (bottom-up).
   """
-  skeleton = data_skeleton(config)
-  _check_skeleton(config, skeleton)
-  per_person = config.model.arch == 'hourglass'
+  data_skeleton(config)  # an unknown source fails here, before any file is read
   source = config.data.source
   if source == 'synthetic':
-    return _synthetic_sources(config)
+    return _synthetic_sources(config, per_person)
   if source == 'tfds':
     return _tfds_sources(config, per_person)
   files = dataset_files(config)
@@ -208,51 +190,3 @@ def create_sources(config: ml_collections.ConfigDict):
     reader = mpii.MpiiPersons
   return (reader(files.train_annotations, files.train_images),
           reader(files.eval_annotations, files.eval_images))
-
-
-def create_transform(config: ml_collections.ConfigDict, train: bool) -> grain.RandomMapTransform:
-  """The config's top-down or bottom-up transform; augmented only for training."""
-  data = config.data
-  augment = dict(augment=train and data.augment, scale_factor=data.scale_factor,
-                 rotation_degrees=data.rotation_degrees,
-                 flip_probability=0.5 if data.flip else 0.0)
-  if config.model.arch == 'hourglass':
-    return pipeline.TopDownTransform(tuple(config.input_size), data_skeleton(config),
-                                     half_body_probability=data.half_body_probability,
-                                     **augment)
-  width, height = config.input_size
-  if width != height:
-    raise ValueError(f'config.input_size: bottom-up inputs are square, got {width}x{height}')
-  return pipeline.BottomUpTransform(width, stride=8, max_people=max(data.max_people, 1),
-                                    **augment)
-
-
-def train_loader(source, config: ml_collections.ConfigDict, host_batch_size: int):
-  """Infinite, shuffled, augmented training batches of this host (a grain DataLoader)."""
-  del host_batch_size  # make_loader splits the global batch over hosts itself
-  return pipeline.make_loader(source, create_transform(config, train=True),
-                              global_batch_size=config.batch_size, seed=config.seed,
-                              worker_count=config.data.worker_count,
-                              read_threads=config.data.read_threads)
-
-
-def eval_batches(source, config: ml_collections.ConfigDict, data) -> Iterator[dict]:
-  """This host's share of the eval split, in batches padded to a whole number of devices."""
-  transform = create_transform(config, train=False)
-  host_batch = data.host_batch_size(config.batch_size)
-  indices = np.arange(jax.process_index(), len(source), jax.process_count())
-  # Hosts must run the same number of eval steps: pad every host to the longest.
-  num_batches = -(-(-(-len(source) // jax.process_count())) // host_batch)
-  rng = np.random.default_rng(0)  # unused without augmentation
-  for b in range(num_batches):
-    chunk = indices[b * host_batch:(b + 1) * host_batch]
-    examples = [transform.random_map(source[int(i)], rng) for i in chunk]
-    if not examples:
-      examples = [transform.random_map(source[0], rng)]
-      real = 0
-    else:
-      real = len(examples)
-    examples += [examples[-1]] * (host_batch - len(examples))
-    batch = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
-    batch['example_mask'] = np.arange(host_batch) < real
-    yield batch

@@ -9,10 +9,10 @@ where the model lives:
   onnxruntime on the CPU.
 
 Both return {name: [N, h, w, C] float32} with the names of the ONNX interface
-(`jaxpose.export.output_names`): `heatmaps_stack{i}` for the stacked
-hourglass, `heatmaps_stage{i}` and `pafs_stage{i}` for Lightweight OpenPose.
-An ONNX file exported with `--last-only` has only the last ones; inference
-reads only the last (`last_output`).
+(`Approach.output_names`): `heatmaps_stack{i}` for the stacked hourglass,
+`heatmaps_stage{i}` and `pafs_stage{i}` for Lightweight OpenPose. An ONNX file
+exported with `--last-only` has only the last ones; inference reads only the
+last (`approach.last_maps`). Both carry the `approach` of their model.
 """
 
 from collections.abc import Callable
@@ -23,14 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpose import checkpoint, export
-
-TOPDOWN_ARCH = 'hourglass'
-BOTTOMUP_ARCH = 'lightweight_openpose'
-# Output name prefixes of the ONNX interface, which tell the architecture.
-_HOURGLASS_PREFIX = 'heatmaps_stack'
-_HEATMAPS_STAGE_PREFIX = 'heatmaps_stage'
-_PAFS_STAGE_PREFIX = 'pafs_stage'
+from jaxpose import approaches, checkpoint, models
 
 
 class Predictor(Protocol):
@@ -38,14 +31,14 @@ class Predictor(Protocol):
 
   Attributes:
     source: the workdir or file it was loaded from, for error messages.
-    arch: 'hourglass' (top-down) or 'lightweight_openpose' (bottom-up).
+    approach: the model's `approaches.TopDown` or `approaches.BottomUp`.
     output_names: the names of the outputs, in order.
-    input_size: (H, W) the model was exported for, or None where any size
-      (a multiple of `input_multiple`) works.
+    input_size: (width, height) the model was exported for, or None where
+      any size (a multiple of `input_multiple`) works.
     input_multiple: H and W must be multiples of this.
   """
   source: str
-  arch: str
+  approach: approaches.Approach
   output_names: list[str]
   input_size: tuple[int, int] | None
   input_multiple: int
@@ -54,42 +47,11 @@ class Predictor(Protocol):
     """uint8 RGB images [N, H, W, 3] -> {name: float32 [N, h, w, C]}."""
 
 
-def last_output(outputs: dict[str, np.ndarray], prefix: str) -> np.ndarray:
-  """The output of the last stack / stage among those named `prefix{i}`."""
-  indices = [int(name[len(prefix):]) for name in outputs
-             if name.startswith(prefix) and name[len(prefix):].isdigit()]
-  if not indices:
-    raise ValueError(f'model outputs: none named {prefix}<i>, got {sorted(outputs)}')
-  return outputs[f'{prefix}{max(indices)}']
-
-
-def last_heatmaps(outputs: dict[str, np.ndarray]) -> np.ndarray:
-  """Hourglass outputs -> the last stack's heatmaps [N, h, w, J]."""
-  return last_output(outputs, _HOURGLASS_PREFIX)
-
-
-def last_maps(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-  """Lightweight OpenPose outputs -> the last stage's (heatmaps [N, h, w, 19], pafs [N, h, w, 38])."""
-  return last_output(outputs, _HEATMAPS_STAGE_PREFIX), last_output(outputs, _PAFS_STAGE_PREFIX)
-
-
-def arch_from_output_names(names: list[str], source: str) -> str:
-  """ONNX output names -> the architecture that has them; ValueError naming `source` otherwise."""
-  if any(name.startswith(_HOURGLASS_PREFIX) for name in names):
-    return TOPDOWN_ARCH
-  if (any(name.startswith(_HEATMAPS_STAGE_PREFIX) for name in names) and
-      any(name.startswith(_PAFS_STAGE_PREFIX) for name in names)):
-    return BOTTOMUP_ARCH
-  raise ValueError(f'{source}: outputs {names} are neither heatmaps_stack<i> (hourglass) nor '
-                   'heatmaps_stage<i> + pafs_stage<i> (Lightweight OpenPose); was it written '
-                   'by `jaxpose export`?')
-
-
-def _check_arch(arch: str, expected: str | None, source: str) -> None:
-  """Raises ValueError naming `source` when the model is not the `expected` architecture."""
-  if expected is not None and arch != expected:
-    raise ValueError(f'{source}: the model is {arch!r}, but {expected!r} is needed here '
-                     f'({TOPDOWN_ARCH!r} for top-down, {BOTTOMUP_ARCH!r} for bottom-up)')
+def _check_approach(approach: approaches.Approach, expected: type | None, source: str) -> None:
+  """Raises ValueError naming `source` when the model is not of the `expected` approach."""
+  if expected is not None and not isinstance(approach, expected):
+    raise ValueError(f'{source}: the model is {approach.name}, but a {expected.name} model is '
+                     'needed here')
 
 
 def _check_images(images: np.ndarray, source: str) -> np.ndarray:
@@ -126,45 +88,46 @@ def _padded_batch(images: np.ndarray) -> np.ndarray:
 class JaxPredictor:
   """A checkpoint in a workdir, run by JAX (see the module docstring)."""
 
-  def __init__(self, workdir: str, step: int | None = None, arch: str | None = None):
+  def __init__(self, workdir: str, step: int | None = None, approach: type | None = None):
     """Restores the checkpoint at `step` (default: the latest) and jits its forward pass.
 
     Args:
       workdir: written by `jaxpose train` or `jaxpose convert`.
       step: checkpoint step, None for the latest.
-      arch: the architecture the caller needs, or None for any.
+      approach: the approach class the caller needs (`approaches.TopDown`), or
+        None for any.
 
     Raises:
       FileNotFoundError: no checkpoint in `workdir` (the path is named).
       ValueError: the checkpoint's variables do not fit its model description,
-        or the model is not `arch`.
+        or the model is not of `approach`.
     """
     self.source = os.fspath(workdir)
     if not os.path.isdir(self.source):
       raise FileNotFoundError(f'{self.source}: no such workdir (expected one written by '
                               '`jaxpose train` or `jaxpose convert`)')
     variables, model_config = checkpoint.restore_variables(self.source, step)
-    export.check_variables(variables, model_config, source=checkpoint.checkpoint_dir(self.source))
-    self._init(variables, model_config, arch)
+    models.check_variables(variables, model_config, source=checkpoint.checkpoint_dir(self.source))
+    self._init(variables, model_config, approach)
 
   @classmethod
   def from_variables(cls, variables: dict, model_config: dict[str, Any], source: str = '<memory>',
-                     arch: str | None = None) -> 'JaxPredictor':
+                     approach: type | None = None) -> 'JaxPredictor':
     """A predictor for variables already in memory (benchmarks, tests)."""
     predictor = cls.__new__(cls)
     predictor.source = source
-    predictor._init(variables, model_config, arch)  # pylint: disable=protected-access
+    predictor._init(variables, model_config, approach)  # pylint: disable=protected-access
     return predictor
 
-  def _init(self, variables: dict, model_config: dict[str, Any], arch: str | None) -> None:
+  def _init(self, variables: dict, model_config: dict[str, Any], approach: type | None) -> None:
     self.model_config = dict(model_config)
-    self.arch = self.model_config['arch']
-    _check_arch(self.arch, arch, self.source)
-    self.output_names = export.output_names(self.model_config)
+    self.approach = approaches.for_description(self.model_config)
+    _check_approach(self.approach, approach, self.source)
+    self.output_names = self.approach.output_names()
     self.input_size = None
-    self.input_multiple = export._INPUT_MULTIPLE[self.arch]  # pylint: disable=protected-access
+    self.input_multiple = self.approach.input_multiple
     variables = jax.tree_util.tree_map(jnp.asarray, variables)
-    forward = export.inference_fn(variables, self.model_config)
+    forward = self.approach.network_fn(variables)
     self._forward: Callable[[jax.Array], tuple[jax.Array, ...]] = jax.jit(
         lambda images: forward(images.astype(jnp.float32)))
 
@@ -179,24 +142,24 @@ class JaxPredictor:
 class OnnxPredictor:
   """An ONNX file from `jaxpose export`, run by onnxruntime on the CPU."""
 
-  def __init__(self, path: str, arch: str | None = None, num_threads: int = 0):
+  def __init__(self, path: str, approach: type | None = None, num_threads: int = 0):
     """Opens `path`; the layout (NHWC or NCHW) and input size come from its input's shape.
 
     Args:
       path: the .onnx file.
-      arch: the architecture the caller needs, or None for any.
+      approach: the approach class the caller needs, or None for any.
       num_threads: onnxruntime intra-op threads, 0 for its default.
 
     Raises:
       FileNotFoundError: `path` does not exist.
       ValueError: onnxruntime cannot load it, its interface is not
-        `jaxpose export`'s, or the model is not `arch`.
+        `jaxpose export`'s, or the model is not of `approach`.
     """
     self.source = os.fspath(path)
     if not os.path.isfile(self.source):
       raise FileNotFoundError(f'{self.source}: no such ONNX file')
     try:
-      self._session = export.onnx_session(self.source, num_threads)
+      self._session = onnx_session(self.source, num_threads)
     except Exception as e:  # onnxruntime raises its own exception types
       raise ValueError(f'{self.source}: onnxruntime cannot load it: {e}') from None
     inputs = self._session.get_inputs()
@@ -213,18 +176,21 @@ class OnnxPredictor:
     if not (isinstance(height, int) and isinstance(width, int)):
       raise ValueError(f'{self.source}: input {self._input_name} has shape {shape}; '
                        'expected fixed H and W')
-    self.input_size = (height, width)
+    self.input_size = (width, height)
     self.output_names = [output.name for output in self._session.get_outputs()]
-    self.arch = arch_from_output_names(self.output_names, self.source)
-    _check_arch(self.arch, arch, self.source)
-    self.input_multiple = export._INPUT_MULTIPLE[self.arch]  # pylint: disable=protected-access
+    arch = models.arch_of_output_names(self.output_names, self.source)
+    # The family's defaults: the graph holds its own options and normalisation.
+    self.approach = approaches.for_description({'arch': arch})
+    _check_approach(self.approach, approach, self.source)
+    self.input_multiple = self.approach.input_multiple
 
   def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
     """uint8 RGB images [N, H, W, 3] -> {name: float32 [N, h, w, C]}."""
     images = _check_images(images, self.source)
-    if tuple(images.shape[1:3]) != self.input_size:
+    if tuple(images.shape[2:0:-1]) != self.input_size:
       raise ValueError(f'{self.source}: the model takes {self.input_size[0]}x'
-                       f'{self.input_size[1]} (H x W) images, got {images.shape[1:3]}')
+                       f'{self.input_size[1]} (W x H) images, got {images.shape[2]}x'
+                       f'{images.shape[1]}')
     pixels = images.astype(np.float32)
     if self.nchw:
       pixels = pixels.transpose(0, 3, 1, 2)
@@ -234,11 +200,21 @@ class OnnxPredictor:
     return {name: np.asarray(maps, np.float32) for name, maps in zip(self.output_names, outputs)}
 
 
+def onnx_session(path: str, num_threads: int = 0):
+  """An onnxruntime CPU session for `path`, all graph optimisations on; 0 threads = ORT's default."""
+  import onnxruntime as ort  # pylint: disable=g-import-not-at-top
+  options = ort.SessionOptions()
+  options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+  options.intra_op_num_threads = num_threads
+  options.log_severity_level = 3  # errors only
+  return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
+
+
 def load(workdir: str | None = None, onnx_path: str | None = None, step: int | None = None,
-         arch: str | None = None) -> JaxPredictor | OnnxPredictor:
+         approach: type | None = None) -> JaxPredictor | OnnxPredictor:
   """Exactly one of a workdir (JAX) or an ONNX file -> its predictor."""
   if (workdir is None) == (onnx_path is None):
     raise ValueError('give exactly one of a workdir (JAX) or an ONNX file')
   if workdir is not None:
-    return JaxPredictor(workdir, step, arch)
-  return OnnxPredictor(onnx_path, arch)
+    return JaxPredictor(workdir, step, approach)
+  return OnnxPredictor(onnx_path, approach)

@@ -1,0 +1,47 @@
+"""`jaxpose eval --config C --workdir W`: a trained model's COCO AP or MPII PCKh; the metrics are the last line, as JSON."""
+
+import json
+
+from absl import flags
+
+from jaxpose import approaches, evaluation
+from jaxpose.commands import train as train_command
+
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+  train_command.define_config_flags(flag_values)
+  flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).',
+                       flag_values=flag_values)
+  flags.DEFINE_string('detections', None,
+                      'COCO detection results JSON for the person boxes (top-down COCO); '
+                      'default: the ground-truth boxes.', flag_values=flag_values)
+  flags.DEFINE_float('detection_threshold', 0.0, 'Drop detections scored lower.',
+                     flag_values=flag_values)
+  flags.DEFINE_bool('flip_test', True, 'Average with the mirrored crops (top-down).',
+                    flag_values=flag_values)
+  flags.DEFINE_list('scales', ['1'], 'Bottom-up input scales whose maps are averaged '
+                    "(upstream val.py's --multiscale: 0.5,1,1.5,2).", flag_values=flag_values)
+  flags.DEFINE_string('results', None,
+                      'COCO results JSON to write (default: WORKDIR/eval/results_stepN.json).',
+                      flag_values=flag_values)
+
+
+def parse_scales(values: list[str]) -> tuple[float, ...]:
+  """--scales -> positive numbers; ValueError naming the flag otherwise."""
+  try:
+    scales = tuple(float(scale) for scale in values)
+  except ValueError:
+    raise ValueError(f'--scales: expected numbers, got {",".join(values)}') from None
+  if not scales or min(scales) <= 0:
+    raise ValueError(f'--scales: expected positive numbers, got {",".join(values)}')
+  return scales
+
+
+def main(flag_values: flags.FlagValues) -> None:
+  options = approaches.EvalOptions(
+      detections=flag_values.detections, detection_threshold=flag_values.detection_threshold,
+      flip_test=flag_values.flip_test, scales=parse_scales(flag_values.scales))
+  metrics = evaluation.evaluate_workdir(flag_values.config, flag_values.workdir,
+                                        step=flag_values.step, options=options,
+                                        results_file=flag_values.results)
+  print(json.dumps(metrics))

@@ -1,0 +1,57 @@
+"""`jaxpose infer`: poses on an image, a folder of images or a video: tracked, drawn and saved.
+
+  jaxpose infer --workdir DIR | --onnx model.onnx
+                (--image PATH | --images DIR | --video PATH) --out OUT
+                [--detections FILE] [--flip_test] [--notrack]
+"""
+
+from absl import flags
+
+from jaxpose import infer
+from jaxpose import predictor as predictor_lib
+from jaxpose.approaches import bottomup
+from jaxpose.commands import export as export_command
+
+
+def define_flags(flag_values: flags.FlagValues) -> None:
+  define = dict(flag_values=flag_values)
+  flags.DEFINE_string('workdir', None, 'Workdir of `jaxpose train` / `jaxpose convert` (JAX).',
+                      **define)
+  flags.DEFINE_string('onnx', None, '.onnx file of `jaxpose export` (onnxruntime, CPU).',
+                      **define)
+  flags.DEFINE_integer('step', None, 'Checkpoint step with --workdir (default: the latest).',
+                       **define)
+  flags.DEFINE_string('image', None, 'One image file.', **define)
+  flags.DEFINE_string('images', None, 'A folder of images, read in name order.', **define)
+  flags.DEFINE_string('video', None, 'A video file (anything cv2 decodes).', **define)
+  flags.DEFINE_string('out', None, 'Folder for results.json and pictures.', **define)
+  flags.DEFINE_string('detections', None, 'Top-down: COCO results-format person boxes, matched '
+                      'by image id (default: OpenCV HOG people detector).', **define)
+  flags.DEFINE_float('detection_threshold', 0.0, 'Top-down: keep boxes scored at least this.',
+                     **define)
+  flags.DEFINE_bool('flip_test', False, "Top-down: average with the mirrored crops' heatmaps.",
+                    **define)
+  flags.DEFINE_list('input_size', [str(s) for s in infer.DEFAULT_TOPDOWN_INPUT_SIZE],
+                    'Top-down crop width,height with --workdir (an ONNX model fixes its own).',
+                    **define)
+  flags.DEFINE_integer('height', bottomup.DEFAULT_HEIGHT,
+                       'Bottom-up network input height with --workdir.', **define)
+  flags.DEFINE_bool('track', True, 'Link people across frames (--notrack: every track_id is -1).',
+                    **define)
+  flags.DEFINE_integer('max_frames', None, 'Stop after this many frames.', **define)
+  flags.mark_flag_as_required('out', flag_values=flag_values)
+  flags.mark_flags_as_mutual_exclusive(['workdir', 'onnx'], required=True, **define)
+  flags.mark_flags_as_mutual_exclusive(['image', 'images', 'video'], required=True, **define)
+
+
+def main(flag_values: flags.FlagValues) -> dict:
+  source = infer.open_source(flag_values.image, flag_values.images, flag_values.video)
+  model = predictor_lib.load(workdir=flag_values.workdir, onnx_path=flag_values.onnx,
+                             step=flag_values.step)
+  estimator = infer.make_estimator(
+      model, detections=flag_values.detections,
+      detection_threshold=flag_values.detection_threshold, flip_test=flag_values.flip_test,
+      input_size=export_command.parse_size(flag_values.input_size, 'input_size'),
+      height=flag_values.height)
+  return infer.run(source, estimator, flag_values.out, track=flag_values.track,
+                   max_frames=flag_values.max_frames)

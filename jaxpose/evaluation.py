@@ -1,0 +1,89 @@
+"""`jaxpose eval --config C --workdir W`: a trained model's COCO AP or MPII PCKh on the eval split.
+
+  jaxpose eval --config configs/hourglass_coco.py --workdir workdirs/hg_coco \
+      --config.data.coco_dir=/data/coco [--detections=person_detections.json]
+
+The checkpoint (`checkpoint.restore_variables`) gives the model, its approach
+gives the protocol (`approaches.TopDown.evaluate`: person boxes from the
+ground truth or a detections file, crops, flip test, rescoring, OKS-NMS, COCO
+AP or MPII PCKh; `approaches.BottomUp.evaluate`: upstream's val.py over each
+whole image, COCO AP), and the config gives the data (`sources.split_files`:
+the eval annotations and images) and the input size.
+
+COCO results go to `W/eval/results_step{N}.json`; the metrics come back with
+the keys of `jaxpose score` (COCO) or of `pck.pckh_summary` (MPII), and 'step'.
+"""
+
+from collections.abc import Callable
+import os
+
+import ml_collections
+import numpy as np
+
+from jaxpose import approaches, checkpoint
+from jaxpose import predictor as predictor_lib
+from jaxpose.data import sources
+
+# The model as the approach's protocol calls it: images -> the last stage's
+# maps (top-down: uint8 crops [B, h, w, 3] -> heatmaps [B, h', w', J];
+# bottom-up: float32 pixels [1, H, W, 3] -> (heatmaps, pafs)).
+ModelFn = Callable[[np.ndarray], object]
+
+
+def _restore(config: ml_collections.ConfigDict, workdir: str, step: int | None
+             ) -> tuple[predictor_lib.JaxPredictor, int]:
+  """Workdir -> (a jitted predictor of its model, step); raises if the model is not the config's."""
+  variables, description = checkpoint.restore_variables(workdir, step)
+  if description.get('arch') != config.model.get('arch'):
+    raise ValueError(f'{workdir}: the checkpoint holds a {description.get("arch")!r} model, '
+                     f'but config.model.arch is {config.model.get("arch")!r}')
+  if description.get('num_joints') != config.model.get('num_joints'):
+    raise ValueError(f'{workdir}: the checkpoint\'s model has {description.get("num_joints")} '
+                     f'joints, but config.model.num_joints is {config.model.get("num_joints")}')
+  if step is None:
+    with checkpoint.Checkpointer(workdir, read_only=True) as checkpointer:
+      step = checkpointer.latest_step()
+  model = predictor_lib.JaxPredictor.from_variables(variables, description, source=workdir)
+  return model, int(step)
+
+
+def eval_files(config: ml_collections.ConfigDict) -> sources.DatasetFiles:
+  """The eval annotations and images that config.data names (a 'coco' or 'mpii' source); no train paths needed."""
+  if config.data.source not in ('coco', 'mpii'):
+    raise ValueError(f"config.data.source is {config.data.source!r}: jaxpose eval reads the "
+                     "'coco' or 'mpii' annotation files (set --config.data.source and its "
+                     'directory)')
+  annotations, images = sources.split_files(config, 'eval')
+  return sources.DatasetFiles('', '', annotations, images)
+
+
+def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, *,
+                     step: int | None = None,
+                     options: approaches.EvalOptions = approaches.EvalOptions(),
+                     results_file: str | None = None, model_fn: ModelFn | None = None) -> dict:
+  """Evaluates the workdir's checkpoint on the config's eval split -> metrics (module docstring).
+
+  Args:
+    config: a training config; its data section names the eval files.
+    workdir: a workdir of `jaxpose train` or `jaxpose convert`.
+    step: the checkpoint step (default: the latest).
+    options: detections, flip test, scales (`approaches.EvalOptions`).
+    results_file: where the COCO results go (default
+      `workdir/eval/results_step{N}.json`).
+    model_fn: replaces the restored model (tests): see `ModelFn`; the
+      workdir is then not read and the approach is the config's.
+
+  Returns:
+    COCO: {'AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm',
+    'ARl', 'step'}; MPII: `pck.pckh_summary`'s keys and 'step'.
+  """
+  files = eval_files(config)
+  approach = approaches.for_config(config)
+  if model_fn is None:
+    model, step = _restore(config, workdir, step)
+    approach = model.approach
+    model_fn = lambda images: approach.last_maps(model(images))
+  step = 0 if step is None else int(step)
+  results_file = results_file or os.path.join(workdir, 'eval', f'results_step{step}.json')
+  metrics = approach.evaluate(model_fn, config, files, options, results_file)
+  return dict(metrics, step=step)
