@@ -20,7 +20,7 @@ import os
 import ml_collections
 import numpy as np
 
-from jaxpose import approaches, checkpoint
+from jaxpose import approaches, checkpoint, models
 from jaxpose import predictor as predictor_lib
 from jaxpose.data import sources
 
@@ -34,7 +34,7 @@ def _restore(config: ml_collections.ConfigDict, workdir: str, step: int | None
              ) -> tuple[predictor_lib.JaxPredictor, int]:
   """Workdir -> (a jitted predictor of its model, step); raises if the model is not the config's."""
   variables, description = checkpoint.restore_variables(workdir, step)
-  if description.get('arch') != config.model.get('arch'):
+  if models.model_class(description) is not models.model_class(config.model):
     raise ValueError(f'{workdir}: the checkpoint holds a {description.get("arch")!r} model, '
                      f'but config.model.arch is {config.model.get("arch")!r}')
   if description.get('num_joints') != config.model.get('num_joints'):

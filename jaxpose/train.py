@@ -1,6 +1,6 @@
 """Training: the train state, the per-device train and eval steps, and the loop.
 
-Reads top to bottom as the flax examples do: `create_learning_rate_fn`,
+Reads top to bottom as the flax examples do: `create_model`, `create_learning_rate_fn`,
 `create_optimizer`, `compute_loss`, `train_step`, `eval_step`,
 `create_train_state`, `train_and_evaluate`.
 
@@ -45,6 +45,11 @@ class TrainState:
   batch_stats: Any
   opt_state: Any
   rng: jax.Array  # raw uint32 key, so that Orbax stores it as a plain array
+
+
+def create_model(config: ml_collections.ConfigDict, axis_name: str | None = None) -> nn.Module:
+  """The config's model; `axis_name` makes BatchNorm average across devices."""
+  return approaches.for_config(config).create_model(axis_name=axis_name)
 
 
 def create_learning_rate_fn(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -133,6 +138,26 @@ def eval_step(state: TrainState, batch: dict, *, approach: approaches.Approach,
   sums = approach.eval_sums(outputs, batch, targets, weight, config)
   sums['examples'] = jnp.sum(weight)
   return parallel.psum(sums, axis_name)
+
+
+def create_sources(config: ml_collections.ConfigDict):
+  """config.data -> (train source, eval source) of the kind the config's approach reads.
+
+  Raises ValueError first if the model cannot learn the dataset's keypoints.
+  """
+  approach = approaches.for_config(config)
+  approach.check_data(config, sources.data_skeleton(config))
+  return sources.create_sources(config, approach.per_person)
+
+
+def create_transform(config: ml_collections.ConfigDict, train: bool):
+  """The approach's grain transform of the config's examples; augmented only for training."""
+  return approaches.for_config(config).transform(config, sources.data_skeleton(config), train)
+
+
+def train_loader(source, config: ml_collections.ConfigDict):
+  """Infinite, shuffled, augmented training batches of this host (a grain DataLoader)."""
+  return loader.train_loader(source, create_transform(config, train=True), config)
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
@@ -226,19 +251,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   data = parallel.DataParallel(config.parallel)
   approach = approaches.for_config(config)
-  model = approach.create_model(axis_name=data.axis_name)
-  eval_model = approach.create_model()
+  model = create_model(config, axis_name=data.axis_name)
+  eval_model = create_model(config)
   learning_rate_fn = create_learning_rate_fn(config)
   tx = create_optimizer(config, learning_rate_fn)
   teacher, teacher_variables = load_teacher(config, approach)
   model_description = models.model_config(eval_model)
 
-  skeleton = sources.data_skeleton(config)
-  approach.check_data(config, skeleton)
-  train_source, eval_source = sources.create_sources(config, approach.per_person)
-  eval_transform = approach.transform(config, skeleton, train=False)
-  train_iter = iter(loader.train_loader(
-      train_source, approach.transform(config, skeleton, train=True), config))
+  train_source, eval_source = create_sources(config)
+  eval_transform = create_transform(config, train=False)
+  train_iter = iter(train_loader(train_source, config))
 
   state = create_train_state(config, eval_model, tx)
   checkpointer = checkpoint.Checkpointer(workdir, best_metric=config.best_metric,

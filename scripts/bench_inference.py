@@ -156,14 +156,14 @@ def onnx_section(args: argparse.Namespace, workdir: str) -> None:
         'pytorch': export_torch(torch_model, arch, size, os.path.join(workdir, f'{arch}_torch.onnx')),
         'jaxpose nhwc': export.export_onnx(variables, config,
                                            os.path.join(workdir, f'{arch}_nhwc.onnx'),
-                                           input_size=size, check=False),
+                                           input_size=size[::-1], check=False),
         'jaxpose nchw': export.export_onnx(variables, config,
                                            os.path.join(workdir, f'{arch}_nchw.onnx'),
-                                           input_size=size, nchw=True, check=False),
+                                           input_size=size[::-1], nchw=True, check=False),
         # Before the graph rewrite: upsampling as jax2onnx traces it.
         'jaxpose as traced': export.export_onnx(
             variables, config, os.path.join(workdir, f'{arch}_traced.onnx'),
-            input_size=size, check=False, resize_upsampling=False),
+            input_size=size[::-1], check=False, resize_upsampling=False),
     }
     sessions = {name: session(path, args.threads) for name, path in paths.items()}
     images = rng.uniform(0, 255, (1, 3, *size)).astype(np.float32)

@@ -7,11 +7,11 @@ images, 12 labelled people) repeated to `--records` person records:
   and in 2 processes whose malloc keeps freed memory as jaxpose's workers'
   does (`jaxpose.data.worker_process`), to show what that setting alone is
   worth to decoding;
-- the pipeline: `pipeline.make_loader` over `coco.CocoPersons` with the
+- the pipeline: `loader.make_loader` over `coco.CocoPersons` with the
   augmenting `TopDownTransform` (scale, rotation, flip; 256x256 crops),
   batches of 32, with 0, 1 and 2 grain workers, each with grain's default
   16 reading threads and with jaxpose's default (the cores shared by the
-  decoding processes, `pipeline.default_read_threads`; 0 for a worker with
+  decoding processes, `loader.default_read_threads`; 0 for a worker with
   one core), and 2 workers with 1 thread each;
 Rounds interleave the readers (worker start-up excluded), each reading
 `--batches` batches' worth of images; the table shows the best and median
@@ -44,7 +44,7 @@ import cv2
 import grain.python as grain
 import numpy as np
 
-from jaxpose.data import coco, pipeline, worker_process
+from jaxpose.data import augment, coco, loader, worker_process
 
 COCO_DIR = pathlib.Path(__file__).resolve().parent.parent / 'tests' / 'data' / 'coco'
 BATCH_SIZE = 32
@@ -93,10 +93,10 @@ def images_per_second(fn, count: int) -> float:
 def pipeline_rate(source, worker_count: int, read_threads: int | None, batches: int,
                   seed: int) -> float:
   """Images/s of the augmenting top-down loader with `worker_count` grain workers, after a warm-up."""
-  transform = pipeline.TopDownTransform(INPUT_SIZE, augment=True)
-  loader = pipeline.make_loader(source, transform, global_batch_size=BATCH_SIZE, seed=seed,
-                                worker_count=worker_count, read_threads=read_threads)
-  return loader_rate(loader, worker_count, batches)
+  transform = augment.TopDownTransform(INPUT_SIZE, augment=True)
+  batches_of = loader.make_loader(source, transform, global_batch_size=BATCH_SIZE, seed=seed,
+                                  worker_count=worker_count, read_threads=read_threads)
+  return loader_rate(batches_of, worker_count, batches)
 
 
 def loader_rate(loader: grain.DataLoader, worker_count: int, batches: int) -> float:
@@ -143,7 +143,7 @@ class _ReadAndCropBatch(grain.RandomMapTransform):
 
   def __init__(self, source):
     self.source = source
-    self.transform = pipeline.TopDownTransform(INPUT_SIZE, augment=True)
+    self.transform = augment.TopDownTransform(INPUT_SIZE, augment=True)
 
   def random_map(self, indices, rng: np.random.Generator) -> dict:
     images = np.empty((len(indices), INPUT_SIZE[1], INPUT_SIZE[0], 3), np.uint8)
@@ -177,7 +177,7 @@ def stage_milliseconds(repeats: int) -> dict:
   worker_process.keep_freed_memory()  # as in a worker
   persons = coco.CocoPersons(str(COCO_DIR / 'test_coco.json'), str(COCO_DIR))
   paths = record_paths(persons, len(persons))
-  transform = pipeline.TopDownTransform(INPUT_SIZE, augment=True)
+  transform = augment.TopDownTransform(INPUT_SIZE, augment=True)
   examples = [persons[i] for i in range(len(persons))]
   rng = np.random.default_rng(0)
   shape = (len(persons), INPUT_SIZE[1], INPUT_SIZE[0], 3)
@@ -267,7 +267,7 @@ def main():
   for workers, threads in loaders:
     name = f'workers{workers}_threads{threads}'
     threads = {16: '16 (grain default)',
-               None: f'{pipeline.default_read_threads(workers)} (jaxpose default)'}.get(
+               None: f'{loader.default_read_threads(workers)} (jaxpose default)'}.get(
                    threads, threads)
     labels[name] = f'pipeline, worker_count={workers}, read_threads={threads}'
     floors[name] = 'bare2' if workers == 2 else 'bare1'

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from jaxpose import config as config_lib
-from jaxpose import convert, parallel, train
+from jaxpose import approaches, convert, parallel, train
 from jaxpose.codecs import heatmap
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tests'))
@@ -119,7 +119,8 @@ class JaxStep:
                                     opt_state=tx.init(variables['params']))
     self.num_parameters = count_parameters(host_state.params)
     step = data.compile(functools.partial(
-        train.train_step, model=model, teacher=None, tx=tx,
+        train.train_step, approach=approaches.for_config(config), model=model, teacher=None,
+        tx=tx,
         learning_rate_fn=learning_rate_fn, config=config, axis_name=data.axis_name))
     self.state = data.replicate(host_state)
     self.batch = data.shard_batch(batch)

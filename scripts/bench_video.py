@@ -1,7 +1,7 @@
 """Benchmark: end-to-end `jaxpose infer` frames per second on a video, JAX vs onnxruntime.
 
 The bundled `tests/data/video/demo.mp4` (5 frames, 960x540) is looped to
---frames frames and run through `jaxpose.infer.run` (decode, model, grouping
+--frames frames and run through `jaxpose infer` (decode, model, grouping
 or crops, tracking, drawing, writing the annotated mp4), for:
 
 - top-down: stacked hourglass at the published size (2 stacks, 1 block,
@@ -36,7 +36,7 @@ import cv2
 import jax
 import jax.numpy as jnp
 
-from jaxpose import checkpoint, export, infer, models
+from jaxpose import checkpoint, cli, export, models
 from jaxpose.inference import video
 
 DEMO_VIDEO = pathlib.Path(__file__).resolve().parents[1] / 'tests' / 'data' / 'video' / 'demo.mp4'
@@ -62,7 +62,8 @@ def looped_video(path: pathlib.Path, num_frames: int) -> pathlib.Path:
 def write_model(folder: pathlib.Path, name: str, config: dict, input_size: tuple[int, int]
                 ) -> tuple[str, str]:
   """Random weights -> (workdir, .onnx path)."""
-  variables = models.create_model(config).init(jax.random.key(0), jnp.zeros((1, *input_size, 3)),
+  width, height = input_size
+  variables = models.create_model(config).init(jax.random.key(0), jnp.zeros((1, height, width, 3)),
                                                train=False)
   workdir = folder / name
   checkpoint.save_variables(str(workdir), variables, config)
@@ -85,7 +86,7 @@ def run_benchmark(folder: pathlib.Path, num_frames: int) -> None:
   """Writes the clip and models under `folder`, runs `jaxpose infer` four ways, prints the table."""
   clip = looped_video(folder / 'demo_looped.mp4', num_frames)
   hourglass = write_model(folder, 'hourglass', HOURGLASS, (256, 256))
-  openpose = write_model(folder, 'openpose', OPENPOSE, (256, 456))
+  openpose = write_model(folder, 'openpose', OPENPOSE, (456, 256))
   detections = []
   if not hasattr(cv2, 'HOGDescriptor'):
     boxes_file = folder / 'demo_boxes.json'
@@ -98,12 +99,10 @@ def run_benchmark(folder: pathlib.Path, num_frames: int) -> None:
           (topdown, 'onnxruntime', ['--onnx', hourglass[1], *detections]),
           (bottomup, 'JAX', ['--workdir', openpose[0]]),
           (bottomup, 'onnxruntime', ['--onnx', openpose[1]])]
-  infer_parser = argparse.ArgumentParser()
-  infer.add_arguments(infer_parser)
   rows = []
   for approach, backend, flags in runs:
     out = folder / f'out_{len(rows)}'
-    summary = infer.run(infer_parser.parse_args([*flags, '--video', str(clip), '--out', str(out)]))
+    summary = cli.main(['infer', *flags, '--video', str(clip), '--out', str(out)])
     rows.append((approach, backend, summary))
   boxes = 'HOG' if not detections else f'{len(DEMO_BOXES)} fixed boxes per frame'
   print(f'\n{num_frames} frames of demo.mp4 (960x540), {os.cpu_count()} CPU cores, '

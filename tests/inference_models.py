@@ -28,7 +28,7 @@ def write_models(folder: pathlib.Path, onnx: bool = True) -> dict[str, str]:
     paths[name] = str(workdir)
     if onnx:
       paths[f'{name}_onnx'] = export.export_onnx(variables, config, str(folder / f'{name}.onnx'),
-                                                 input_size=shape[1:3], check=False)
+                                                 input_size=(shape[2], shape[1]), check=False)
   return paths
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from jaxpose import skeletons
 from jaxpose.codecs import paf
-from jaxpose.inference import bottomup
+from jaxpose.approaches import bottomup
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'scripts'))
 import upstream_grouping  # pylint: disable=g-import-not-at-top
@@ -60,9 +60,9 @@ def test_letterbox_as_upstream_demo():
   assert padded.shape == (256, 256, 3)
   assert placement.pad == (85, 0)
   assert padded[0, 0, 0] == bottomup.PAD_PIXEL and padded[128, 128, 0] == 7
-  # A fixed-size model: fit inside 128 x 256 (H x W), 300 x 100 -> 43 x 128, pad 106 left.
+  # A fixed-size model: fit inside 256 x 128 (W x H), 300 x 100 -> 43 x 128, pad 106 left.
   padded, placement = bottomup.letterbox(np.zeros((300, 100, 3), np.uint8),
-                                         input_size=(128, 256))
+                                         input_size=(256, 128))
   assert padded.shape == (128, 256, 3)
   assert placement.pad == (106, 0)
 

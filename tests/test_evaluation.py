@@ -13,13 +13,14 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from jaxpose import checkpoint, evaluate, models, skeletons
+from jaxpose import approaches, checkpoint, evaluation, models, skeletons
 from jaxpose import config as config_lib
+from jaxpose.approaches import bottomup, topdown
 from jaxpose.codecs import heatmap, paf
-from jaxpose.data import coco, mpii, transforms
-from jaxpose.inference import bottomup, topdown
-from jaxpose import eval_model
-from test_input_pipeline import coco_sample_config
+from jaxpose.data import coco, geometry, images, mpii
+from jaxpose.metrics import coco_ap, oks, pck
+from jaxpose.models.openpose import STRIDE as OPENPOSE_STRIDE
+from test_sources import coco_sample_config
 from test_mpii import _load as load_mpii_entries
 from test_mpii import write_ground_truth_mat, write_official_mat
 
@@ -71,16 +72,16 @@ def _oracle(records, skeleton, input_size=INPUT_SIZE):
   renderer = _TargetRenderer(input_size, skeleton.num_keypoints)
   expected = []
   for record in records:
-    image = coco.read_image(record.path, record.image_id)
+    image = images.read_image(record.path, record.image_id)
     crops, matrices = topdown.crop_people(image, record.boxes, input_size)
     for crop, matrix, joints, visible in zip(crops, matrices, record.keypoints, record.visible):
-      in_crop = transforms.apply_affine(joints.astype(np.float64), matrix)
+      in_crop = geometry.apply_affine(joints.astype(np.float64), matrix)
       labelled = (visible > 0).astype(np.float32)
       renderer.add_person(crop, in_crop, labelled, skeleton.flip_permutation())
       # An exact Gaussian decodes to its centre pixel (equal neighbours: no
       # quarter shift): the joint rounded as the codec rounds (int(x/4 + 0.5)).
       nearest = np.trunc(in_crop / STRIDE + 0.5) * STRIDE
-      expected.append(transforms.apply_affine(nearest, transforms.invert_affine(matrix)))
+      expected.append(geometry.apply_affine(nearest, geometry.invert_affine(matrix)))
   return renderer, np.array(expected)
 
 
@@ -88,7 +89,7 @@ def _oks(predicted, annotation):
   """Predicted [17, 2] vs a COCO annotation -> OKS, pycocotools' formula (labelled joints)."""
   truth = np.array(annotation['keypoints'], np.float64).reshape(17, 3)
   labelled = truth[:, 2] > 0
-  variances = (2 * eval_model.COCO_SIGMAS) ** 2
+  variances = (2 * np.array(skeletons.COCO.sigmas)) ** 2
   squared = ((predicted - truth[:, :2]) ** 2).sum(-1)
   e = squared / variances / (annotation['area'] + np.spacing(1)) / 2
   return np.exp(-e)[labelled].mean()
@@ -99,7 +100,7 @@ def test_oracle_heatmaps_give_the_ap_of_the_stride_quantisation(tmp_path):
   records = coco.load_coco(str(COCO_JSON), str(COCO_DIR))
   renderer, expected = _oracle(records, skeletons.COCO)
   results_file = tmp_path / 'results.json'
-  metrics = eval_model.evaluate_workdir(config, str(tmp_path), model_fn=renderer,
+  metrics = evaluation.evaluate_workdir(config, str(tmp_path), model_fn=renderer,
                                         results_file=str(results_file))
   results = json.loads(results_file.read_text())
   assert len(results) == len(expected) == 12
@@ -131,7 +132,7 @@ def test_oracle_heatmaps_score_ap_one_at_256_input(tmp_path):
                  if not a['iscrowd'] and a['num_keypoints'] > 0]
   oks = np.array([_oks(p, a) for p, a in zip(expected, annotations)])
   assert oks.min() > 0.95  # so every person is a match at every threshold: AP = AR = 1
-  metrics = eval_model.evaluate_workdir(config, str(tmp_path), model_fn=renderer)
+  metrics = evaluation.evaluate_workdir(config, str(tmp_path), model_fn=renderer)
   assert metrics['AP'] == pytest.approx(1.0) and metrics['AR'] == pytest.approx(1.0)
   assert (tmp_path / 'eval' / 'results_step0.json').is_file()
 
@@ -148,8 +149,8 @@ def test_random_model_with_detections_writes_results_pycocotools_scores(tmp_path
   workdir = tmp_path / 'hg'
   _save_tiny_hourglass(workdir)
   config = coco_sample_config(**{'input_size': INPUT_SIZE})
-  metrics = eval_model.evaluate_workdir(config, str(workdir), detections=str(DETECTIONS),
-                                        detection_threshold=0.5)
+  options = approaches.EvalOptions(detections=str(DETECTIONS), detection_threshold=0.5)
+  metrics = evaluation.evaluate_workdir(config, str(workdir), options=options)
   results_file = workdir / 'eval' / 'results_step7.json'
   ground_truth = COCO(str(COCO_JSON))
   scored = COCOeval(ground_truth, ground_truth.loadRes(str(results_file)), 'keypoints')
@@ -157,7 +158,7 @@ def test_random_model_with_detections_writes_results_pycocotools_scores(tmp_path
   scored.accumulate()
   scored.summarize()
   assert metrics['step'] == 7
-  for name, value in zip(evaluate.COCO_STAT_NAMES, scored.stats):
+  for name, value in zip(coco_ap.COCO_STAT_NAMES, scored.stats):
     assert metrics[name] == pytest.approx(value)
     assert np.isfinite(metrics[name])
   # Kept: detections scored >= 0.5 of images in the annotations, less OKS-NMS.
@@ -174,17 +175,17 @@ def test_oks_nms_drops_the_lower_scored_duplicate():
   people[1] = people[0] + 1.0  # nearly the same person
   people[2] = people[0] + 40.0  # someone else, overlapping
   areas = np.array([100.0 * 100.0, 60.0 * 60.0, 100.0 * 100.0])
-  kept = eval_model.oks_nms(people, np.array([0.5, 0.9, 0.7]), areas)
+  kept = oks.oks_nms(people, np.array([0.5, 0.9, 0.7]), areas)
   np.testing.assert_array_equal(kept, [1, 2])
   # By hand (mmpose's oks_iou): OKS of 0 and 1 over their mean area, and of 1 and 2.
-  variances = (2 * eval_model.COCO_SIGMAS) ** 2
+  variances = (2 * np.array(skeletons.COCO.sigmas)) ** 2
   def by_hand(a, b):
     squared = ((people[a] - people[b]) ** 2).sum(-1)
     return np.exp(-squared / variances / ((areas[a] + areas[b]) / 2 + np.spacing(1)) / 2).mean()
-  assert by_hand(1, 0) > eval_model.OKS_NMS_THRESHOLD >= by_hand(1, 2)
+  assert by_hand(1, 0) > oks.OKS_NMS_THRESHOLD >= by_hand(1, 2)
   # A threshold between the two OKS keeps person 0 as well.
   middle = (by_hand(1, 0) + 1) / 2
-  np.testing.assert_array_equal(eval_model.oks_nms(people, np.array([0.5, 0.9, 0.7]), areas,
+  np.testing.assert_array_equal(oks.oks_nms(people, np.array([0.5, 0.9, 0.7]), areas,
                                                    threshold=middle), [1, 2, 0])
 
 
@@ -197,18 +198,18 @@ def test_mpii_oracle_pckh_with_head_boxes_from_the_mat(tmp_path, input_size, mea
   config.model.num_joints = 16
   records = mpii.load_mpii(annotation_file, str(MPII_DIR))
   renderer, expected = _oracle(records, skeletons.MPII, input_size)
-  metrics = eval_model.evaluate_workdir(config, str(tmp_path), model_fn=renderer)
+  metrics = evaluation.evaluate_workdir(config, str(tmp_path), model_fn=renderer)
   truth = np.concatenate([r.keypoints for r in records])
   visible = np.concatenate([r.visible for r in records]) > 0
   head_boxes = np.concatenate([r.head_boxes for r in records])
   # Hand computation: head size 0.6 x diagonal; the made-up heads are 40 x 50.
   head_size = 0.6 * np.hypot(40.0, 50.0)
-  np.testing.assert_allclose(evaluate.mpii_head_sizes(head_boxes), head_size, rtol=1e-6)
+  np.testing.assert_allclose(pck.mpii_head_sizes(head_boxes), head_size, rtol=1e-6)
   error = np.linalg.norm(expected - truth, axis=-1)
   by_hand = {}
   for threshold in (0.5, 0.1):
     correct = error <= threshold * head_size
-    joints = [j for j in evaluate.MPII_JOINTS_IN_MEAN if visible[:, j].any()]
+    joints = [j for j in pck.MPII_JOINTS_IN_MEAN if visible[:, j].any()]
     counts = np.array([visible[:, j].sum() for j in joints])
     per_joint = np.array([correct[visible[:, j], j].mean() for j in joints]) * 100
     by_hand[threshold] = float((per_joint * counts).sum() / counts.sum())
@@ -230,7 +231,7 @@ def test_mpii_json_without_its_ground_truth_file_names_where_it_looked(tmp_path)
   config.model.num_joints = 16
   with pytest.raises(FileNotFoundError, match=r'test_mpii\.json: PCKh needs each person.s head '
                      r'box.*expected them in .*tests/data/mpii/gt_valid\.mat'):
-    eval_model.evaluate_workdir(config, str(tmp_path), model_fn=lambda images: None)
+    evaluation.evaluate_workdir(config, str(tmp_path), model_fn=lambda images: None)
 
 
 def test_mpii_json_with_hrnets_ground_truth_scores_as_the_official_mat(tmp_path):
@@ -251,7 +252,7 @@ def test_mpii_json_with_hrnets_ground_truth_scores_as_the_official_mat(tmp_path)
                                    'data.eval_annotations': annotations,
                                    'data.eval_images': str(MPII_DIR)})
     config.model.num_joints = 16
-    metrics[route] = eval_model.evaluate_workdir(config, str(tmp_path), model_fn=renderer)
+    metrics[route] = evaluation.evaluate_workdir(config, str(tmp_path), model_fn=renderer)
   assert 0 < metrics['mat']['Mean'] < 100  # 64-pixel crops miss some joints (test above)
   assert metrics['json'] == metrics['mat']
 
@@ -262,7 +263,7 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path):
   config.model = config_lib.lightweight_openpose_model()
   with pytest.raises(ValueError, match=r"holds a 'hourglass' model, but config\.model\.arch is "
                      r"'lightweight_openpose'"):
-    eval_model.evaluate_workdir(config, str(tmp_path / 'hg'))
+    evaluation.evaluate_workdir(config, str(tmp_path / 'hg'))
 
 
 def _coco_people_by_image() -> dict[int, np.ndarray]:
@@ -293,8 +294,8 @@ class _BottomUpOracle:
     scale = self.scales[self.calls % len(self.scales)]
     self.calls += 1
     expected, placement = bottomup.letterbox(np.asarray(self.image, np.float32),
-                                             eval_model.BOTTOM_UP_HEIGHT,
-                                             eval_model.BOTTOM_UP_STRIDE, scale=scale)
+                                             bottomup.VAL_HEIGHT, OPENPOSE_STRIDE,
+                                             scale=scale)
     assert inputs.shape == (1, *expected.shape) and inputs.dtype == np.float32
     in_input = ((self.people[..., :2] + 0.5) * np.array(placement.scale) - 0.5 +
                 np.array(placement.pad))
@@ -311,7 +312,7 @@ def test_bottom_up_oracle_maps_find_every_person(tmp_path, scales):
   # val.py then adds 0.5 px, which the positions below show.
   people = _coco_people_by_image()
   oracle = _BottomUpOracle(scales)
-  real_read_image = coco.read_image
+  real_read_image = bottomup.read_image
 
   def read_image(path, image_id):
     image = real_read_image(path, image_id)
@@ -321,8 +322,9 @@ def test_bottom_up_oracle_maps_find_every_person(tmp_path, scales):
   config.model = config_lib.lightweight_openpose_model()
   config.input_size = (368, 368)
   with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(coco, 'read_image', read_image)
-    metrics = eval_model.evaluate_workdir(config, str(tmp_path), model_fn=oracle, scales=scales)
+    patch.setattr(bottomup, 'read_image', read_image)
+    metrics = evaluation.evaluate_workdir(config, str(tmp_path), model_fn=oracle,
+                                          options=approaches.EvalOptions(scales=scales))
   assert oracle.calls == len(people) * len(scales)
   # Every person is found with the right limbs.
   assert metrics['AP50'] == 1.0 and metrics['AP75'] == 1.0 and metrics['AR50'] == 1.0
@@ -352,11 +354,10 @@ def test_bottom_up_eval_equals_val_py_on_oracle_maps():
   # its grouping at the image's size, its 0.5 px and COCO conversion.
   people = _coco_people_by_image()
   for image_id, keypoints in people.items():
-    image = coco.read_image(str(COCO_DIR / f'{image_id:012d}.jpg'), image_id)
+    image = images.read_image(str(COCO_DIR / f'{image_id:012d}.jpg'), image_id)
     oracle = _BottomUpOracle(bottomup.MULTISCALE)
     oracle.show(image, keypoints)
-    found, keypoint_scores, scores = eval_model.predict_bottom_up(oracle, image,
-                                                                  bottomup.MULTISCALE)
+    found, keypoint_scores, scores = bottomup.predict_val(oracle, image, bottomup.MULTISCALE)
     reference_net = lambda normalised: [m[0] for m in oracle(normalised[None] * 256 + 128)]
     heatmaps, pafs = upstream_grouping.infer_like_val(reference_net, image, bottomup.MULTISCALE)
     expected_people, expected_scores = upstream_grouping.decode_like_upstream(
@@ -375,10 +376,10 @@ def test_random_lightweight_openpose_checkpoint_runs_end_to_end(tmp_path):
   checkpoint.save_variables(str(tmp_path / 'lwop'), variables, models.model_config(model), step=5)
   config = coco_sample_config()
   config.model = config_lib.lightweight_openpose_model()
-  metrics = eval_model.evaluate_workdir(config, str(tmp_path / 'lwop'))
+  metrics = evaluation.evaluate_workdir(config, str(tmp_path / 'lwop'))
   assert metrics['step'] == 5
-  assert set(metrics) == set(evaluate.COCO_STAT_NAMES) | {'step'}
-  assert all(0.0 <= metrics[name] <= 1.0 for name in evaluate.COCO_STAT_NAMES)
+  assert set(metrics) == set(coco_ap.COCO_STAT_NAMES) | {'step'}
+  assert all(0.0 <= metrics[name] <= 1.0 for name in coco_ap.COCO_STAT_NAMES)
   assert (tmp_path / 'lwop' / 'eval' / 'results_step5.json').is_file()
 
 
@@ -396,7 +397,7 @@ def test_eval_command_takes_scales_and_refuses_bad_ones(tmp_path):
   done = subprocess.run(command + ['--scales=0.5'], capture_output=True, text=True)
   assert done.returncode == 0, done.stderr[-3000:]
   metrics = json.loads(done.stdout.strip().splitlines()[-1])
-  assert metrics['step'] == 3 and set(metrics) == set(evaluate.COCO_STAT_NAMES) | {'step'}
+  assert metrics['step'] == 3 and set(metrics) == set(coco_ap.COCO_STAT_NAMES) | {'step'}
   assert isinstance(json.loads(results.read_text()), list)
   refused = subprocess.run(command + ['--scales=1,0'], capture_output=True, text=True)
   assert refused.returncode != 0

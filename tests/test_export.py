@@ -1,6 +1,5 @@
 """jaxpose.export: ONNX files that onnxruntime runs to the JAX (and PyTorch) outputs."""
 
-import argparse
 
 import flax
 import jax
@@ -11,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from jaxpose import checkpoint, convert, export, models
+from jaxpose import approaches, checkpoint, cli, convert, export, models
 import torch_hourglass
 
 TOLERANCE = 1e-4  # of the output's largest magnitude
@@ -51,11 +50,19 @@ def _pixels(shape: tuple[int, ...], seed: int = 1) -> np.ndarray:
   return np.random.default_rng(seed).uniform(0, 255, shape).astype(np.float32)
 
 
+# Each family's input normalisation, written out: ImageNet mean and std on
+# RGB / 255 (models trained here), (BGR - 128) / 256 (Lightweight OpenPose).
+_NORMALIZE = {
+    'hourglass': lambda x: ((x / 255.0 - jnp.asarray((0.485, 0.456, 0.406)))
+                            / jnp.asarray((0.229, 0.224, 0.225))),
+    'lightweight_openpose': lambda x: (x[..., ::-1] - 128.0) / 256.0,
+}
+
+
 def _jax_outputs(variables: dict, config: dict, images: np.ndarray) -> list[np.ndarray]:
   """Model outputs on RGB pixels [B, H, W, 3], flattened as the ONNX outputs are ordered."""
   model = models.create_model(config)
-  apply = jax.jit(lambda v, x: model.apply(v, models.normalize_images(x, config['arch']),
-                                           train=False))
+  apply = jax.jit(lambda v, x: model.apply(v, _NORMALIZE[config['arch']](x), train=False))
   outputs = apply(variables, images)
   if config['arch'] == 'lightweight_openpose':
     outputs = [maps for stage in outputs for maps in stage]
@@ -100,7 +107,7 @@ def test_hourglass_matches_jax_at_any_batch(hourglass_onnx):
 def test_hourglass_nchw_last_only(tmp_path):
   variables = _randomized(HOURGLASS, (1, 64, 64, 3), seed=2)
   path = export.export_onnx(variables, HOURGLASS, str(tmp_path / 'hg_nchw.onnx'),
-                            input_size=(64, 128), nchw=True, last_only=True,
+                            input_size=(128, 64), nchw=True, last_only=True,
                             check=False)
   session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
   assert session.get_inputs()[0].shape == ['N', 3, 64, 128]
@@ -114,7 +121,7 @@ def test_hourglass_nchw_last_only(tmp_path):
 def test_lightweight_openpose_matches_jax_at_any_batch(tmp_path):
   variables = _randomized(OPENPOSE, (1, 64, 96, 3))
   path = export.export_onnx(variables, OPENPOSE, str(tmp_path / 'lwop.onnx'),
-                            input_size=(64, 96), check=False)
+                            input_size=(96, 64), check=False)
   session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
   assert [o.name for o in session.get_outputs()] == [
       'heatmaps_stage0', 'pafs_stage0', 'heatmaps_stage1', 'pafs_stage1']
@@ -140,20 +147,11 @@ def test_lightweight_openpose_matches_jax_at_any_batch(tmp_path):
 
 
 def test_output_names_last_only():
-  assert export.output_names(OPENPOSE, last_only=True) == ['heatmaps_stage1', 'pafs_stage1']
-  assert export.output_names({'arch': 'lightweight_openpose'}) == [
+  names = lambda config, **kw: approaches.for_description(config).output_names(**kw)
+  assert names(OPENPOSE, last_only=True) == ['heatmaps_stage1', 'pafs_stage1']
+  assert names({'arch': 'lightweight_openpose'}) == [
       'heatmaps_stage0', 'pafs_stage0', 'heatmaps_stage1', 'pafs_stage1']
-  assert export.output_names({'arch': 'hourglass', 'num_stacks': 8},
-                             last_only=True) == ['heatmaps_stack7']
-
-
-def _export_args(workdir, out, **flags) -> argparse.Namespace:
-  parser = argparse.ArgumentParser()
-  export.add_arguments(parser)
-  argv = ['--workdir', str(workdir), '--out', str(out)]
-  for flag, value in flags.items():
-    argv += [f'--{flag}', *map(str, value)] if value is not True else [f'--{flag}']
-  return parser.parse_args(argv)
+  assert names({'arch': 'hourglass', 'num_stacks': 8}, last_only=True) == ['heatmaps_stack7']
 
 
 def test_pytorch_checkpoint_to_onnx_gives_pytorch_outputs(tmp_path, capsys):
@@ -167,8 +165,8 @@ def test_pytorch_checkpoint_to_onnx_gives_pytorch_outputs(tmp_path, capsys):
                                            input_shape=(1, 64, 64, 3))
   checkpoint.save_variables(str(tmp_path / 'workdir'), variables, models.model_config(model))
 
-  export.run_export(_export_args(tmp_path / 'workdir', tmp_path / 'hg.onnx',
-                                 **{'input-size': (64, 64), 'nchw': True}))
+  cli.main(['export', '--workdir', str(tmp_path / 'workdir'), '--out', str(tmp_path / 'hg.onnx'),
+            '--input-size=64,64', '--nchw'])
   assert 'heatmaps_stack0: max |onnx - jax|' in capsys.readouterr().out
 
   images = _pixels((2, 3, 64, 64))
@@ -205,7 +203,7 @@ def test_workdir_of_another_architecture_is_named(tmp_path):
 
 def test_check_reports_a_mismatch_per_output(hourglass_onnx):
   variables, path = hourglass_onnx
-  forward = export.inference_fn(variables, HOURGLASS)
+  forward = approaches.for_description(HOURGLASS).network_fn(variables)
   # JAX's second stack scaled by 1.001: that output is off by 1e-3 of its max.
   errors = export.check_onnx(path, lambda images: (forward(images)[0], 1.001 * forward(images)[1]),
                              (2, 64, 64, 3))

@@ -1,6 +1,5 @@
 """jaxpose infer: per-frame records, tracked ids and an annotated video, for both approaches and backends."""
 
-import argparse
 import json
 import pathlib
 
@@ -8,8 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from jaxpose import infer, skeletons
-from jaxpose.inference import bottomup, predictor, topdown, tracking, video
+from jaxpose import approaches, cli, infer, skeletons
+from jaxpose import predictor
+from jaxpose.approaches import bottomup, topdown
+from jaxpose.inference import tracking, video
 import inference_models
 
 DATA = pathlib.Path(__file__).parent / 'data'
@@ -42,9 +43,7 @@ def video_detections(tmp_path_factory):
 
 
 def _run(out: pathlib.Path, *flags: str) -> tuple[dict, list[dict], list[dict]]:
-  parser = argparse.ArgumentParser()
-  infer.add_arguments(parser)
-  summary = infer.run(parser.parse_args([*flags, '--out', str(out)]))
+  summary = cli.main(['infer', *flags, '--out', str(out)])
   return (summary, json.loads((out / infer.RESULTS_FILE).read_text()),
           json.loads((out / infer.FRAMES_FILE).read_text()))
 
@@ -109,7 +108,7 @@ def test_topdown_video(models, topdown_jax):
   image = next(iter(video.VideoSource(DEMO_VIDEO))).image
   model = predictor.JaxPredictor(models['hourglass'])
   keypoints, scores = topdown.predict_topdown(
-      lambda crops: predictor.last_heatmaps(model(crops)), image,
+      lambda crops: approaches.last_output(model(crops), 'heatmaps'), image,
       np.array([[100, 100, 120, 300], [600, 150, 100, 250]]), (256, 256),
       skeletons.COCO.flip_permutation(), flip_test=False)
   first = np.array([r['keypoints'] for r in records[:2]]).reshape(2, 17, 3)
@@ -131,7 +130,7 @@ def test_topdown_flip_test(models, video_detections, tmp_path):
   image = next(iter(video.VideoSource(DEMO_VIDEO))).image
   model = predictor.JaxPredictor(models['hourglass'])
   keypoints, scores = topdown.predict_topdown(
-      lambda crops: predictor.last_heatmaps(model(crops)), image,
+      lambda crops: approaches.last_output(model(crops), 'heatmaps'), image,
       np.array([[100, 100, 120, 300], [600, 150, 100, 250]]), (256, 256),
       skeletons.COCO.flip_permutation(), flip_test=True)
   first = np.array([r['keypoints'] for r in records[:2]]).reshape(2, 17, 3)
@@ -196,15 +195,15 @@ def test_image_folder_with_detections(models, tmp_path):
 def test_unreadable_video_names_the_path(models, tmp_path, content):
   path = tmp_path / 'broken.mp4'
   path.write_bytes(content)
-  with pytest.raises(ValueError, match=str(path)):
+  with pytest.raises(SystemExit, match=str(path)):
     _run(tmp_path / 'out', '--workdir', models['openpose'], '--video', str(path))
 
 
 def test_empty_folder_and_empty_image_name_the_path(models, tmp_path):
   empty = tmp_path / 'empty'
   empty.mkdir()
-  with pytest.raises(ValueError, match=str(empty)):
+  with pytest.raises(SystemExit, match=str(empty)):
     _run(tmp_path / 'out', '--workdir', models['openpose'], '--images', str(empty))
   (empty / 'zero.jpg').write_bytes(b'')
-  with pytest.raises(ValueError, match=str(empty / 'zero.jpg')):
+  with pytest.raises(SystemExit, match=str(empty / 'zero.jpg')):
     _run(tmp_path / 'out', '--workdir', models['openpose'], '--image', str(empty / 'zero.jpg'))

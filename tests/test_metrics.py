@@ -10,7 +10,8 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from jaxpose import cli, evaluate, skeletons
+from jaxpose import cli, skeletons
+from jaxpose.metrics import coco_ap, pck
 
 COCO_ANNOTATIONS = pathlib.Path(__file__).parent / 'data' / 'coco' / 'test_coco.json'
 
@@ -60,11 +61,11 @@ def _hand_built_people() -> tuple[np.ndarray, ...]:
 
 
 def test_head_sizes_are_six_tenths_of_the_diagonal():
-  np.testing.assert_allclose(evaluate.mpii_head_sizes(HEAD_BOXES), HEAD_SIZES, rtol=1e-15)
+  np.testing.assert_allclose(pck.mpii_head_sizes(HEAD_BOXES), HEAD_SIZES, rtol=1e-15)
 
 
 def test_pckh_hand_built_per_joint_and_weighted_mean():
-  result = evaluate.pckh(*_hand_built_people())
+  result = pck.pckh(*_hand_built_people())
   # Per joint: correct / visible.
   expected = np.full(16, 100.0)
   expected[R_ANKLE] = 100 * 1 / 3      # person 0 (0.7) and 1 (0.50005) wrong
@@ -85,7 +86,7 @@ def test_pckh_hand_built_per_joint_and_weighted_mean():
 
 
 def test_pckh_grouped_columns_and_strict_mean():
-  summary = evaluate.pckh_summary(*_hand_built_people())
+  summary = pck.pckh_summary(*_hand_built_people())
   third = 100 / 3
   expected = {
       'Head': 2 * third,                        # head top only
@@ -105,10 +106,10 @@ def test_pckh_grouped_columns_and_strict_mean():
 
 def test_pckh_pelvis_and_thorax_do_not_move_the_mean():
   predicted, target, visible, head_boxes = _hand_built_people()
-  before = evaluate.pckh(predicted, target, visible, head_boxes)
+  before = pck.pckh(predicted, target, visible, head_boxes)
   predicted = predicted.copy()
   predicted[:, [PELVIS, THORAX]] += 1000.0  # every pelvis and thorax wrong
-  after = evaluate.pckh(predicted, target, visible, head_boxes)
+  after = pck.pckh(predicted, target, visible, head_boxes)
   assert after.per_joint[PELVIS] == after.per_joint[THORAX] == 0.0
   assert before.per_joint[PELVIS] == pytest.approx(100 * 2 / 3)
   assert after.mean == before.mean == pytest.approx(90.0, rel=1e-12)
@@ -118,7 +119,7 @@ def test_pckh_joint_without_ground_truth_is_nan_and_left_out():
   predicted, target, visible, head_boxes = _hand_built_people()
   visible = visible.copy()
   visible[:, R_ANKLE] = 0  # the joint with two of the four errors
-  result = evaluate.pckh(predicted, target, visible, head_boxes)
+  result = pck.pckh(predicted, target, visible, head_boxes)
   assert np.isnan(result.per_joint[R_ANKLE]) and result.counts[R_ANKLE] == 0
   # 40 - 3 right ankles = 37 visible, 2 wrong (head top, left wrist).
   assert result.mean == pytest.approx(100 * 35 / 37, rel=1e-12)
@@ -149,7 +150,7 @@ def test_pckh_matches_official_style_formula_on_random_people(threshold):
   # Errors from 0.05 to 0.5 head sizes or so: both thresholds split the joints.
   predicted = target + rng.normal(0, 1, size=target.shape) * rng.uniform(1, 15, size=(num_people, 1, 1))
   visible = (rng.random((num_people, 16)) > 0.15).astype(np.float64)
-  result = evaluate.pckh(predicted, target, visible, head_boxes, threshold)
+  result = pck.pckh(predicted, target, visible, head_boxes, threshold)
   per_joint, mean = _official_style_pckh(predicted, target, visible, head_boxes, threshold)
   np.testing.assert_allclose(result.per_joint, per_joint, rtol=1e-12)
   assert result.mean == pytest.approx(mean, rel=1e-12)
@@ -159,17 +160,17 @@ def test_pckh_matches_official_style_formula_on_random_people(threshold):
 def test_pckh_rejects_bad_shapes_and_empty_head_boxes():
   predicted, target, visible, head_boxes = _hand_built_people()
   with pytest.raises(ValueError, match=r'predicted has shape \(3, 17, 2\)'):
-    evaluate.pckh(np.zeros((3, 17, 2)), target, visible, head_boxes)
+    pck.pckh(np.zeros((3, 17, 2)), target, visible, head_boxes)
   with pytest.raises(ValueError, match='head_boxes'):
-    evaluate.pckh(predicted, target, visible, head_boxes[:2])
+    pck.pckh(predicted, target, visible, head_boxes[:2])
   degenerate = head_boxes.copy()
   degenerate[2] = [5., 5., 5., 5.]
   with pytest.raises(ValueError, match=r'head_boxes of people \[2\]'):
-    evaluate.pckh(predicted, target, visible, degenerate)
+    pck.pckh(predicted, target, visible, degenerate)
   # A person with no visible joints may have an empty head box.
   hidden = visible.copy()
   hidden[2] = 0
-  assert evaluate.pckh(predicted, target, hidden, degenerate).counts.max() == 2
+  assert pck.pckh(predicted, target, hidden, degenerate).counts.max() == 2
 
 
 # --- COCO keypoint AP ----------------------------------------------------------
@@ -207,22 +208,22 @@ def test_ground_truth_as_results_scores_one(tmp_path):
   people = _ground_truth_people()
   assert len(people) == 12  # 14 annotations, 2 with num_keypoints == 0
   image_ids, keypoints, visibility = _as_arrays(people)
-  results = evaluate.coco_results(image_ids, keypoints, (visibility > 0).astype(float),
+  results = coco_ap.coco_results(image_ids, keypoints, (visibility > 0).astype(float),
                                   np.ones(len(people)))
-  results_file = evaluate.write_coco_results(tmp_path / 'results.json', results)
-  metrics = evaluate.score_results_file(COCO_ANNOTATIONS, results_file, verbose=False)
+  results_file = coco_ap.write_coco_results(tmp_path / 'results.json', results)
+  metrics = coco_ap.score_results_file(COCO_ANNOTATIONS, results_file, verbose=False)
   # Every scored person gets one result with OKS exactly 1 (zero distance at
   # each labelled keypoint) and no result is unmatched, so precision is 1 at
   # every recall up to 1, in every area range: all ten stats are exactly 1.
-  assert metrics == {name: 1.0 for name in evaluate.COCO_STAT_NAMES}
+  assert metrics == {name: 1.0 for name in coco_ap.COCO_STAT_NAMES}
 
 
 def test_ignored_people_submitted_anyway_become_false_positives():
   with COCO_ANNOTATIONS.open() as f:
     everyone = json.load(f)['annotations']
   image_ids, keypoints, visibility = _as_arrays(everyone)
-  results = evaluate.coco_results(image_ids, keypoints, visibility, np.ones(len(everyone)))
-  metrics = evaluate.coco_keypoint_ap(COCO_ANNOTATIONS, results, verbose=False)
+  results = coco_ap.coco_results(image_ids, keypoints, visibility, np.ones(len(everyone)))
+  metrics = coco_ap.coco_keypoint_ap(COCO_ANNOTATIONS, results, verbose=False)
   assert metrics['AR'] == 1.0  # every scored person is still found...
   assert metrics['AP'] < 0.95  # ...but two results at (0, 0) match nobody
 
@@ -236,18 +237,18 @@ def test_perturbed_results_equal_pycocotools_called_directly(tmp_path):
   noisy = np.concatenate([noisy[1:], noisy[2:3] + 40.0])
   keypoint_scores = rng.uniform(0.2, 1.0, size=noisy.shape[:2])
   scores = rng.uniform(0.5, 1.0, size=len(image_ids))
-  results = evaluate.coco_results(image_ids, noisy, keypoint_scores, scores)
-  results_file = evaluate.write_coco_results(tmp_path / 'noisy.json', results)
-  metrics = evaluate.score_results_file(COCO_ANNOTATIONS, results_file, verbose=False)
+  results = coco_ap.coco_results(image_ids, noisy, keypoint_scores, scores)
+  results_file = coco_ap.write_coco_results(tmp_path / 'noisy.json', results)
+  metrics = coco_ap.score_results_file(COCO_ANNOTATIONS, results_file, verbose=False)
   reference = _pycocotools_stats(COCO_ANNOTATIONS, results_file)
   assert list(metrics.values()) == reference[:10].tolist()
   assert 0.1 < metrics['AP'] < 0.95  # the noise and the mistakes cost something
   # The same results passed as a list score the same.
-  assert evaluate.coco_keypoint_ap(COCO_ANNOTATIONS, results, verbose=False) == metrics
+  assert coco_ap.coco_keypoint_ap(COCO_ANNOTATIONS, results, verbose=False) == metrics
 
 
 def test_coco_results_format():
-  results = evaluate.coco_results(
+  results = coco_ap.coco_results(
       np.array([785, 40083]), np.arange(2 * 17 * 2, dtype=np.float32).reshape(2, 17, 2),
       np.full((2, 17), 0.5), np.array([0.9, 0.25]), category_id=1)
   assert results[1]['image_id'] == 40083 and type(results[1]['image_id']) is int
@@ -256,40 +257,42 @@ def test_coco_results_format():
   assert len(results[1]['keypoints']) == 51 and results[1]['keypoints'][:2] == [34.0, 35.0]
   assert json.loads(json.dumps(results)) == results
   with pytest.raises(ValueError, match='keypoint_scores'):
-    evaluate.coco_results([785], np.zeros((1, 17, 2)), np.zeros((1, 16)), [1.0])
+    coco_ap.coco_results([785], np.zeros((1, 17, 2)), np.zeros((1, 16)), [1.0])
 
 
 def test_write_coco_results_is_atomic(tmp_path):
   path = tmp_path / 'out' / 'results.json'
   first = [{'image_id': 785, 'category_id': 1, 'keypoints': [1.0] * 51, 'score': 0.5}]
-  evaluate.write_coco_results(path, first)
+  coco_ap.write_coco_results(path, first)
   assert json.loads(path.read_text()) == first
   with pytest.raises(TypeError):  # json cannot write an object(): fails half-way
-    evaluate.write_coco_results(path, first + [{'score': object()}])
+    coco_ap.write_coco_results(path, first + [{'score': object()}])
   assert json.loads(path.read_text()) == first  # the earlier file is intact
   assert [p.name for p in path.parent.iterdir()] == ['results.json']  # no temporary left
 
 
 def test_verbose_false_silences_pycocotools(capsys):
-  results = evaluate.coco_results(*_as_arrays(_ground_truth_people()), np.ones(12))
-  evaluate.coco_keypoint_ap(COCO_ANNOTATIONS, results, verbose=False)
+  results = coco_ap.coco_results(*_as_arrays(_ground_truth_people()), np.ones(12))
+  coco_ap.coco_keypoint_ap(COCO_ANNOTATIONS, results, verbose=False)
   assert capsys.readouterr().out == ''
-  evaluate.coco_keypoint_ap(COCO_ANNOTATIONS, results)
+  coco_ap.coco_keypoint_ap(COCO_ANNOTATIONS, results)
   assert 'Average Precision  (AP) @[ IoU=0.50:0.95' in capsys.readouterr().out
 
 
-def test_run_coco_eval_prints_metrics_as_last_json_line(tmp_path, capsys):
+def test_score_command_prints_metrics_as_last_json_line(tmp_path, capsys):
   image_ids, keypoints, visibility = _as_arrays(_ground_truth_people())
-  results = evaluate.coco_results(image_ids, keypoints + 3.0, visibility, np.ones(12))
-  results_file = evaluate.write_coco_results(tmp_path / 'r.json', results)
-  metrics = evaluate.run_coco_eval(str(COCO_ANNOTATIONS), str(results_file))
+  results = coco_ap.coco_results(image_ids, keypoints + 3.0, visibility, np.ones(12))
+  results_file = coco_ap.write_coco_results(tmp_path / 'r.json', results)
+  cli.main(['score', '--coco_annotations', str(COCO_ANNOTATIONS), '--results', str(results_file)])
   printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-  # The command line goes through the same function.
+  assert list(printed) == list(coco_ap.COCO_STAT_NAMES)
+  assert printed == dict(zip(coco_ap.COCO_STAT_NAMES,
+                             _pycocotools_stats(COCO_ANNOTATIONS, results_file)[:10]))
+  # The spelling of `jaxpose eval` before `score` existed still works, with a warning.
   cli.main(['eval', '--coco-annotations', str(COCO_ANNOTATIONS), '--results', str(results_file)])
-  assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == printed
-  assert list(printed) == list(evaluate.COCO_STAT_NAMES)
-  assert printed == metrics == dict(zip(evaluate.COCO_STAT_NAMES,
-                                        _pycocotools_stats(COCO_ANNOTATIONS, results_file)[:10]))
+  output = capsys.readouterr()
+  assert json.loads(output.out.strip().splitlines()[-1]) == printed
+  assert 'deprecated: use jaxpose score' in output.err
 
 
 def _write(path: pathlib.Path, content) -> pathlib.Path:
@@ -314,26 +317,26 @@ GOOD_RESULT = {'image_id': 785, 'category_id': 1, 'keypoints': [1.0] * 51, 'scor
 def test_bad_results_name_the_file_and_the_problem(tmp_path, results, message):
   results_file = _write(tmp_path / 'bad_results.json', results)
   with pytest.raises(ValueError, match=f'bad_results.json: {message}'):
-    evaluate.score_results_file(COCO_ANNOTATIONS, results_file, verbose=False)
+    coco_ap.score_results_file(COCO_ANNOTATIONS, results_file, verbose=False)
   with pytest.raises(ValueError, match=f'^results: {message}'):
-    evaluate.coco_keypoint_ap(COCO_ANNOTATIONS, results, verbose=False)
+    coco_ap.coco_keypoint_ap(COCO_ANNOTATIONS, results, verbose=False)
 
 
 def test_bad_files_name_the_file_and_the_key(tmp_path):
   results_file = _write(tmp_path / 'results.json', [GOOD_RESULT])
   with pytest.raises(FileNotFoundError, match='missing.json: a COCO keypoint annotation file not found'):
-    evaluate.score_results_file(tmp_path / 'missing.json', results_file)
+    coco_ap.score_results_file(tmp_path / 'missing.json', results_file)
   with pytest.raises(FileNotFoundError, match='nowhere.json: a COCO keypoint results file not found'):
-    evaluate.score_results_file(COCO_ANNOTATIONS, tmp_path / 'nowhere.json')
+    coco_ap.score_results_file(COCO_ANNOTATIONS, tmp_path / 'nowhere.json')
   no_annotations = _write(tmp_path / 'images_only.json', {'images': [], 'categories': []})
   with pytest.raises(ValueError, match="images_only.json: no 'annotations' list"):
-    evaluate.score_results_file(no_annotations, results_file)
+    coco_ap.score_results_file(no_annotations, results_file)
   broken = _write(tmp_path / 'broken.json', '{"annotations": [')
   with pytest.raises(ValueError, match='broken.json: not valid JSON'):
-    evaluate.score_results_file(COCO_ANNOTATIONS, broken)
+    coco_ap.score_results_file(COCO_ANNOTATIONS, broken)
   with COCO_ANNOTATIONS.open() as f:
     dataset = json.load(f)
   del dataset['annotations'][3]['num_keypoints']
   no_count = _write(tmp_path / 'no_count.json', dataset)
   with pytest.raises(ValueError, match=r"no_count.json: annotation 1202706 has no \['num_keypoints'\]"):
-    evaluate.score_results_file(no_count, results_file)
+    coco_ap.score_results_file(no_count, results_file)

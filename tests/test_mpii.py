@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from jaxpose.data import mpii, transforms
+from jaxpose.data import geometry, mpii
 
 DATA = os.path.join(os.path.dirname(__file__), 'data', 'mpii')
 ANNOTATIONS = os.path.join(DATA, 'test_mpii.json')
@@ -145,7 +145,7 @@ def test_json_people_are_hrnet_values_minus_one():
     np.testing.assert_array_equal(example['image'], bgr[..., ::-1])
     # HRNet's crop: centre c + (0, 15 s) - 1, side 200 * 1.25 s. The transforms' padding
     # of the box must give exactly that.
-    center, size = transforms.box_to_center_scale(example['boxes'][0], 1.0)
+    center, size = geometry.box_to_center_scale(example['boxes'][0], 1.0)
     s = entry['scale']
     np.testing.assert_allclose(center, [entry['center'][0] - 1, entry['center'][1] + 15 * s - 1],
                                rtol=1e-6)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from jaxpose import checkpoint
-from jaxpose.inference import predictor
+from jaxpose import approaches, predictor
 import inference_models
 
 TOLERANCE = 1e-4  # of each output's largest magnitude, as jaxpose.export checks
@@ -22,7 +22,7 @@ def test_jax_and_onnx_agree(models, name, shape):
   jax_outputs = predictor.JaxPredictor(models[name])(images)
   onnx_predictor = predictor.OnnxPredictor(models[f'{name}_onnx'])
   onnx_outputs = onnx_predictor(images)
-  assert onnx_predictor.input_size == shape[1:3]
+  assert onnx_predictor.input_size == shape[2:0:-1]  # (width, height)
   assert sorted(jax_outputs) == sorted(onnx_outputs)
   expected_names = (['heatmaps_stack0', 'heatmaps_stack1'] if name == 'hourglass' else
                     ['heatmaps_stage0', 'pafs_stage0', 'heatmaps_stage1', 'pafs_stage1'])
@@ -34,10 +34,13 @@ def test_jax_and_onnx_agree(models, name, shape):
     assert error <= TOLERANCE, output
 
 
-def test_architecture_from_model(models):
-  assert predictor.JaxPredictor(models['hourglass']).arch == predictor.TOPDOWN_ARCH
-  assert predictor.OnnxPredictor(models['openpose_onnx']).arch == predictor.BOTTOMUP_ARCH
-  assert predictor.OnnxPredictor(models['hourglass_onnx']).arch == predictor.TOPDOWN_ARCH
+def test_approach_from_model(models):
+  assert isinstance(predictor.JaxPredictor(models['hourglass']).approach, approaches.TopDown)
+  assert isinstance(predictor.JaxPredictor(models['openpose']).approach, approaches.BottomUp)
+  assert isinstance(predictor.OnnxPredictor(models['openpose_onnx']).approach,
+                    approaches.BottomUp)
+  assert isinstance(predictor.OnnxPredictor(models['hourglass_onnx']).approach,
+                    approaches.TopDown)
 
 
 def test_batches_pad_to_powers_of_two_and_three_times_them():
@@ -51,16 +54,17 @@ def test_batch_padding_does_not_change_outputs(models):
   # 5 images run as a padded batch of 6; each image alone gives the same maps.
   images = np.random.default_rng(1).integers(0, 256, (5, 256, 256, 3), dtype=np.uint8)
   model = predictor.JaxPredictor(models['hourglass'])
-  together = predictor.last_heatmaps(model(images))
-  alone = np.concatenate([predictor.last_heatmaps(model(image[None])) for image in images])
+  together = approaches.last_output(model(images), 'heatmaps')
+  alone = np.concatenate([approaches.last_output(model(image[None]), 'heatmaps')
+                          for image in images])
   np.testing.assert_allclose(together, alone, rtol=0, atol=1e-5 * np.abs(alone).max())
 
 
 def test_wrong_architecture_names_the_path(models):
-  with pytest.raises(ValueError, match=f'{models["hourglass"]}.*lightweight_openpose'):
-    predictor.JaxPredictor(models['hourglass'], arch=predictor.BOTTOMUP_ARCH)
-  with pytest.raises(ValueError, match=f'{models["openpose_onnx"]}.*hourglass'):
-    predictor.OnnxPredictor(models['openpose_onnx'], arch=predictor.TOPDOWN_ARCH)
+  with pytest.raises(ValueError, match=f'{models["hourglass"]}.*top-down.*bottom-up'):
+    predictor.JaxPredictor(models['hourglass'], approach=approaches.BottomUp)
+  with pytest.raises(ValueError, match=f'{models["openpose_onnx"]}.*bottom-up.*top-down'):
+    predictor.OnnxPredictor(models['openpose_onnx'], approach=approaches.TopDown)
 
 
 def test_checkpoint_of_another_architecture_names_the_path(models, tmp_path):

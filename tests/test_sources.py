@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 
 from jaxpose import config as config_lib
 from jaxpose import train
-from jaxpose.data import coco, input_pipeline, mpii, pipeline, tfds_builders
+from jaxpose.data import coco, loader, mpii, sources, tfds_builders
 from test_train import tiny_config
 
 DATA = pathlib.Path(__file__).parent / 'data'
@@ -67,7 +67,7 @@ def _assert_same_examples(source, reference):
 
 
 def test_coco_overrides_give_one_element_per_person_for_the_hourglass():
-  train_source, eval_source = input_pipeline.create_sources(coco_sample_config())
+  train_source, eval_source = train.create_sources(coco_sample_config())
   reference = coco.CocoPersons(str(COCO_JSON), str(COCO_DIR))
   assert len(reference) == COCO_SAMPLE_PEOPLE
   _assert_same_examples(train_source, reference)
@@ -79,15 +79,15 @@ def test_coco_download_layout_under_coco_dir(tmp_path):
   config = coco_sample_config(**{'data.train_annotations': '', 'data.eval_annotations': '',
                                  'data.train_images': '', 'data.eval_images': '',
                                  'data.coco_dir': str(root)})
-  files = input_pipeline.dataset_files(config)
+  files = sources.dataset_files(config)
   assert files.train_annotations == str(root / 'annotations' / 'person_keypoints_train2017.json')
   assert files.eval_images == str(root / 'val2017')
-  train_source, _ = input_pipeline.create_sources(config)
+  train_source, _ = train.create_sources(config)
   assert len(train_source) == COCO_SAMPLE_PEOPLE
   # Lightweight OpenPose reads whole images.
   config.model = config_lib.lightweight_openpose_model()
   config.input_size = (64, 64)
-  train_images, eval_images = input_pipeline.create_sources(config)
+  train_images, eval_images = train.create_sources(config)
   assert isinstance(eval_images, coco.CocoKeypoints)
   _assert_same_examples(train_images, coco.CocoKeypoints(str(COCO_JSON), str(COCO_DIR)))
   assert len(train_images) == COCO_SAMPLE_IMAGES
@@ -96,18 +96,18 @@ def test_coco_download_layout_under_coco_dir(tmp_path):
 def test_missing_paths_name_the_config_field_and_the_path(tmp_path):
   unset = coco_sample_config(**{'data.train_annotations': ''})
   with pytest.raises(ValueError, match=r'config\.data\.coco_dir is not set.*train_annotations'):
-    input_pipeline.create_sources(unset)
+    train.create_sources(unset)
   root = coco_download_layout(tmp_path / 'coco')
   shutil.rmtree(root / 'val2017')
   layout = coco_sample_config(**{'data.coco_dir': str(root), 'data.eval_images': ''})
   with pytest.raises(FileNotFoundError,
                      match=rf'config\.data\.coco_dir: directory {root / "val2017"} does not exist'):
-    input_pipeline.create_sources(layout)
+    train.create_sources(layout)
   missing_file = str(tmp_path / 'nowhere.json')
   override = coco_sample_config(**{'data.eval_annotations': missing_file})
   with pytest.raises(FileNotFoundError,
                      match=rf'config\.data\.eval_annotations: file {missing_file} does not exist'):
-    input_pipeline.create_sources(override)
+    train.create_sources(override)
 
 
 def test_mpii_layout_needs_a_16_joint_hourglass(tmp_path):
@@ -117,42 +117,42 @@ def test_mpii_layout_needs_a_16_joint_hourglass(tmp_path):
                                  'data.train_images': '', 'data.eval_images': ''})
   with pytest.raises(ValueError, match=r"config\.model\.num_joints is 17, but "
                      r"config\.data\.source 'mpii' has the 16 mpii keypoints"):
-    input_pipeline.create_sources(config)
+    train.create_sources(config)
   config.model.num_joints = 16
-  train_source, eval_source = input_pipeline.create_sources(config)
+  train_source, eval_source = train.create_sources(config)
   reference = mpii.MpiiPersons(str(MPII_JSON), str(MPII_DIR))
   assert len(reference) == 5
   _assert_same_examples(eval_source, reference)
-  transform = input_pipeline.create_transform(config, train=False)
+  transform = train.create_transform(config, train=False)
   example = transform.random_map(train_source[0], np.random.default_rng(0))
   assert example['joints'].shape == (16, 2)
   # Bottom-up learns COCO keypoints only.
   config.model = config_lib.lightweight_openpose_model()
   with pytest.raises(ValueError, match=r"bottom-up and learns COCO keypoints, but "
                      r"config\.data\.source 'mpii' has the 16"):
-    input_pipeline.create_sources(config)
+    train.create_sources(config)
 
 
 def test_half_body_and_read_threads_reach_the_transform_and_the_loader(monkeypatch):
   config = coco_sample_config(**{'data.half_body_probability': 0.3, 'data.read_threads': 2})
-  transform = input_pipeline.create_transform(config, train=True)
+  transform = train.create_transform(config, train=True)
   assert transform.half_body_probability == 0.3 and transform.skeleton.num_keypoints == 17
   seen = {}
-  real_make_loader = pipeline.make_loader
+  real_make_loader = loader.make_loader
 
   def spy(*args, **kwargs):
     seen.update(kwargs)
     return real_make_loader(*args, **kwargs)
-  monkeypatch.setattr(pipeline, 'make_loader', spy)
-  source, _ = input_pipeline.create_sources(config)
-  batch = next(iter(input_pipeline.train_loader(source, config, config.batch_size)))
+  monkeypatch.setattr(loader, 'make_loader', spy)
+  source, _ = train.create_sources(config)
+  batch = next(iter(train.train_loader(source, config)))
   assert seen['read_threads'] == 2
   assert batch['image'].shape == (4, 64, 64, 3) and batch['joints'].shape == (4, 17, 2)
   # The default lets make_loader share the cores among the decoding processes.
-  input_pipeline.train_loader(source, coco_sample_config(), 4)
+  train.train_loader(source, coco_sample_config())
   assert seen['read_threads'] is None and config_lib.default_config().data.read_threads is None
   # 0 is a choice of its own: read in the worker's own thread.
-  input_pipeline.train_loader(source, coco_sample_config(**{'data.read_threads': 0}), 4)
+  train.train_loader(source, coco_sample_config(**{'data.read_threads': 0}))
   assert seen['read_threads'] == 0
 
 
@@ -169,7 +169,7 @@ def test_tfds_source_gives_the_readers_people(tmp_path):
   config = coco_sample_config(**{'data.source': 'tfds', 'data.tfds_name': 'coco_keypoints_jaxpose',
                                  'data.tfds_data_dir': str(tmp_path / 'tfds'),
                                  'data.train_split': 'validation'})
-  train_source, eval_source = input_pipeline.create_sources(config)
+  train_source, eval_source = train.create_sources(config)
   # tfds stores images in id order; compare person by person, keyed by image and box.
   def people(source):
     return sorted((int(source[i]['image_id']), tuple(np.asarray(source[i]['boxes'][0])),
@@ -183,7 +183,7 @@ def test_tfds_source_gives_the_readers_people(tmp_path):
                                       'data.tfds_data_dir': str(tmp_path / 'tfds')})
   with pytest.raises(ValueError, match=r"config\.data\.train_split: 'coco_keypoints_jaxpose' "
                      r"has no split 'train'"):
-    input_pipeline.create_sources(wrong_split)
+    train.create_sources(wrong_split)
 
 
 def test_hourglass_trains_and_evaluates_on_the_coco_sample(tmp_path):

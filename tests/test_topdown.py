@@ -9,8 +9,8 @@ import pytest
 
 from jaxpose import skeletons
 from jaxpose.codecs import heatmap
-from jaxpose.data import transforms
-from jaxpose.inference import topdown
+from jaxpose.data import geometry
+from jaxpose.approaches import topdown
 
 COCO_DIR = pathlib.Path(__file__).parent / 'data' / 'coco'
 COCO_FLIP = skeletons.COCO.flip_permutation()
@@ -78,7 +78,7 @@ def test_crop_people_cuts_each_box_at_its_padded_aspect():
   # Box 0 is 40 x 80: already 3:4 after widening to 60 x 80, padded 1.25x to
   # 75 x 100 about (50, 60); box 1, 50 x 20, becomes 62.5 x 83.3 about (125, 20).
   for matrix, centre, side in zip(matrices, [(50, 60), (125, 20)], [75, 62.5]):
-    np.testing.assert_allclose(transforms.apply_affine(np.array(centre), matrix), (24, 32),
+    np.testing.assert_allclose(geometry.apply_affine(np.array(centre), matrix), (24, 32),
                                atol=1e-9)
     np.testing.assert_allclose(matrix[:, :2], np.eye(2) * 48 / side, atol=1e-12)
     np.testing.assert_array_equal(crops[matrices.tolist().index(matrix.tolist())],
@@ -163,7 +163,7 @@ def test_keypoints_in_image_by_hand():
   heatmaps[0, 7, 6, 3] = 0.5  # right neighbour higher than the left: +0.25 in x
   heatmaps[0, 6, 5, 3] = 0.2  # the one above higher than the one below: -0.25 in y
   # The crop: a 24 x 32 box about (100, 50), magnified 2x into 48 x 64.
-  matrix = transforms.crop_matrix(np.array([100.0, 50.0]), np.array([24.0, 32.0]), (48, 64))
+  matrix = geometry.crop_matrix(np.array([100.0, 50.0]), np.array([24.0, 32.0]), (48, 64))
   keypoints, scores = topdown.keypoints_in_image(heatmaps, matrix[None], (48, 64))
   # Heatmap (5.25, 6.75) -> input (21, 27) -> image (100 + (21 - 24) / 2, 50 + (27 - 32) / 2).
   np.testing.assert_allclose(keypoints[0, 3], (98.5, 47.5), atol=1e-9)
@@ -196,10 +196,10 @@ def test_predict_topdown_returns_ground_truth_within_the_codec_quantisation(inpu
     expected = np.zeros_like(joints)
     bound = np.zeros(len(boxes))
     for p, box in enumerate(boxes):
-      center, size = transforms.box_to_center_scale(box, width / height)
-      matrix = transforms.crop_matrix(center, size, input_size)
+      center, size = geometry.box_to_center_scale(box, width / height)
+      matrix = geometry.crop_matrix(center, size, input_size)
       crop = cv2.warpAffine(image, matrix, input_size)
-      in_crop = transforms.apply_affine(joints[p], matrix)
+      in_crop = geometry.apply_affine(joints[p], matrix)
       model.add(crop, in_crop, labelled[p])
       model.add(_mirror_by_index(crop, STRIDE - 1),
                 _mirror_joints(in_crop, width, STRIDE - 1), labelled[p][COCO_FLIP])
@@ -207,8 +207,8 @@ def test_predict_topdown_returns_ground_truth_within_the_codec_quantisation(inpu
       # equal neighbours: no quarter shift), i.e. the joint rounded to the
       # stride in the crop: off by at most stride / 2 input pixels per axis,
       # size / width image pixels each.
-      expected[p] = transforms.apply_affine(_nearest_heatmap_pixel(in_crop) * STRIDE,
-                                            transforms.invert_affine(matrix))
+      expected[p] = geometry.apply_affine(_nearest_heatmap_pixel(in_crop) * STRIDE,
+                                            geometry.invert_affine(matrix))
       bound[p] = STRIDE / 2 * size[0] / width
 
     keypoints, scores = topdown.predict_topdown(model, image, boxes, input_size, COCO_FLIP,

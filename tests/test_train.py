@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpose import checkpoint, losses, models, parallel, sweep, train
+from jaxpose import approaches, checkpoint, losses, models, parallel, sweep, train
+from jaxpose.codecs import heatmap
 from jaxpose import config as config_lib
-from jaxpose.data import input_pipeline
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / 'configs' / 'quickstart.py'
@@ -54,7 +54,8 @@ def _leaves(workdir):
 def _compiled_train_step(data: parallel.DataParallel, config, tx, learning_rate_fn):
   """train.train_step without a teacher, wrapped for `data`'s mode: (state, batch, None) -> (state, metrics)."""
   return data.compile(functools.partial(
-      train.train_step, model=train.create_model(config, data.axis_name), teacher=None,
+      train.train_step, approach=approaches.for_config(config),
+      model=train.create_model(config, data.axis_name), teacher=None,
       tx=tx, learning_rate_fn=learning_rate_fn, config=config, axis_name=data.axis_name),
       num_replicated_args=1)
 
@@ -82,8 +83,8 @@ def _relative_l2_error(a, b):
 
 def _three_batches_and_a_start(config):
   """The config's first three training batches, its schedule and optimizer, and a fresh TrainState."""
-  source, _ = input_pipeline.create_sources(config)
-  loader = iter(input_pipeline.train_loader(source, config, config.batch_size))
+  source, _ = train.create_sources(config)
+  loader = iter(train.train_loader(source, config))
   batches = [next(loader) for _ in range(3)]
   learning_rate_fn = train.create_learning_rate_fn(config)
   tx = train.create_optimizer(config, learning_rate_fn)
@@ -203,8 +204,8 @@ def test_wrappers_differ_from_one_device_less_than_a_reordered_batch_does():
 def test_adam_leaves_the_biases_batchnorm_cancels_where_they_were():
   config = tiny_config()
   assert config.optimizer == 'adam' and config.freeze_biases_before_batchnorm
-  source, _ = input_pipeline.create_sources(config)
-  batch = next(iter(input_pipeline.train_loader(source, config, config.batch_size)))
+  source, _ = train.create_sources(config)
+  batch = next(iter(train.train_loader(source, config)))
   learning_rate_fn = train.create_learning_rate_fn(config)
   tx = train.create_optimizer(config, learning_rate_fn)
   start = train.create_train_state(config, train.create_model(config), tx)
@@ -245,20 +246,24 @@ def test_distillation_loss_is_alpha_kd_plus_one_minus_alpha_gt(tmp_path):
   model = train.create_model(config)
   tx = train.create_optimizer(config, train.create_learning_rate_fn(config))
   state = train.create_train_state(config, model, tx)
-  teacher, loaded = train.load_teacher(config)
-  source, _ = input_pipeline.create_sources(config)
-  batch = next(iter(input_pipeline.train_loader(source, config, config.batch_size)))
-  step = jax.jit(functools.partial(train.train_step, model=model, teacher=teacher, tx=tx,
+  approach = approaches.for_config(config)
+  teacher, loaded = train.load_teacher(config, approach)
+  source, _ = train.create_sources(config)
+  batch = next(iter(train.train_loader(source, config)))
+  step = jax.jit(functools.partial(train.train_step, approach=approach, model=model,
+                                   teacher=teacher, tx=tx,
                                    learning_rate_fn=train.create_learning_rate_fn(config),
                                    config=config, axis_name=None))
   _, metrics = step(state, batch, loaded)
 
   # The same loss computed independently from the two models' outputs.
-  images = models.normalize_images(batch['image'], 'hourglass')
+  # The hourglass's ImageNet normalisation, written out.
+  images = ((jnp.asarray(batch['image'], jnp.float32) / 255.0 - jnp.asarray((0.485, 0.456, 0.406)))
+            / jnp.asarray((0.229, 0.224, 0.225)))
   student_out, _ = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
                                images, train=True, mutable=['batch_stats'])
   teacher_out = teacher_model.apply(teacher_variables, images, train=False)[-1]
-  target, weight = train.heatmap.encode(batch['joints'], batch['visible'], image_size=(64, 64),
+  target, weight = heatmap.encode(batch['joints'], batch['visible'], image_size=(64, 64),
                                         heatmap_size=(16, 16), sigma=config.sigma)
   kd = sum(losses.heatmap_mse(o, teacher_out, weight) for o in student_out)
   gt = sum(losses.heatmap_mse(o, target, weight) for o in student_out)
@@ -410,12 +415,12 @@ def test_two_processes_train_as_one_on_the_batches_their_slices_make(tmp_path, m
   two_hosts, _ = checkpoint.restore_variables(str(workdir))
 
   # Each process's loader, as that process built it.
-  source, _ = input_pipeline.create_sources(config)
+  source, _ = train.create_sources(config)
   slices = []
   for index in range(2):
     monkeypatch.setattr(jax, 'process_index', lambda index=index: index)
     monkeypatch.setattr(jax, 'process_count', lambda: 2)
-    loader = iter(input_pipeline.train_loader(source, config, config.batch_size // 2))
+    loader = iter(train.train_loader(source, config))
     slices.append([next(loader) for _ in range(3)])
   monkeypatch.undo()
   assert not np.array_equal(slices[0][0]['image'], slices[1][0]['image'])
@@ -481,10 +486,11 @@ def test_lightweight_openpose_trains_on_generated_people(tmp_path):
                           'data.max_people': 3, 'best_metric': 'loss', 'best_mode': 'min',
                           'optimizer': 'adam', 'learning_rate': 1e-3})
   config.model = config_lib.lightweight_openpose_model(num_refinement_stages=1)
-  source, _ = input_pipeline.create_sources(config)
-  batch = next(iter(input_pipeline.train_loader(source, config, config.batch_size)))
+  source, _ = train.create_sources(config)
+  batch = next(iter(train.train_loader(source, config)))
   assert batch['keypoints'].shape == (4, 3, 18, 2) and batch['mask'].shape == (4, 8, 8)
-  targets = jax.jit(functools.partial(train.make_targets, config=config))(batch)
+  targets = jax.jit(functools.partial(approaches.for_config(config).make_targets,
+                                      config=config))(batch)
   assert targets['heatmaps'].shape == (4, 8, 8, 19) and targets['pafs'].shape == (4, 8, 8, 38)
   assert np.isfinite(targets['pafs']).all() and targets['heatmaps'][..., :18].max() > 0.5
   metrics = train.train_and_evaluate(config, str(tmp_path / 'lwop'))

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from jaxpose.data import pipeline, worker_process
+from jaxpose.data import augment, worker_process
 
 # Allocates and frees two 1 MiB blocks 200 times, as a worker does with an
 # image and its crop, and prints the page faults per round. glibc's dynamic
@@ -48,12 +48,12 @@ def test_kept_memory_is_not_faulted_in_again():
 
 
 def test_a_transform_configures_the_child_process_it_is_unpickled_in():
-  transform = pipeline.TopDownTransform((64, 64))
+  transform = augment.TopDownTransform((64, 64))
   with multiprocessing.get_context('spawn').Pool(1) as pool:
     assert not pool.apply(worker_process.configured)
     # The pool pickles the transform to the child, which unpickles it as a
     # grain worker unpickles its dataset.
-    pool.apply(pickle.loads, (pickle.dumps(pipeline.BottomUpTransform(64)),))
+    pool.apply(pickle.loads, (pickle.dumps(augment.BottomUpTransform(64)),))
     assert pool.apply(worker_process.configured)
   with multiprocessing.get_context('spawn').Pool(1) as pool:
     pool.apply(pickle.loads, (pickle.dumps(transform),))

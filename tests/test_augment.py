@@ -1,15 +1,12 @@
-"""jaxpose.data.pipeline: top-down and bottom-up transforms, and the grain loader."""
+"""jaxpose.data.augment: the top-down and bottom-up transforms."""
 
 import dataclasses
-import os
 
-import grain.python as grain
-import jax
 import numpy as np
 import pytest
 
 from jaxpose import skeletons
-from jaxpose.data import pipeline, synthetic, transforms, worker_process
+from jaxpose.data import augment, geometry, synthetic
 
 COCO_FLIP = skeletons.COCO.flip_permutation()
 LEFT_WRIST, RIGHT_WRIST = 9, 10
@@ -38,7 +35,7 @@ def test_top_down_crop_without_augmentation():
   keypoints[1] = (40, 20)  # the box's top-left corner
   keypoints[2] = (72, 84)  # its bottom-right corner
   example = _person(np.zeros((120, 100, 3), np.uint8), keypoints, box=(40, 20, 32, 64))
-  transform = pipeline.TopDownTransform((64, 128), augment=False)
+  transform = augment.TopDownTransform((64, 128), augment=False)
   out = transform.random_map(example, np.random.default_rng(0))
   assert out['image'].shape == (128, 64, 3) and out['image'].dtype == np.uint8
   assert out['joints'].shape == (17, 2) and out['joints'].dtype == np.float32
@@ -73,14 +70,14 @@ def test_top_down_dot_follows_its_joint_through_rotation_and_flip(seed):
   angle = rng.uniform(0, 2 * np.pi)
   keypoints[LEFT_WRIST] = centre + rng.uniform(12, 18) * np.array([np.cos(angle), np.sin(angle)])
   example = _person(_dot_image((160, 150), keypoints[LEFT_WRIST]), keypoints)
-  transform = pipeline.TopDownTransform((48, 64), rotation_probability=1.0, flip_probability=1.0)
+  transform = augment.TopDownTransform((48, 64), rotation_probability=1.0, flip_probability=1.0)
   out = transform.random_map(example, np.random.default_rng(100 + seed))
   dot = _centroid(out['image'])
   # Mirrored, the left wrist's point is labelled as the right wrist.
   assert np.linalg.norm(dot - out['joints'][RIGHT_WRIST]) < 0.5
   assert np.linalg.norm(dot - out['joints'][LEFT_WRIST]) > 2
   # The rotation really happened: unrotated, the dot would be elsewhere.
-  plain = pipeline.TopDownTransform((48, 64), augment=False).random_map(
+  plain = augment.TopDownTransform((48, 64), augment=False).random_map(
       example, np.random.default_rng(0))
   plain_dot = _centroid(plain['image'])
   assert np.linalg.norm(plain_dot - plain['joints'][LEFT_WRIST]) < 0.5
@@ -94,9 +91,9 @@ def test_top_down_flip_twice_is_identity():
   visible = rng.integers(0, 3, 17)
   example = _person(image, keypoints, visible)
   options = dict(rotation_probability=1.0, scale_factor=0.25)
-  unflipped = pipeline.TopDownTransform((64, 64), flip_probability=0.0, **options).random_map(
+  unflipped = augment.TopDownTransform((64, 64), flip_probability=0.0, **options).random_map(
       example, np.random.default_rng(3))
-  flipped = pipeline.TopDownTransform((64, 64), flip_probability=1.0, **options).random_map(
+  flipped = augment.TopDownTransform((64, 64), flip_probability=1.0, **options).random_map(
       example, np.random.default_rng(3))
   # Mirroring the flipped output (and swapping its left and right back)
   # gives the unflipped one: the same rotation and scale, only mirrored.
@@ -112,8 +109,8 @@ def test_top_down_flip_twice_is_identity():
   np.testing.assert_array_equal(flipped['visible'][COCO_FLIP], unflipped['visible'])
   assert not np.allclose(flipped['joints'], unflipped['joints'], atol=1)
   np.testing.assert_allclose(
-      transforms.compose(transforms.horizontal_flip_matrix(64),
-                         transforms.horizontal_flip_matrix(64)),
+      geometry.compose(geometry.horizontal_flip_matrix(64),
+                         geometry.horizontal_flip_matrix(64)),
       [[1, 0, 0], [0, 1, 0]])
 
 
@@ -128,7 +125,7 @@ def test_top_down_joints_outside_the_crop_are_not_visible():
   visible[6] = 0  # not labelled
   example = _person(np.zeros((100, 100, 3), np.uint8), keypoints, visible,
                     box=(40, 40, 20, 20))
-  out = pipeline.TopDownTransform((64, 64), augment=False).random_map(
+  out = augment.TopDownTransform((64, 64), augment=False).random_map(
       example, np.random.default_rng(0))
   # Box 20 x 20 -> 25 x 25 crop at scale 64 / 25 about (50, 50) -> (32, 32).
   scale = 64 / 25
@@ -143,7 +140,7 @@ def test_top_down_needs_one_person():
   example = synthetic.SyntheticPeople(1)[0]
   example['keypoints'] = np.zeros((2, 17, 2), np.float32)
   with pytest.raises(ValueError, match=r'one person.*\(2, 17, 2\)'):
-    pipeline.TopDownTransform().random_map(example, np.random.default_rng(0))
+    augment.TopDownTransform().random_map(example, np.random.default_rng(0))
 
 
 def _people(image_size, keypoints, visible, boxes=None, ignore_mask=None):
@@ -168,7 +165,7 @@ def test_bottom_up_fits_pads_and_converts_to_openpose():
   visible[0, 5] = 0  # a left shoulder: the neck goes with it
   visible[1, 3] = 1  # an occluded left ear
   example = _people((128, 64), keypoints, visible)
-  transform = pipeline.BottomUpTransform(64, stride=8, max_people=3, augment=False)
+  transform = augment.BottomUpTransform(64, stride=8, max_people=3, augment=False)
   out = transform.random_map(example, np.random.default_rng(0))
   assert out['image'].shape == (64, 64, 3) and out['image'].dtype == np.uint8
   assert out['keypoints'].shape == (3, 18, 2) and out['keypoints'].dtype == np.float32
@@ -193,7 +190,7 @@ def test_bottom_up_drops_unlabelled_people_and_masks_overflow():
   visible = np.full((4, 17), 2.0)
   visible[1] = 0  # no labelled joint: not a person to the network
   example = _people((128, 64), keypoints, visible)
-  out = pipeline.BottomUpTransform(64, stride=8, max_people=2, augment=False).random_map(
+  out = augment.BottomUpTransform(64, stride=8, max_people=2, augment=False).random_map(
       example, np.random.default_rng(0))
   np.testing.assert_array_equal(out['person_mask'], [True, True])
   np.testing.assert_allclose(out['keypoints'][:, 0],
@@ -214,9 +211,9 @@ def test_bottom_up_mask_follows_ignore_mask_and_flip():
   ignore[:, :64] = 1  # the image's left half is unannotated
   example = _people((128, 64), np.full((1, 17, 2), 100), np.full((1, 17), 2.0),
                     ignore_mask=ignore)
-  plain = pipeline.BottomUpTransform(64, stride=8, augment=False).random_map(
+  plain = augment.BottomUpTransform(64, stride=8, augment=False).random_map(
       example, np.random.default_rng(0))
-  flipped = pipeline.BottomUpTransform(
+  flipped = augment.BottomUpTransform(
       64, stride=8, scale_factor=0.0, rotation_probability=0.0, flip_probability=1.0
   ).random_map(example, np.random.default_rng(0))
   # The image fills rows 16..47 of the 64 x 64 input: mask rows 2..5. Its left
@@ -234,9 +231,9 @@ def test_bottom_up_mask_follows_ignore_mask_and_flip():
 def test_bottom_up_flip_mirrors_and_swaps_left_and_right():
   example = synthetic.SyntheticPeople(4, image_size=(96, 64), max_people=3)[1]
   options = dict(stride=8, max_people=3, rotation_probability=1.0)
-  unflipped = pipeline.BottomUpTransform(96, flip_probability=0.0, **options).random_map(
+  unflipped = augment.BottomUpTransform(96, flip_probability=0.0, **options).random_map(
       example, np.random.default_rng(5))
-  flipped = pipeline.BottomUpTransform(96, flip_probability=1.0, **options).random_map(
+  flipped = augment.BottomUpTransform(96, flip_probability=1.0, **options).random_map(
       example, np.random.default_rng(5))
   # As in the top-down case: OpenCV 4's 1/32 px sample positions round the
   # other way under a mirror (drawn edges are sharp, so up to 255/32 levels).
@@ -254,7 +251,7 @@ def test_bottom_up_flip_mirrors_and_swaps_left_and_right():
 
 def test_bottom_up_synthetic_example():
   example = synthetic.SyntheticPeople(4, image_size=(96, 64), max_people=3)[2]
-  out = pipeline.BottomUpTransform(128, stride=8, max_people=5).random_map(
+  out = augment.BottomUpTransform(128, stride=8, max_people=5).random_map(
       example, np.random.default_rng(0))
   people = int(out['person_mask'].sum())
   assert 1 <= people <= example['keypoints'].shape[0]
@@ -262,137 +259,6 @@ def test_bottom_up_synthetic_example():
   assert out['visible'][:people].any(axis=-1).all() and not out['visible'][people:].any()
   labelled = out['visible'] > 0
   assert np.all((out['keypoints'][labelled] >= -0.5) & (out['keypoints'][labelled] < 127.5))
-
-
-class _Indices:
-  """A source whose record i is {'index': i}."""
-
-  def __init__(self, n):
-    self.n = n
-
-  def __len__(self):
-    return self.n
-
-  def __getitem__(self, index):
-    return {'index': np.int64(index)}
-
-  def __repr__(self):
-    return f'_Indices({self.n})'
-
-
-class _Identity(grain.MapTransform):
-
-  def map(self, element):
-    return element
-
-
-def _top_down_loader(**kwargs):
-  persons = synthetic.SyntheticPersons(synthetic.SyntheticPeople(40, image_size=(64, 64)))
-  options = dict(global_batch_size=4, seed=11)
-  options.update(kwargs)
-  return pipeline.make_loader(persons, pipeline.TopDownTransform((32, 48)), **options)
-
-
-def test_loader_batches():
-  batch = next(iter(_top_down_loader()))
-  assert set(batch) == {'image', 'joints', 'visible'}
-  assert batch['image'].shape == (4, 48, 32, 3) and batch['image'].dtype == np.uint8
-  assert batch['joints'].shape == (4, 17, 2) and batch['joints'].dtype == np.float32
-  assert batch['visible'].shape == (4, 17) and batch['visible'].dtype == np.float32
-  assert set(np.unique(batch['visible'])) <= {0.0, 1.0} and batch['visible'].sum() > 20
-
-
-def test_loader_resumes_from_saved_state():
-  iterator = iter(_top_down_loader())
-  first = [next(iterator) for _ in range(3)]
-  state = iterator.get_state()
-  expected = [next(iterator) for _ in range(2)]
-  resumed = iter(_top_down_loader())
-  resumed.set_state(state)
-  for want in expected:
-    got = next(resumed)
-    for key in want:
-      np.testing.assert_array_equal(got[key], want[key])
-  assert not np.array_equal(expected[0]['joints'], first[0]['joints'])
-
-
-class _ReportingTopDown(pipeline.TopDownTransform):
-  """TopDownTransform whose examples also say which process made them and whether it keeps freed memory."""
-
-  def random_map(self, element, rng):
-    example = super().random_map(element, rng)
-    example['pid'] = np.int64(os.getpid())
-    example['keeps_freed_memory'] = np.bool_(worker_process.configured())
-    return example
-
-
-def test_two_workers_make_the_examples_of_none_and_resume():
-  # With workers, grain hands each worker every other sampled record, so
-  # batches are composed differently; but each record gets the same
-  # augmentation, and the first 4 batches hold the same 16 examples.
-  persons = synthetic.SyntheticPersons(synthetic.SyntheticPeople(40, image_size=(64, 64)))
-  def loader(workers):
-    return pipeline.make_loader(persons, _ReportingTopDown((32, 48)), global_batch_size=4,
-                                seed=11, worker_count=workers)
-  def examples(batches):
-    return sorted(batch['image'][i].tobytes() + batch['joints'][i].tobytes()
-                  for batch in batches for i in range(len(batch['image'])))
-  in_process = iter(loader(0))
-  expected = [next(in_process) for _ in range(4)]
-  straight = iter(loader(2))
-  with_workers = [next(straight) for _ in range(4)]
-  assert examples(with_workers) == examples(expected)
-  assert not np.array_equal(with_workers[0]['image'], expected[0]['image'])
-  # Made in two worker processes, which keep freed memory; this process does not.
-  pids = {int(pid) for batch in with_workers for pid in batch['pid']}
-  assert len(pids) == 2 and os.getpid() not in pids
-  assert all(batch['keeps_freed_memory'].all() for batch in with_workers)
-  assert not any(batch['keeps_freed_memory'].any() for batch in expected)
-  assert not worker_process.configured()
-  # A state saved with workers resumes on the next batch.
-  interrupted = iter(loader(2))
-  [next(interrupted) for _ in range(2)]
-  resumed = iter(loader(2))
-  resumed.set_state(interrupted.get_state())
-  for want in with_workers[2:]:
-    got = next(resumed)
-    for key in ('image', 'joints', 'visible'):
-      np.testing.assert_array_equal(got[key], want[key])
-
-
-@pytest.mark.parametrize('shuffle', [False, True])
-def test_loader_shards_by_process(monkeypatch, shuffle):
-  monkeypatch.setattr(jax, 'process_count', lambda: 2)
-  seen = []
-  for process in range(2):
-    monkeypatch.setattr(jax, 'process_index', lambda process=process: process)
-    loader = pipeline.make_loader(_Indices(12), _Identity(), global_batch_size=4, seed=0,
-                                  shuffle=shuffle, num_epochs=1)
-    batches = [b['index'] for b in loader]
-    assert [b.shape for b in batches] == [(2,)] * 3
-    seen.append(np.concatenate(batches))
-  assert not set(seen[0]) & set(seen[1])
-  assert sorted(np.concatenate(seen)) == list(range(12))
-  assert (seen[0].tolist() == list(range(6))) == (not shuffle)
-
-
-def test_default_read_threads_share_the_cores_between_workers():
-  assert pipeline.default_read_threads(0, cpu_count=2) == 2
-  assert pipeline.default_read_threads(1, cpu_count=2) == 2
-  # A worker with one core reads in its own thread.
-  assert pipeline.default_read_threads(2, cpu_count=2) == 0
-  assert pipeline.default_read_threads(3, cpu_count=2) == 0
-  assert pipeline.default_read_threads(0, cpu_count=1) == 1
-  assert pipeline.default_read_threads(4, cpu_count=96) == 16
-  assert pipeline.default_read_threads(32, cpu_count=96) == 3
-
-
-def test_loader_errors(monkeypatch):
-  with pytest.raises(ValueError, match=r'_Indices\(0\) is empty'):
-    pipeline.make_loader(_Indices(0), _Identity(), global_batch_size=4, seed=0)
-  monkeypatch.setattr(jax, 'process_count', lambda: 3)
-  with pytest.raises(ValueError, match=r'global_batch_size 8 .* processes 3'):
-    pipeline.make_loader(_Indices(10), _Identity(), global_batch_size=8, seed=0)
 
 
 def _half_body_person():
@@ -420,14 +286,14 @@ def _expected_crop(keypoints, crop, input_side=64):
 def test_half_body_crops_the_drawn_half(seed):
   example = _half_body_person()
   keypoints = example['keypoints'][0]
-  transform = pipeline.TopDownTransform((64, 64), scale_factor=0.0, rotation_probability=0.0,
+  transform = augment.TopDownTransform((64, 64), scale_factor=0.0, rotation_probability=0.0,
                                         flip_probability=0.0, half_body_probability=0.5)
   out = transform.random_map(example, np.random.default_rng(seed))
   # The documented draw order: the fifth number decides whether, the sixth
   # which half.
   draws = np.random.default_rng(seed).random(6)
   if draws[4] >= 0.5:
-    plain = pipeline.TopDownTransform((64, 64), augment=False).random_map(
+    plain = augment.TopDownTransform((64, 64), augment=False).random_map(
         example, np.random.default_rng(0))
     np.testing.assert_allclose(out['joints'], plain['joints'], atol=1e-4)
     return
@@ -446,7 +312,7 @@ def test_half_body_crops_the_drawn_half(seed):
 
 def test_half_body_draws_both_halves_over_seeds():
   example = _half_body_person()
-  transform = pipeline.TopDownTransform((64, 64), scale_factor=0.0, rotation_probability=0.0,
+  transform = augment.TopDownTransform((64, 64), scale_factor=0.0, rotation_probability=0.0,
                                         flip_probability=0.0, half_body_probability=1.0)
   nose_y = [transform.random_map(example, np.random.default_rng(seed))['joints'][0, 1]
             for seed in range(8)]
@@ -458,12 +324,12 @@ def test_half_body_draws_both_halves_over_seeds():
 
 def test_half_body_needs_enough_labelled_joints():
   example = _half_body_person()
-  transform = pipeline.TopDownTransform((64, 64), scale_factor=0.0, rotation_probability=0.0,
+  transform = augment.TopDownTransform((64, 64), scale_factor=0.0, rotation_probability=0.0,
                                         flip_probability=0.0, half_body_probability=1.0)
   lower_seed = next(s for s in range(20) if np.random.default_rng(s).random(6)[5] >= 0.5)
   # 8 labelled joints (< 9): the whole box, as without half-body.
   few = dict(example, visible=np.where(np.arange(17) < 8, 2.0, 0.0)[None])
-  plain = pipeline.TopDownTransform((64, 64), augment=False).random_map(
+  plain = augment.TopDownTransform((64, 64), augment=False).random_map(
       few, np.random.default_rng(0))
   out = transform.random_map(few, np.random.default_rng(lower_seed))
   np.testing.assert_allclose(out['joints'], plain['joints'], atol=1e-4)
@@ -479,7 +345,7 @@ def test_half_body_keeps_the_chosen_half_inside_under_scale_and_flip(seed):
   rng = np.random.default_rng(seed)
   keypoints = _random_keypoints(rng, (20, 20), (180, 200))
   example = _person(rng.integers(0, 256, (220, 200, 3), dtype=np.uint8), keypoints)
-  transform = pipeline.TopDownTransform((48, 64), scale_factor=0.25, rotation_probability=0.0,
+  transform = augment.TopDownTransform((48, 64), scale_factor=0.25, rotation_probability=0.0,
                                         flip_probability=0.5, half_body_probability=1.0)
   out = transform.random_map(example, np.random.default_rng(seed))
   draws = np.random.default_rng(seed).random(6)
@@ -498,5 +364,5 @@ def test_half_body_keeps_the_chosen_half_inside_under_scale_and_flip(seed):
 def test_half_body_needs_the_skeletons_upper_body():
   other = dataclasses.replace(skeletons.COCO, name='other')
   with pytest.raises(ValueError, match=r"upper-body joints of skeleton 'other'"):
-    pipeline.TopDownTransform(skeleton=other, half_body_probability=0.3)
-  pipeline.TopDownTransform(skeleton=other)  # off: nothing needed
+    augment.TopDownTransform(skeleton=other, half_body_probability=0.3)
+  augment.TopDownTransform(skeleton=other)  # off: nothing needed

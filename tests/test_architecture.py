@@ -1,0 +1,170 @@
+"""The package's shape: layers import only downwards, architecture names are compared only in models/, modules stay small and unrepeated.
+
+The layers, lowest first (README, "Architecture"):
+  core: skeletons, codecs, losses, models
+  data and metrics: data readers and augmentation, metrics, checkpoints, drawing
+  approaches: TopDown / BottomUp and the model runners (predictor)
+  workflows: training, evaluation, inference, export, convert (none imports another)
+  commands: the `jaxpose` command line
+"""
+
+import ast
+import pathlib
+import re
+
+import pytest
+
+PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'jaxpose'
+
+# Module prefix -> (layer, group). A module may import from a lower layer, or
+# from its own group; never from a higher layer or another group of its layer.
+LAYERS = {
+    'jaxpose.skeletons': (0, 'core'),
+    'jaxpose.codecs': (0, 'core'),
+    'jaxpose.losses': (0, 'core'),
+    'jaxpose.models': (0, 'core'),
+    'jaxpose.data': (1, 'data'),
+    'jaxpose.metrics': (1, 'data'),
+    'jaxpose.checkpoint': (1, 'data'),
+    'jaxpose.visualize': (1, 'data'),
+    'jaxpose.approaches': (2, 'approaches'),
+    'jaxpose.predictor': (2, 'approaches'),
+    'jaxpose.train': (3, 'training'),
+    'jaxpose.parallel': (3, 'training'),
+    'jaxpose.config': (3, 'training'),
+    'jaxpose.metric_writers': (3, 'training'),
+    'jaxpose.sweep': (3, 'training'),
+    'jaxpose.evaluation': (3, 'evaluation'),
+    'jaxpose.inference': (3, 'inference'),
+    'jaxpose.infer': (3, 'inference'),
+    'jaxpose.export': (3, 'export'),
+    'jaxpose.convert': (3, 'convert'),
+    'jaxpose.cli': (4, 'commands'),
+    'jaxpose.commands': (4, 'commands'),
+}
+MAX_MODULE_LINES = 400
+REPEATED_LINES = 6
+
+
+def _modules() -> dict[str, pathlib.Path]:
+  """Dotted module name -> file, for every module of the package."""
+  modules = {}
+  for path in sorted(PACKAGE.rglob('*.py')):
+    parts = path.relative_to(PACKAGE.parent).with_suffix('').parts
+    if parts[-1] == '__init__':
+      parts = parts[:-1]
+    modules['.'.join(parts)] = path
+  return modules
+
+
+def _layer(module: str) -> tuple[int, str]:
+  matches = [prefix for prefix in LAYERS if module == prefix or module.startswith(prefix + '.')]
+  if not matches:
+    raise AssertionError(f'{module} is in no layer of tests/test_architecture.py LAYERS')
+  return LAYERS[max(matches, key=len)]
+
+
+def _imports(path: pathlib.Path) -> set[str]:
+  """The jaxpose modules a file imports (`from jaxpose.x import y` counts jaxpose.x.y if it is a module)."""
+  modules = _modules()
+  found = set()
+  for node in ast.walk(ast.parse(path.read_text())):
+    if isinstance(node, ast.Import):
+      found |= {alias.name for alias in node.names if alias.name.startswith('jaxpose')}
+    elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith('jaxpose'):
+      for alias in node.names:
+        name = f'{node.module}.{alias.name}'
+        found.add(name if name in modules else node.module)
+  return found
+
+
+def test_every_module_has_a_layer():
+  for module in _modules():
+    if module != 'jaxpose':
+      _layer(module)
+
+
+def test_imports_go_down_the_layers():
+  wrong = []
+  for module, path in _modules().items():
+    if module == 'jaxpose':
+      continue
+    layer, group = _layer(module)
+    for imported in _imports(path):
+      if imported == 'jaxpose':
+        continue
+      their_layer, their_group = _layer(imported)
+      if their_layer > layer or (their_layer == layer and their_group != group):
+        wrong.append(f'{module} ({group}) imports {imported} ({their_group})')
+  assert not wrong, '\n'.join(wrong)
+
+
+def test_the_layer_check_catches_an_upward_import(tmp_path, monkeypatch):
+  # The check itself: a core module importing the trainer is reported.
+  fake = tmp_path / 'jaxpose'
+  (fake / 'codecs').mkdir(parents=True)
+  (fake / '__init__.py').write_text('')
+  (fake / 'codecs' / '__init__.py').write_text('')
+  (fake / 'codecs' / 'heatmap.py').write_text('from jaxpose import train\n')
+  (fake / 'train.py').write_text('')
+  monkeypatch.setattr(__import__(__name__), 'PACKAGE', fake)
+  with pytest.raises(AssertionError, match=r'jaxpose.codecs.heatmap \(core\) imports '
+                     r'jaxpose.train \(training\)'):
+    test_imports_go_down_the_layers()
+
+
+# `arch == ...`, `arch != ...`, `arch in ...`, `['arch'] == ...`, `... == config.model.arch`.
+_ARCH_COMPARISON = re.compile(
+    r"""arch\b['"]?\]?\)?\s*(==|!=|\bin\b|\bnot\s+in\b)|(==|!=)\s*[\w.]*arch\b""")
+
+
+def test_architecture_names_are_compared_only_in_models():
+  found = []
+  for module, path in _modules().items():
+    if module.startswith('jaxpose.models'):
+      continue
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+      code = line.split('#')[0]
+      if _ARCH_COMPARISON.search(code):
+        found.append(f'{path.relative_to(PACKAGE.parent)}:{number}: {line.strip()}')
+  assert not found, '\n'.join(found)
+  assert _ARCH_COMPARISON.search("if config.model.arch == 'hourglass':")
+  assert _ARCH_COMPARISON.search("if description['arch'] != 'hourglass'")
+  assert _ARCH_COMPARISON.search("per_person = arch in TOP_DOWN")
+
+
+def test_modules_are_small():
+  sizes = {module: len(path.read_text().splitlines()) for module, path in _modules().items()}
+  assert {m: n for m, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+
+
+def test_the_installed_package_reads_nothing_of_tests():
+  for path in _modules().values():
+    assert not re.search(r"""['"/]tests['"/]""", path.read_text()), path
+
+
+def _code_lines(path: pathlib.Path) -> list[tuple[int, str]]:
+  """(line number, stripped line) of the code: no blank lines, comments, imports or docstring-only lines."""
+  lines = []
+  for number, line in enumerate(path.read_text().splitlines(), 1):
+    stripped = line.strip()
+    if (not stripped or stripped.startswith(('#', 'import ', 'from ', '"""', "'''"))
+        or stripped in (')', ']', '}', '):', 'else:', 'try:', 'return')):
+      continue
+    lines.append((number, stripped))
+  return lines
+
+
+def test_no_block_of_six_lines_is_repeated():
+  seen = {}
+  repeated = []
+  for module, path in _modules().items():
+    lines = _code_lines(path)
+    for i in range(len(lines) - REPEATED_LINES + 1):
+      block = tuple(text for _, text in lines[i:i + REPEATED_LINES])
+      place = (path.relative_to(PACKAGE.parent), lines[i][0])
+      if block in seen and seen[block][0] != place[0] or (
+          block in seen and abs(seen[block][1] - place[1]) >= REPEATED_LINES):
+        repeated.append(f'{seen[block][0]}:{seen[block][1]} and {place[0]}:{place[1]}')
+      seen.setdefault(block, place)
+  assert not repeated, '\n'.join(repeated)
