@@ -69,15 +69,16 @@ def main(argv: list[str] | None = None):
   command.define_flags(flag_values)
   try:
     rest = flag_values([f'jaxpose {name}'] + [_absl_spelling(a) for a in argv[1:]])
-  except flags.Error as e:
+  except (flags.Error, AttributeError, KeyError) as e:
     if '--help' in argv[1:]:
       print(f'jaxpose {name}: {command.__doc__}\n{flag_values.get_help()}')
       return None
-    sys.exit(f'jaxpose {name}: {e}')
-  except (AttributeError, KeyError) as e:
-    # config_flags applies --config.X=... while parsing; a misspelt field
-    # surfaces as a KeyError or AttributeError from ConfigDict.
     overrides = [a for a in argv if a.startswith('--config.')]
+    if isinstance(e, flags.Error) and not (overrides and "'config." in str(e)):
+      sys.exit(f'jaxpose {name}: {e}')
+    # config_flags applies --config.X=... while parsing; a misspelt field
+    # surfaces as a KeyError or AttributeError from ConfigDict, or as an
+    # unknown flag `config.X`.
     text = str(e).replace('\\n', '\n')
     hint = next((line.strip(' \'"') for line in text.splitlines() if 'Did you mean' in line), '')
     sys.exit(f'jaxpose {name}: unknown config field in {" ".join(overrides)}. {hint}'.strip())

@@ -18,7 +18,7 @@ from jaxpose import config as config_lib
 from jaxpose.approaches import bottomup, topdown
 from jaxpose.codecs import heatmap, paf
 from jaxpose.data import coco, geometry, images, mpii
-from jaxpose.metrics import coco_ap, oks, pck
+from jaxpose.metrics import coco_ap, pck
 from jaxpose.models.openpose import STRIDE as OPENPOSE_STRIDE
 from test_sources import coco_sample_config
 from test_mpii import _load as load_mpii_entries
@@ -168,25 +168,6 @@ def test_random_model_with_detections_writes_results_pycocotools_scores(tmp_path
   results = json.loads(results_file.read_text())
   assert 0 < len(results) <= len(candidates)
   assert {r['image_id'] for r in results} == {d['image_id'] for d in candidates}
-
-
-def test_oks_nms_drops_the_lower_scored_duplicate():
-  people = np.random.default_rng(0).uniform(0, 100, (3, 17, 2))
-  people[1] = people[0] + 1.0  # nearly the same person
-  people[2] = people[0] + 40.0  # someone else, overlapping
-  areas = np.array([100.0 * 100.0, 60.0 * 60.0, 100.0 * 100.0])
-  kept = oks.oks_nms(people, np.array([0.5, 0.9, 0.7]), areas)
-  np.testing.assert_array_equal(kept, [1, 2])
-  # By hand (mmpose's oks_iou): OKS of 0 and 1 over their mean area, and of 1 and 2.
-  variances = (2 * np.array(skeletons.COCO.sigmas)) ** 2
-  def by_hand(a, b):
-    squared = ((people[a] - people[b]) ** 2).sum(-1)
-    return np.exp(-squared / variances / ((areas[a] + areas[b]) / 2 + np.spacing(1)) / 2).mean()
-  assert by_hand(1, 0) > oks.OKS_NMS_THRESHOLD >= by_hand(1, 2)
-  # A threshold between the two OKS keeps person 0 as well.
-  middle = (by_hand(1, 0) + 1) / 2
-  np.testing.assert_array_equal(oks.oks_nms(people, np.array([0.5, 0.9, 0.7]), areas,
-                                                   threshold=middle), [1, 2, 0])
 
 
 @pytest.mark.parametrize('input_size, mean_at_half', [((64, 64), None), ((256, 256), 100.0)])

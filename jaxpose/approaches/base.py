@@ -29,7 +29,7 @@ class Approach:
     # An instance with the description's options, for its derived facts.
     self.model = models.create_model(self.description)
     self.stride = self.model_class.OUTPUT_STRIDE
-    self.normalization = models.normalization(self.description)
+    self.normalization = models.input_normalization(self.description)
 
   def create_model(self, **runtime):
     """The described model; `runtime` adds e.g. axis_name='batch'."""

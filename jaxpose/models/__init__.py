@@ -67,7 +67,7 @@ def create_model(config: Mapping[str, Any], **runtime) -> nn.Module:
   return cls(**options, **runtime)
 
 
-def normalization(config: Mapping[str, Any]) -> Normalization:
+def input_normalization(config: Mapping[str, Any]) -> Normalization:
   """A model description -> the input normalisation its weights were trained with.
 
   The description's 'normalization' entry where it has one, else its model
