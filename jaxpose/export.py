@@ -29,7 +29,6 @@ import logging
 import os
 from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -1,14 +1,13 @@
-"""`jaxpose infer`: poses on an image, a folder of images or a video, tracked, drawn and saved.
+"""`jaxpose infer`'s library: poses on an image, a folder of images or a video, tracked, drawn and saved.
 
-  jaxpose infer --workdir DIR | --onnx model.onnx
-                (--image PATH | --images DIR | --video PATH) --out OUT
-                [--detections FILE] [--flip-test] [--no-track]
+  source = open_source(video_path='clip.mp4')
+  estimator = make_estimator(predictor.load(workdir='workdirs/hg'), detections='dets.json')
+  summary = run(source, estimator, 'out/')
 
-The model decides the approach: a stacked hourglass (`heatmaps_stack<i>`
-outputs) runs top-down on person boxes from `--detections` (COCO results
-format, matched by image id) or else OpenCV's HOG people detector; a
-Lightweight OpenPose (`heatmaps_stage<i>` + `pafs_stage<i>`) runs bottom-up
-on the whole frame. People are linked across frames by
+The model's approach decides: a top-down model (a stacked hourglass) runs on
+person boxes from a detections file (COCO results format, matched by image
+id) or else OpenCV's HOG people detector; a bottom-up model (Lightweight
+OpenPose) runs on the whole frame, as upstream's demo. People are linked across frames by
 `jaxpose.inference.tracking.Tracker` (OKS / box IoU, Hungarian matching).
 
 Written to OUT:
@@ -16,8 +15,8 @@ Written to OUT:
 - `results.json`: one COCO keypoint result per person and frame,
   {image_id, category_id, keypoints [x1, y1, s1, ...], score, bbox, frame,
   track_id}, keypoints in COCO-17 order (bottom-up people are converted from
-  OpenPose-18; a 16-joint hourglass writes MPII order). `track_id` is -1 with
-  `--no-track`. `image_id` is the image file's number (COCO names) or else
+  OpenPose-18; a 16-joint hourglass writes MPII order). `track_id` is -1 without
+  tracking. `image_id` is the image file's number (COCO names) or else
   the frame index.
 - `frames.json`: one entry per frame read, {frame, image_id, name, people},
   also for frames without anyone.

@@ -14,9 +14,7 @@ config's approach (`jaxpose.approaches`). `jaxpose.parallel` runs the one
 per-device body under pmap, shard_map or on one device.
 """
 
-from collections.abc import Callable
 import functools
-import json
 import os
 import signal
 import time

@@ -27,7 +27,7 @@ class _SquareFinder:
 
   The person's neck is at the square's centre (the intensity-weighted mean of
   the input pixels), found in the network input itself, so a test can check
-  that predict_bottomup takes it back to the square's centre in the image.
+  that predict_demo takes it back to the square's centre in the image.
   """
   input_size = None
   input_multiple = 8
@@ -80,7 +80,7 @@ def test_people_come_back_at_the_square(shape, centre):
   x, y = centre
   image[y - 6:y + 6, x - 6:x + 6] = 255  # centre (x - 0.5, y - 0.5) in pixel-centre coordinates
   model = _SquareFinder()
-  people, scores = bottomup.predict_bottomup(model, image)
+  people, scores = bottomup.predict_demo(model, image)
   assert people.shape == (1, 18, 3) and scores.shape == (1,)
   assert (people[0, :, 2] > 0).all()
   scale = model.inputs[0].shape[1] / shape[0]  # the input height over the image's
@@ -117,7 +117,7 @@ def test_no_bias_over_sub_pixel_positions():
     x, y = 200 + k, 220 + k
     image = np.zeros((512, 640, 3), np.uint8)
     image[y - 8:y + 8, x - 8:x + 8] = 255
-    people, _ = bottomup.predict_bottomup(_SquareFinder(), image)
+    people, _ = bottomup.predict_demo(_SquareFinder(), image)
     errors.append(people[0, skeletons.OPENPOSE_NECK, :2] - (x - 0.5, y - 0.5))
   np.testing.assert_array_less(np.abs(np.mean(errors, axis=0)), 0.5)
   np.testing.assert_array_less(np.abs(errors), 2.01)

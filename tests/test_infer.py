@@ -150,10 +150,10 @@ def test_bottomup_video(models, bottomup_jax):
   assert summary['approach'] == 'bottom-up' and summary['frames'] == NUM_FRAMES
   assert [f['frame'] for f in frames] == list(range(NUM_FRAMES))
   assert _video_properties(out / 'demo.mp4') == (NUM_FRAMES, 960, 540, 5.0)
-  # Each frame's records are predict_bottomup's people, converted to COCO-17.
+  # Each frame's records are predict_demo's people, converted to COCO-17.
   model = predictor.JaxPredictor(models['openpose'])
   for frame in video.VideoSource(DEMO_VIDEO):
-    people, person_scores = bottomup.predict_bottomup(model, frame.image)
+    people, person_scores = bottomup.predict_demo(model, frame.image)
     keypoints, keypoint_scores, scores = bottomup.coco_keypoints(people, person_scores)
     ours = [r for r in records if r['frame'] == frame.index]
     assert frames[frame.index]['people'] == len(ours) == len(people)

@@ -135,7 +135,7 @@ def people_in_image(heatmaps: np.ndarray, pafs: np.ndarray, placement: Letterbox
   return people.astype(np.float32), scores
 
 
-def predict_bottomup(predictor, image: np.ndarray, height: int = DEFAULT_HEIGHT,
+def predict_demo(predictor, image: np.ndarray, height: int = DEFAULT_HEIGHT,
                      **decode_options) -> tuple[np.ndarray, np.ndarray]:
   """RGB image [H, W, 3] uint8 -> (people [P, 18, 3] (x, y image pixels, score), person scores [P]).
 
@@ -318,8 +318,8 @@ class BottomUp(base.Approach):
     return last_maps(outputs)
 
   def predict(self, predictor, image: np.ndarray, height: int = DEFAULT_HEIGHT) -> base.People:
-    """Image [H, W, 3] -> People (COCO-17), upstream's demo protocol (`predict_bottomup`)."""
-    people, person_scores = predict_bottomup(predictor, image, height)
+    """Image [H, W, 3] -> People (COCO-17), upstream's demo protocol (`predict_demo`)."""
+    people, person_scores = predict_demo(predictor, image, height)
     keypoints, scores, coco_scores = coco_keypoints(people, person_scores)
     boxes = boxes_from_keypoints(keypoints, scores, score_threshold=0.0)
     return base.People(keypoints, scores, boxes.astype(np.float32), coco_scores)

@@ -37,7 +37,6 @@ the crop's rightmost stride - 1 columns, which lie in the box's padding.
 """
 
 from collections.abc import Callable
-import functools
 import os
 import sys
 

@@ -34,7 +34,6 @@ import json
 import os
 
 from absl import logging
-import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 

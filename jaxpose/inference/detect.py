@@ -19,7 +19,7 @@ Boxes are [P, 4] (x, y, w, h) image pixels, as COCO's `bbox`, with scores [P].
 import cv2
 import numpy as np
 
-from jaxpose.data.detections import DetectionsFile, empty_boxes
+from jaxpose.data.detections import empty_boxes
 from jaxpose.inference import tracking
 
 # HOG's detection window is 64x128; frames are shrunk to at most this width
