@@ -13,6 +13,7 @@ import sys
 from absl import flags
 from absl import logging
 
+from jaxpose import commands
 from jaxpose.commands import convert, evaluate, export, infer, score, sweep, train
 
 COMMANDS = {
@@ -66,9 +67,12 @@ def main(argv: list[str] | None = None):
   flags.DEFINE_bool('help', False, 'Show this help.', flag_values=flag_values)
   flags.DEFINE_bool('verbose', False, 'Log at INFO (Orbax logs every save there).',
                     flag_values=flag_values)
+  command_line = [f'jaxpose {name}'] + [_absl_spelling(a) for a in argv[1:]]
+  if getattr(command, 'CONFIG_DRIVEN', False):
+    commands.define_config_flags(flag_values, command_line)
   command.define_flags(flag_values)
   try:
-    rest = flag_values([f'jaxpose {name}'] + [_absl_spelling(a) for a in argv[1:]])
+    rest = flag_values(command_line)
   except (flags.Error, AttributeError, KeyError) as e:
     if '--help' in argv[1:]:
       print(f'jaxpose {name}: {command.__doc__}\n{flag_values.get_help()}')

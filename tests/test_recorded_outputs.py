@@ -13,8 +13,6 @@ and say why in the commit.
 import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -101,13 +99,10 @@ def test_infer_bottomup_on_the_demo_video(workdirs, tmp_path):
 
 
 def _eval(config: str, workdir: str, results: pathlib.Path, *flags: str) -> dict:
-  command = [sys.executable, '-m', 'jaxpose.cli', 'eval', f'--config={CONFIGS / config}',
-             f'--workdir={workdir}', f'--config.data.eval_annotations={COCO_JSON}',
-             f'--config.data.eval_images={COCO_DIR}', f'--results={results}', *flags]
-  done = subprocess.run(command, capture_output=True, text=True)
-  assert done.returncode == 0, done.stderr[-3000:]
-  return {'metrics': json.loads(done.stdout.strip().splitlines()[-1]),
-          'results': json.loads(results.read_text())}
+  metrics = cli.main(['eval', f'--config={CONFIGS / config}', f'--workdir={workdir}',
+                      f'--config.data.eval_annotations={COCO_JSON}',
+                      f'--config.data.eval_images={COCO_DIR}', f'--results={results}', *flags])
+  return {'metrics': metrics, 'results': json.loads(results.read_text())}
 
 
 def test_eval_topdown_coco_with_detections(workdirs, tmp_path):

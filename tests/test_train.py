@@ -159,46 +159,57 @@ def test_three_quickstart_steps_checkpoint_the_same_variables_under_every_wrappe
   assert _relative_l2_error(start.params, results['none']['params']) > 1e-4  # it trained
 
 
-def _three_steps_per_wrapper(config, reordered: bool = False) -> dict:
-  """{mode: TrainState} after three steps from the same state; `reordered` adds 'none' on reversed batches."""
+def _three_steps_per_wrapper(config, reorderings: int = 0) -> dict:
+  """{mode: TrainState} after three steps from the same state; `reorderings` adds 'none' runs on shuffled batches."""
   batches, learning_rate_fn, tx, start = _three_batches_and_a_start(config)
-  runs = [('none', 'none', False), ('pmap', 'pmap', False), ('shard_map', 'shard_map', False)]
-  if reordered:
-    runs.append(('none, reversed batches', 'none', True))
+  size = len(batches[0]['image'])
+  rng = np.random.default_rng(0)
+  runs = [('none', 'none', None), ('pmap', 'pmap', None), ('shard_map', 'shard_map', None)]
+  runs += [(f'none, reordered {i}', 'none', rng.permutation(size)) for i in range(reorderings)]
   states = {}
-  for name, mode, reverse in runs:
+  for name, mode, order in runs:
     data = parallel.DataParallel(mode)
     step = _compiled_train_step(data, config, tx, learning_rate_fn)
     state = data.replicate(start)
     for batch in batches:
-      if reverse:  # the same examples, so the same mean loss, summed in another order
-        batch = {key: value[::-1] for key, value in batch.items()}
+      if order is not None:  # the same examples, so the same mean loss, summed in another order
+        batch = {key: value[order] for key, value in batch.items()}
       state, _ = step(state, data.shard_batch(batch), None)
     states[name] = data.unreplicate(state)
   return states
 
 
-def test_wrappers_differ_from_one_device_less_than_a_reordered_batch_does():
+# A data-parallel step may differ from one device by this factor more than one
+# device differs from itself on reordered examples: both are rounding noise,
+# whose size varies from one order of the sums to another (below).
+NOISE_MARGIN = 1.25
+
+
+def test_wrappers_differ_from_one_device_as_reordered_examples_do():
   # Where float32 training is ill-conditioned, no data-parallel step can match
   # one device more closely than one device matches itself when the same
   # examples come in another order: here Adam at its full rate from the first
   # step (the first Adam step is lr * sign(gradient), and some gradient
   # elements are mostly rounding after several BatchNorm backward passes).
-  # Measured, params / batch statistics, one device vs pmap and vs itself on
-  # reversed batches: 1.8e-3 / 5.4e-4 vs 4.3e-3 / 4.1e-3. The full quick start
-  # at hourglass depth 4: 1.9e-5 / 4.2e-5 vs 2.2e-5 / 4.4e-5; at its depth 3,
-  # 2.4e-6 / 1.9e-6 vs 2.8e-6 / 1.7e-6, all at the noise floor.
+  # Measured (jax 0.10.2, CPU), relative L2 of params / batch statistics
+  # against one device: pmap 4.35e-3 / 3.42e-3, shard_map 4.31e-3 / 3.44e-3;
+  # one device on three random reorderings 4.33-4.36e-3 / 3.31-3.44e-3. (The
+  # reversed or rolled batch is no measure of the floor: 6.4e-4 / 1.9e-4 and
+  # 4.3e-4 / 6.6e-5, as XLA's reduction tree sums those orders alike.) A
+  # BatchNorm that does not average its statistics over devices (pmap with
+  # the model's axis_name unset) gives 4.3e-2 / 1.9e-1. The full quick start
+  # at its depth 3 sits at the noise floor: 2.4e-6 / 1.9e-6.
   config = tiny_config()
   assert config.warmup_steps == 0 and config.optimizer == 'adam'
-  states = _three_steps_per_wrapper(config, reordered=True)
+  states = _three_steps_per_wrapper(config, reorderings=3)
   reference = states['none']
   for collection in ('params', 'batch_stats'):
-    floor = _relative_l2_error(getattr(reference, collection),
-                               getattr(states['none, reversed batches'], collection))
-    assert floor > 0  # the order of the sums matters at all
+    floors = [_relative_l2_error(getattr(reference, collection), getattr(state, collection))
+              for name, state in states.items() if name.startswith('none, reordered')]
+    assert min(floors) > 0  # the order of the sums matters at all
     for mode in ('pmap', 'shard_map'):
       error = _relative_l2_error(getattr(reference, collection), getattr(states[mode], collection))
-      assert error <= floor, (mode, collection, error, floor)
+      assert error <= NOISE_MARGIN * max(floors), (mode, collection, error, floors)
 
 
 def test_adam_leaves_the_biases_batchnorm_cancels_where_they_were():

@@ -5,11 +5,11 @@ import json
 from absl import flags
 
 from jaxpose import approaches, evaluation
-from jaxpose.commands import train as train_command
+
+CONFIG_DRIVEN = True
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
-  train_command.define_config_flags(flag_values)
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).',
                        flag_values=flag_values)
   flags.DEFINE_string('detections', None,
@@ -37,7 +37,7 @@ def parse_scales(values: list[str]) -> tuple[float, ...]:
   return scales
 
 
-def main(flag_values: flags.FlagValues) -> None:
+def main(flag_values: flags.FlagValues) -> dict:
   options = approaches.EvalOptions(
       detections=flag_values.detections, detection_threshold=flag_values.detection_threshold,
       flip_test=flag_values.flip_test, scales=parse_scales(flag_values.scales))
@@ -45,3 +45,4 @@ def main(flag_values: flags.FlagValues) -> None:
                                         step=flag_values.step, options=options,
                                         results_file=flag_values.results)
   print(json.dumps(metrics))
+  return metrics

@@ -4,11 +4,11 @@ from absl import flags
 from ml_collections import config_flags
 
 from jaxpose import sweep
-from jaxpose.commands import train as train_command
+
+CONFIG_DRIVEN = True
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
-  train_command.define_config_flags(flag_values)
   flags.DEFINE_bool('print_only', False,
                     'Print one `jaxpose train` command per point instead of running them.',
                     flag_values=flag_values)

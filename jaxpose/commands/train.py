@@ -10,7 +10,6 @@ import os
 from absl import flags
 from absl import logging
 import jax
-from ml_collections import config_flags
 
 from jaxpose import train
 
@@ -18,17 +17,10 @@ _COORDINATOR_VARIABLES = ('JAX_COORDINATOR_ADDRESS', 'COORDINATOR_ADDRESS', 'TPU
                           'SLURM_JOB_ID', 'MEGASCALE_COORDINATOR_ADDRESS')
 
 
-def define_config_flags(flag_values: flags.FlagValues) -> None:
-  """--config (a config file, with --config.FIELD overrides) and --workdir, as the flax examples."""
-  config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
-                                  flag_values=flag_values, lock_config=True)
-  flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and the config.',
-                      flag_values=flag_values)
-  flags.mark_flags_as_required(['config', 'workdir'], flag_values=flag_values)
+CONFIG_DRIVEN = True
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
-  define_config_flags(flag_values)
   flags.DEFINE_bool('distributed', None,
                     'Call jax.distributed.initialize() (default: when the environment '
                     'names a coordinator, as on Cloud TPU pods and SLURM, or when '
