@@ -25,6 +25,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
+from jaxpose import models
+
 CHECKPOINT_SUBDIR = 'checkpoints'
 
 
@@ -150,4 +152,4 @@ def restore_variables(workdir: str, step: int | None = None) -> tuple[dict, dict
   with Checkpointer(workdir, read_only=True) as checkpointer:
     state, model = checkpointer.restore(step)
   variables = {'params': state['params'], 'batch_stats': state.get('batch_stats', {})}
-  return variables, model
+  return variables, models.upgrade_description(model, variables['params'])

@@ -44,21 +44,40 @@ def _torch_module_path(flax_path: tuple[str, ...]) -> str:
 
 
 def _torch_leaf(collection: str, module_path: str, leaf: str,
-                shape: tuple[int, ...]) -> tuple[str, Any]:
-  """Flax leaf -> (PyTorch key, function turning the PyTorch array into it)."""
+                shape: tuple[int, ...]) -> tuple[str, Any, tuple[int, ...]]:
+  """Flax leaf -> (PyTorch key, function turning the PyTorch array into it, the PyTorch shape)."""
   identity = lambda a: a
   if collection == 'batch_stats':
     torch_name = {'mean': 'running_mean', 'var': 'running_var'}[leaf]
-    return f'{module_path}.{torch_name}', identity
+    return f'{module_path}.{torch_name}', identity, shape
   if leaf == 'kernel':
     if len(shape) == 4:  # conv: OIHW -> HWIO
-      return f'{module_path}.weight', lambda a: a.transpose(2, 3, 1, 0)
-    return f'{module_path}.weight', lambda a: a.T  # linear: [out, in] -> [in, out]
+      return (f'{module_path}.weight', lambda a: a.transpose(2, 3, 1, 0),
+              (shape[3], shape[2], shape[0], shape[1]))
+    return f'{module_path}.weight', lambda a: a.T, shape[::-1]  # linear: [out, in] -> [in, out]
   if leaf == 'scale':  # BatchNorm gamma
-    return f'{module_path}.weight', identity
+    return f'{module_path}.weight', identity, shape
   if leaf == 'bias':
-    return f'{module_path}.bias', identity
+    return f'{module_path}.bias', identity, shape
   raise ValueError(f'no PyTorch counterpart known for Flax leaf {module_path}/{leaf}')
+
+
+def _flax_leaves(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
+  """Flax variable path -> ShapeDtypeStruct, traced without computing."""
+  abstract = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros(input_shape), train=False))
+  return flax.traverse_util.flatten_dict(flax.core.unfreeze(abstract))
+
+
+def expected_state_dict_shapes(model: nn.Module, input_shape: tuple[int, ...] = (1, 256, 256, 3)
+                               ) -> dict[str, tuple[int, ...]]:
+  """The PyTorch state_dict keys and shapes `variables_from_torch` reads for `model` (no `num_batches_tracked`)."""
+  shapes = {}
+  for (collection, *module_path, leaf), leaf_shape in _flax_leaves(model, input_shape).items():
+    key, _, shape = _torch_leaf(collection, _torch_module_path(tuple(module_path)), leaf,
+                                leaf_shape.shape)
+    shapes[key] = tuple(shape)
+  return shapes
 
 
 def variables_from_torch(model: nn.Module, state_dict: Mapping[str, Any],
@@ -85,14 +104,11 @@ def variables_from_torch(model: nn.Module, state_dict: Mapping[str, Any],
       continue
     remaining[key] = value
 
-  abstract = jax.eval_shape(
-      lambda: model.init(jax.random.key(0), jnp.zeros(input_shape), train=False))
-  flat = flax.traverse_util.flatten_dict(flax.core.unfreeze(abstract))
   converted = {}
-  for path, leaf_shape in flat.items():
+  for path, leaf_shape in _flax_leaves(model, input_shape).items():
     collection, *module_path, leaf = path
-    key, transform = _torch_leaf(collection, _torch_module_path(tuple(module_path)),
-                                 leaf, leaf_shape.shape)
+    key, transform, _ = _torch_leaf(collection, _torch_module_path(tuple(module_path)),
+                                    leaf, leaf_shape.shape)
     if key not in remaining:
       raise CheckpointMismatchError(
           f'state_dict: missing key {key!r} (needed for Flax variable '

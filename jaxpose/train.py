@@ -95,7 +95,8 @@ def compute_loss(params, batch_stats, batch: dict, targets: dict, teacher_output
 
 
 def train_step(state: TrainState, batch: dict, teacher_variables: Any, *,
-               approach: approaches.Approach, model: nn.Module, teacher: nn.Module | None,
+               approach: approaches.Approach, model: nn.Module,
+               teacher: approaches.Approach | None,
                tx: optax.GradientTransformation, learning_rate_fn: optax.Schedule,
                config: ml_collections.ConfigDict,
                axis_name: str | None) -> tuple[TrainState, dict]:
@@ -103,8 +104,8 @@ def train_step(state: TrainState, batch: dict, teacher_variables: Any, *,
   targets = approach.make_targets(batch, config)
   teacher_outputs = None
   if teacher is not None:
-    teacher_outputs = teacher.apply(teacher_variables, approach.normalize(batch['image']),
-                                    train=False)
+    # The teacher's own normalisation: a converted checkpoint may differ from the student.
+    teacher_outputs = teacher.network_fn(teacher_variables)(batch['image'])
 
   grad_fn = jax.value_and_grad(
       functools.partial(compute_loss, approach=approach, model=model, config=config),
@@ -174,14 +175,14 @@ def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
 
 
 def load_teacher(config: ml_collections.ConfigDict, approach: approaches.Approach
-                 ) -> tuple[nn.Module | None, Any]:
-  """The frozen teacher of a distillation config: (model, variables), or (None, None)."""
+                 ) -> tuple[approaches.Approach | None, Any]:
+  """The frozen teacher of a distillation config: (its approach, variables), or (None, None)."""
   if not config.teacher.workdir:
     return None, None
   approach.check_teacher(approach.description, config.teacher.workdir)  # can it be taught?
   variables, description = checkpoint.restore_variables(config.teacher.workdir)
   approach.check_teacher(description, config.teacher.workdir)
-  return models.create_model(description), variables
+  return approaches.for_description(description), variables
 
 
 def _check_finite(metrics: dict, step: int, workdir: str) -> None:
@@ -254,7 +255,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   learning_rate_fn = create_learning_rate_fn(config)
   tx = create_optimizer(config, learning_rate_fn)
   teacher, teacher_variables = load_teacher(config, approach)
-  model_description = models.model_config(eval_model)
+  # What the weights need to be rebuilt and fed: the model and its normalisation.
+  model_description = dict(models.model_config(eval_model),
+                           normalization=approach.normalization.to_dict())
 
   train_source, eval_source = create_sources(config)
   eval_transform = create_transform(config, train=False)

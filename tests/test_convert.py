@@ -80,9 +80,14 @@ def test_cli_writes_an_orbax_checkpoint_with_pytorch_outputs(torch_model, tmp_pa
 
   variables, model_config = checkpoint.restore_variables(str(workdir))
   # bearpaw's hourglasses always halve four times: depth 4.
+  # bearpaw's layer2 has 128 planes; its inputs are RGB / 255 minus its MPII mean.
   assert model_config == {'arch': 'hourglass', 'num_stacks': 2, 'num_blocks': 1,
                           'num_joints': 16, 'num_features': 128, 'depthwise': False,
-                          'depth': 4}
+                          'depth': 4, 'layer2_features': 128,
+                          'normalization': {'channels': 'RGB', 'divisor': 255.0,
+                                            'mean': [0.440442830324173, 0.4440267086029053,
+                                                     0.4326828420162201],
+                                            'std': [1.0, 1.0, 1.0]}}
   model = StackedHourglass(num_stacks=2, num_blocks=1, num_joints=16)
   images = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype(np.float32)
   with torch.no_grad():

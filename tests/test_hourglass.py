@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from jaxpose import checkpoint, models
 from jaxpose.convert import variables_from_torch
+from jaxpose.models import hourglass
 from jaxpose.models.hourglass import StackedHourglass
 import torch_hourglass
 
@@ -105,3 +107,27 @@ def test_matches_pytorch_hourglassnet(num_stacks, num_blocks, size):
     scale = np.abs(theirs).max()
     assert scale > 1  # random BN statistics keep the signal alive
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-4 * scale)
+
+
+def test_a_workdir_written_before_layer2_followed_bearpaw_still_loads(tmp_path):
+  # Before, layer2 had 64 planes (128 -> 128, no downsample) and layer3 the
+  # downsample; its description had no `layer2_features`.
+  old = StackedHourglass(num_stacks=1, num_joints=5, num_features=8, depth=2,
+                         layer2_features=hourglass.STEM_FEATURES)
+  images = np.random.default_rng(0).normal(size=(1, 32, 32, 3)).astype(np.float32)
+  variables = old.init(jax.random.key(0), images, train=False)
+  assert 'downsample_0' not in variables['params']['layer2_0']
+  assert 'downsample_0' in variables['params']['layer3_0']
+  description = models.model_config(old)
+  del description['layer2_features']
+  checkpoint.save_variables(str(tmp_path), variables, description)
+  restored, upgraded = checkpoint.restore_variables(str(tmp_path))
+  assert upgraded['layer2_features'] == hourglass.STEM_FEATURES
+  rebuilt = models.create_model(upgraded)
+  np.testing.assert_array_equal(rebuilt.apply(restored, images)[-1],
+                                old.apply(variables, images)[-1])
+  # Today's default is upstream's: at its width the downsample moved to layer2.
+  new = StackedHourglass(num_stacks=1, num_joints=5, depth=2)
+  params = jax.eval_shape(lambda: new.init(jax.random.key(0), images, train=False))['params']
+  assert 'downsample_0' in params['layer2_0'] and 'downsample_0' not in params['layer3_0']
+  assert models.upgrade_description(models.model_config(new), params) == models.model_config(new)

@@ -15,11 +15,11 @@ def _pixels():
 
 def test_family_defaults_are_the_formulas_their_weights_were_trained_with():
   images = _pixels()
-  hourglass = models.input_normalization({'arch': 'hourglass'})(images)
+  hourglass = models.input_normalization({'arch': 'hourglass'}).normalize(images)
   expected = ((jnp.asarray(images, jnp.float32) / 255.0 - jnp.asarray((0.485, 0.456, 0.406)))
               / jnp.asarray((0.229, 0.224, 0.225)))
   np.testing.assert_array_equal(hourglass, expected)  # bit for bit: checkpoints depend on it
-  openpose = models.input_normalization({'arch': 'lightweight_openpose'})(images)
+  openpose = models.input_normalization({'arch': 'lightweight_openpose'}).normalize(images)
   np.testing.assert_array_equal(openpose, (images[..., ::-1].astype(np.float32) - 128) / 256)
 
 
@@ -29,7 +29,7 @@ def test_a_description_entry_overrides_the_default_and_round_trips():
   description = {'arch': 'hourglass', 'normalization': bearpaw.to_dict()}
   assert models.input_normalization(description) == bearpaw
   images = _pixels()
-  np.testing.assert_allclose(bearpaw(images), images / 255.0 - np.array([0.44, 0.444, 0.43]),
+  np.testing.assert_allclose(bearpaw.normalize(images), images / 255.0 - np.array([0.44, 0.444, 0.43]),
                              rtol=1e-6, atol=1e-6)
   # The entry is not a model field: the model builds as without it.
   assert models.model_config(models.create_model(description)) == models.model_config(

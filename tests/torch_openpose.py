@@ -1,11 +1,23 @@
 """PyTorch reference of Lightweight OpenPose `PoseEstimationWithMobileNet`, for parity tests.
 
-Written from the published architecture (Osokin 2018, as implemented in
-Daniil-Osokin/lightweight-human-pose-estimation.pytorch): MobileNet v1 to
-conv5_5 with stride 8, CPM with ELU, an initial stage and refinement stages of
-dilated residual blocks. Every conv is an `nn.Sequential` of conv, optional BN
-and activation, as there, so the state_dict keys (indices included) are the
-ones of that implementation's checkpoints, which is what the converter must read.
+Checked line by line against the upstream source files themselves:
+Daniil-Osokin/lightweight-human-pose-estimation.pytorch at commit
+d23c284b09acf27a163e1febd511e7482cac25ed, `models/with_mobilenet.py` (`Cpm`,
+`InitialStage`, `RefinementStageBlock`, `RefinementStage`,
+`PoseEstimationWithMobileNet`) and `modules/conv.py` (`conv`, `conv_dw`,
+`conv_dw_no_bn`). What matters and is kept: upstream's `conv` defaults to
+bn=True (the stem and the refinement blocks' trunk use that default; the
+CPM, the initial stage and the heads pass bn=False), its padding is the
+dilation times k // 2 as passed; `conv_dw` is depthwise 3x3 (no bias), BN,
+ReLU, pointwise (no bias), BN, ReLU, and `conv_dw_no_bn` the same with ELU and
+no BN; the backbone's eleven `conv_dw` blocks (64, 128/2, 128, 256/2, 256,
+512, 512 dilated 2, 512 x 4); each refinement stage takes the backbone
+features with the previous stage's heatmaps and PAFs, concatenated in that
+order. Every conv is an `nn.Sequential` of conv, optional BN and activation,
+as there, so the state_dict keys (indices included) are upstream's; the
+key -> shape list that `scripts/upstream_state_dict_shapes.py` wrote from
+upstream's code (tests/data/upstream/lightweight_openpose_r1.json) is compared
+with this module's in tests/test_upstream_keys.py.
 """
 
 import torch

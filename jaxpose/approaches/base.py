@@ -37,7 +37,7 @@ class Approach:
 
   def normalize(self, images: jax.Array) -> jax.Array:
     """RGB pixels [..., H, W, 3] -> the model's float32 input, as its weights were trained."""
-    return self.normalization(images)
+    return self.normalization.normalize(images)
 
   @property
   def input_multiple(self) -> int:

@@ -40,6 +40,9 @@ def main(flag_values: flags.FlagValues) -> None:
     variables = convert.variables_from_torch(model, state_dict, input_shape=_INPUT_SHAPE)
   except convert.CheckpointMismatchError as e:
     raise ValueError(f'{flag_values.checkpoint}: {e}') from None
-  path = checkpoint.save_variables(flag_values.out, variables, models.model_config(model))
+  # The normalisation the published weights were trained with goes with them.
+  described = dict(models.model_config(model),
+                   normalization=type(model).UPSTREAM_NORMALIZATION.to_dict())
+  path = checkpoint.save_variables(flag_values.out, variables, described)
   num_params = sum(v.size for v in jax.tree_util.tree_leaves(variables['params']))
   print(f'{flag_values.checkpoint} -> {path} ({flag_values.arch}, {num_params:,} parameters)')

@@ -4,7 +4,8 @@ A model family is one module here: a flax module whose class also states the
 facts the rest of jaxpose needs of it: `OUTPUT_MAPS` (('heatmaps',) for a
 top-down model, ('heatmaps', 'pafs') for a bottom-up one), `OUTPUT_STRIDE`,
 `STAGE_NAME` (its outputs are named `{map}_{STAGE_NAME}{i}`),
-`DEFAULT_INPUT_SIZE` (width, height), `DEFAULT_NORMALIZATION`, the
+`DEFAULT_INPUT_SIZE` (width, height), `DEFAULT_NORMALIZATION` (models trained
+here) and `UPSTREAM_NORMALIZATION` (the published checkpoints'), the
 properties `num_stages` and `input_multiple`, and the static method
 `bias_is_cancelled(names, siblings)`. Add its class to `ARCHITECTURES` and the
 approaches, the trainer, evaluation, inference and export take it.
@@ -65,6 +66,18 @@ def create_model(config: Mapping[str, Any], **runtime) -> nn.Module:
     raise ValueError(f'model config: unknown field(s) {unknown} for arch {config["arch"]!r}; '
                      f'known: {sorted(known)}')
   return cls(**options, **runtime)
+
+
+def upgrade_description(config: Mapping[str, Any], params: Mapping) -> dict:
+  """A description read from a checkpoint, and its params -> the description of today's options that rebuilds them.
+
+  Each family may define `upgrade_description(description, params)` for
+  descriptions written before one of its options existed; an unknown arch
+  is left for `create_model` to name.
+  """
+  cls = ARCHITECTURES.get(config.get('arch'))
+  upgrade = getattr(cls, 'upgrade_description', None)
+  return upgrade(config, params) if upgrade else dict(config)
 
 
 def input_normalization(config: Mapping[str, Any]) -> Normalization:

@@ -1,12 +1,14 @@
 """Stacked hourglass network (Newell et al., ECCV 2016), NHWC.
 
-The architecture is that of bearpaw/pytorch-pose `HourglassNet`: a 7x7/2 stem,
+The architecture is that of bearpaw/pytorch-pose `HourglassNet`
+(`pose/models/hourglass.py`): a 7x7/2 stem, three residuals (`layer1` 64 ->
+128, max pool, `layer2` 128 -> 256, `layer3` 256 -> 2 * num_features),
 pre-activation bottlenecks with expansion 2, a depth-4 hourglass with max-pool
 down and nearest-neighbour up, then per stack `res` -> `fc` (conv, BN, ReLU) ->
 `score`, with `fc_` and `score_` adding the stack's features and heatmaps back
 into the next stack's input. With the default options a PyTorch checkpoint of
 that model loads with `jaxpose.convert.variables_from_torch` and gives the same
-outputs.
+outputs (tests/test_hourglass.py, against a transcription of upstream's file).
 
 Submodule names follow the PyTorch attribute paths with '.' written as '_'
 (`hg.0.hg.3.0.0` -> `hg_0/hg_3_0_0`, `fc_.0` -> `fc__0`), which is the only
@@ -21,13 +23,19 @@ import jax
 import jax.numpy as jnp
 
 from jaxpose.models import layers
-from jaxpose.models.normalization import IMAGENET
+from jaxpose.models.normalization import IMAGENET, Normalization
 
 # Bottleneck output channels = EXPANSION * its `features`.
 EXPANSION = 2
 # Channels after the 7x7 stem (upstream's `inplanes`).
 STEM_FEATURES = 64
 HOURGLASS_DEPTH = 4
+# bearpaw/pytorch-pose's inputs (commit edc7aece, `pose/utils/imutils.py`
+# `load_image`, `pose/utils/transforms.py` `color_normalize`): RGB / 255 minus
+# the MPII mean of `data/mpii/mean.pth.tar` (its float32 values), no std.
+BEARPAW_MPII = Normalization('RGB', 255.0,
+                             (0.440442830324173, 0.4440267086029053, 0.4326828420162201),
+                             (1.0, 1.0, 1.0))
 
 
 def upsample_nearest_2x(x: jax.Array) -> jax.Array:
@@ -129,6 +137,11 @@ class StackedHourglass(nn.Module):
     depth: halvings inside each hourglass (upstream: 4, a 4x4 bottom for
       64x64 heatmaps). Small inputs want fewer: at 16x16 heatmaps depth 4
       bottoms out at 1x1, where BatchNorm normalises one value per image.
+    layer2_features: bottleneck width of `layer2`. Upstream's is 128 (its
+      `inplanes` after `layer1`): 128 -> 256 channels through a 1x1
+      downsample. Workdirs written before jaxpose followed that have 64
+      (128 -> 128, the downsample then in `layer3`); `upgrade_description`
+      recognises them.
     axis_name: mapped axis over which BatchNorm averages batch statistics in
       training (e.g. 'batch' under pmap / shard_map); None on one device.
   """
@@ -138,6 +151,7 @@ class StackedHourglass(nn.Module):
   num_features: int = 128
   depthwise: bool = False
   depth: int = HOURGLASS_DEPTH
+  layer2_features: int = EXPANSION * STEM_FEATURES
   axis_name: str | None = None
 
   # What the rest of jaxpose needs to know of the family (`jaxpose.models`).
@@ -147,6 +161,8 @@ class StackedHourglass(nn.Module):
   DEFAULT_INPUT_SIZE = (256, 256)  # (width, height)
   # Models trained here, as SimpleBaseline: RGB in [0, 1], ImageNet mean and std.
   DEFAULT_NORMALIZATION = IMAGENET
+  # What the published checkpoints that `jaxpose convert` reads were trained with.
+  UPSTREAM_NORMALIZATION = BEARPAW_MPII
 
   @property
   def num_stages(self) -> int:
@@ -169,6 +185,17 @@ class StackedHourglass(nn.Module):
     parent = names[-2]
     return not (parent.startswith('score_') and not parent.startswith('score__'))
 
+  @staticmethod
+  def upgrade_description(description: Mapping, params: Mapping) -> dict:
+    """A stored model description and its params -> the description that rebuilds exactly those params.
+
+    Descriptions written before `layer2_features` existed describe a layer2
+    of 64 planes (no downsample: its params have no `downsample_0`).
+    """
+    if 'layer2_features' in description or 'downsample_0' in params.get('layer2_0', {}):
+      return dict(description)
+    return dict(description, layer2_features=STEM_FEATURES)
+
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> list[jax.Array]:
     multiple = self.input_multiple
@@ -185,7 +212,7 @@ class StackedHourglass(nn.Module):
     x = nn.relu(norm('bn1')(x))
     x = block(STEM_FEATURES, name='layer1_0')(x, train)
     x = max_pool_2x(x)
-    x = block(STEM_FEATURES, name='layer2_0')(x, train)
+    x = block(self.layer2_features, name='layer2_0')(x, train)
     x = block(self.num_features, name='layer3_0')(x, train)
 
     outputs = []

@@ -38,7 +38,9 @@ class Normalization:
       raise ValueError(f'normalization: divisor {self.divisor} and std {self.std} must be '
                        'nonzero')
 
-  def __call__(self, images: jax.Array) -> jax.Array:
+  # A method, not __call__: flax wraps callable class attributes of modules,
+  # where families keep their normalisations.
+  def normalize(self, images: jax.Array) -> jax.Array:
     """RGB pixels [..., H, W, 3] (any dtype) -> float32 model input [..., H, W, 3]."""
     images = jnp.asarray(images, jnp.float32)
     if self.channels == 'BGR':

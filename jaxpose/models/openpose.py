@@ -230,6 +230,7 @@ class LightweightOpenPose(nn.Module):
   # its demo, so its published checkpoint works unchanged.
   DEFAULT_NORMALIZATION = Normalization('BGR', 1.0, (128.0, 128.0, 128.0),
                                         (256.0, 256.0, 256.0))
+  UPSTREAM_NORMALIZATION = DEFAULT_NORMALIZATION
 
   @property
   def num_stages(self) -> int:

@@ -1,0 +1,103 @@
+"""Published checkpoints of the seed's families: saved in the upstream file's layout -> `jaxpose convert` -> `jaxpose export` / JAX give upstream's outputs from the same uint8 pixels.
+
+Upstream here is the PyTorch reference transcribed from each upstream file
+(tests/torch_hourglass.py: bearpaw/pytorch-pose; tests/torch_openpose.py:
+Lightweight OpenPose), fed what upstream's own code feeds it: bearpaw's RGB
+/ 255 minus its MPII mean (`color_normalize`, no std), Lightweight
+OpenPose's (BGR - 128) / 256. jaxpose gets the uint8 RGB pixels and applies
+the normalisation that `convert` recorded with the weights.
+"""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from jaxpose import checkpoint, cli, predictor
+from jaxpose.models import hourglass
+import torch_hourglass
+import torch_openpose
+
+TOLERANCE = 1e-4  # of the largest output value
+
+
+def _pixels(height: int, width: int) -> np.ndarray:
+  return np.random.default_rng(3).integers(0, 256, (2, height, width, 3), dtype=np.uint8)
+
+
+def _bearpaw_input(pixels: np.ndarray) -> torch.Tensor:
+  """bearpaw: RGB / 255 (float32), minus the MPII mean of data/mpii/mean.pth.tar, NCHW."""
+  mean = np.array(hourglass.BEARPAW_MPII.mean, np.float32)
+  rgb = pixels.astype(np.float32) / np.float32(255)
+  return torch.from_numpy((rgb - mean).transpose(0, 3, 1, 2).copy())
+
+
+def _lightweight_input(pixels: np.ndarray) -> torch.Tensor:
+  """Osokin's demo: the cv2 (BGR) image as float32, (x - 128) / 256, NCHW."""
+  bgr = pixels[..., ::-1].astype(np.float32)
+  return torch.from_numpy(((bgr - 128) / 256).transpose(0, 3, 1, 2).copy())
+
+
+def _convert_and_export(tmp_path, state_dict: dict, arch: str, size: tuple[int, int],
+                        *options: str) -> tuple[str, str]:
+  torch.save(state_dict, tmp_path / 'published.pth')
+  workdir, onnx_path = str(tmp_path / 'workdir'), str(tmp_path / 'model.onnx')
+  cli.main(['convert', '--arch', arch, '--checkpoint', str(tmp_path / 'published.pth'),
+            '--out', workdir, *options])
+  cli.main(['export', '--workdir', workdir, '--out', onnx_path,
+            f'--input_size={size[0]},{size[1]}'])
+  return workdir, onnx_path
+
+
+def _assert_close(ours: np.ndarray, expected: np.ndarray, what: str) -> None:
+  assert ours.shape == expected.shape, what
+  np.testing.assert_allclose(ours, expected, rtol=0, atol=TOLERANCE * np.abs(expected).max(),
+                             err_msg=what)
+
+
+@pytest.mark.parametrize('stacks, blocks', [(1, 2), (2, 1)])
+def test_bearpaw_hourglass(tmp_path, stacks, blocks):
+  model = torch_hourglass.randomize(torch_hourglass.HourglassNet(stacks, blocks, 16), seed=stacks)
+  # As bearpaw's example/main.py saves it: DataParallel's keys inside 'state_dict'.
+  published = {'epoch': 10, 'arch': 'hg', 'best_acc': 0.5,
+               'state_dict': {f'module.{k}': v for k, v in model.state_dict().items()}}
+  workdir, onnx_path = _convert_and_export(tmp_path, published, 'hourglass', (64, 64),
+                                           f'--num_stacks={stacks}', f'--num_blocks={blocks}')
+  pixels = _pixels(64, 64)
+  with torch.no_grad():
+    expected = [out.numpy().transpose(0, 2, 3, 1) for out in model(_bearpaw_input(pixels))]
+  session = ort.InferenceSession(onnx_path, providers=['CPUExecutionProvider'])
+  onnx_outputs = session.run(None, {'images': pixels.astype(np.float32)})
+  jax_outputs = predictor.JaxPredictor(workdir)(pixels)
+  assert len(onnx_outputs) == len(jax_outputs) == len(expected) == stacks
+  for i, want in enumerate(expected):
+    _assert_close(onnx_outputs[i], want, f'onnx stack {i}')
+    _assert_close(jax_outputs[f'heatmaps_stack{i}'], want, f'jax stack {i}')
+
+
+def test_lightweight_openpose(tmp_path):
+  model = torch_openpose.randomize(torch_openpose.PoseEstimationWithMobileNet(1))
+  # As Osokin's train.py saves it: {'state_dict', 'optimizer', ...}.
+  published = {'state_dict': model.state_dict(), 'iter': 420000}
+  workdir, onnx_path = _convert_and_export(tmp_path, published, 'lightweight_openpose',
+                                           (96, 64), '--num_refinement_stages=1')
+  pixels = _pixels(64, 96)
+  with torch.no_grad():
+    expected = [out.numpy().transpose(0, 2, 3, 1) for out in model(_lightweight_input(pixels))]
+  session = ort.InferenceSession(onnx_path, providers=['CPUExecutionProvider'])
+  onnx_outputs = session.run(None, {'images': pixels.astype(np.float32)})
+  jax_outputs = list(predictor.JaxPredictor(workdir)(pixels).values())
+  assert len(onnx_outputs) == len(jax_outputs) == len(expected) == 4  # 2 stages x (heatmaps, pafs)
+  for i, want in enumerate(expected):
+    _assert_close(onnx_outputs[i], want, f'onnx output {i}')
+    _assert_close(jax_outputs[i], want, f'jax output {i}')
+
+
+def test_normalisation_travels_with_the_converted_weights(tmp_path):
+  model = torch_hourglass.HourglassNet(1, 1, 16)
+  torch.save(model.state_dict(), tmp_path / 'bare.pth')  # a bare state_dict loads too
+  cli.main(['convert', '--arch', 'hourglass', '--num_stacks=1', '--num_blocks=1',
+            '--checkpoint', str(tmp_path / 'bare.pth'), '--out', str(tmp_path / 'w')])
+  _, description = checkpoint.restore_variables(str(tmp_path / 'w'))
+  assert description['normalization'] == hourglass.BEARPAW_MPII.to_dict()
+  assert description['normalization']['mean'][0] == pytest.approx(0.4404, abs=1e-4)
