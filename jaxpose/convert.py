@@ -3,8 +3,10 @@
 The models in `jaxpose.models` name their submodules after the PyTorch
 attribute paths of the upstream implementations, with '.' written as '_' before
 an index (`hg.0.hg.3.0.0.conv1` <-> `hg_0/hg_3_0_0/conv1`). So one rule maps
-every Flax leaf to its PyTorch key, and the layouts differ only by the usual
-transposes (conv kernels OIHW -> HWIO).
+every Flax leaf to its PyTorch key (a family whose keys have other underscores
+before digits, as CMU OpenPose's flat `conv1_1`, gives its own rule as
+`torch_module_path`), and the layouts differ only by the usual transposes
+(conv kernels OIHW -> HWIO).
 
 Every Flax leaf must find its key with the right shape, and every key of the
 state_dict must be used (BatchNorm's `num_batches_tracked` aside): a checkpoint
@@ -62,6 +64,11 @@ def _torch_leaf(collection: str, module_path: str, leaf: str,
   raise ValueError(f'no PyTorch counterpart known for Flax leaf {module_path}/{leaf}')
 
 
+def _module_path_rule(model: nn.Module):
+  """The family's Flax path -> PyTorch module path rule: its `torch_module_path`, else the '_<digit>' one."""
+  return getattr(type(model), 'torch_module_path', _torch_module_path)
+
+
 def _flax_leaves(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
   """Flax variable path -> ShapeDtypeStruct, traced without computing."""
   abstract = jax.eval_shape(
@@ -73,8 +80,9 @@ def expected_state_dict_shapes(model: nn.Module, input_shape: tuple[int, ...] = 
                                ) -> dict[str, tuple[int, ...]]:
   """The PyTorch state_dict keys and shapes `variables_from_torch` reads for `model` (no `num_batches_tracked`)."""
   shapes = {}
+  module_path_of = _module_path_rule(model)
   for (collection, *module_path, leaf), leaf_shape in _flax_leaves(model, input_shape).items():
-    key, _, shape = _torch_leaf(collection, _torch_module_path(tuple(module_path)), leaf,
+    key, _, shape = _torch_leaf(collection, module_path_of(tuple(module_path)), leaf,
                                 leaf_shape.shape)
     shapes[key] = tuple(shape)
   return shapes
@@ -105,9 +113,10 @@ def variables_from_torch(model: nn.Module, state_dict: Mapping[str, Any],
     remaining[key] = value
 
   converted = {}
+  module_path_of = _module_path_rule(model)
   for path, leaf_shape in _flax_leaves(model, input_shape).items():
     collection, *module_path, leaf = path
-    key, transform, _ = _torch_leaf(collection, _torch_module_path(tuple(module_path)),
+    key, transform, _ = _torch_leaf(collection, module_path_of(tuple(module_path)),
                                     leaf, leaf_shape.shape)
     if key not in remaining:
       raise CheckpointMismatchError(

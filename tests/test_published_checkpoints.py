@@ -2,9 +2,10 @@
 
 Upstream here is the PyTorch reference transcribed from each upstream file
 (tests/torch_hourglass.py: bearpaw/pytorch-pose; tests/torch_openpose.py:
-Lightweight OpenPose), fed what upstream's own code feeds it: bearpaw's RGB
-/ 255 minus its MPII mean (`color_normalize`, no std), Lightweight
-OpenPose's (BGR - 128) / 256. jaxpose gets the uint8 RGB pixels and applies
+Lightweight OpenPose; tests/torch_cmu_openpose.py: Hzzone/pytorch-openpose),
+fed what upstream's own code feeds it: bearpaw's RGB / 255 minus its MPII
+mean (`color_normalize`, no std), Lightweight OpenPose's (BGR - 128) / 256,
+the CMU port's BGR / 256 - 0.5. jaxpose gets the uint8 RGB pixels and applies
 the normalisation that `convert` recorded with the weights.
 """
 
@@ -15,6 +16,7 @@ import torch
 
 from jaxpose import checkpoint, cli, predictor
 from jaxpose.models import hourglass
+import torch_cmu_openpose
 import torch_hourglass
 import torch_openpose
 
@@ -88,6 +90,26 @@ def test_lightweight_openpose(tmp_path):
   onnx_outputs = session.run(None, {'images': pixels.astype(np.float32)})
   jax_outputs = list(predictor.JaxPredictor(workdir)(pixels).values())
   assert len(onnx_outputs) == len(jax_outputs) == len(expected) == 4  # 2 stages x (heatmaps, pafs)
+  for i, want in enumerate(expected):
+    _assert_close(onnx_outputs[i], want, f'onnx output {i}')
+    _assert_close(jax_outputs[i], want, f'jax output {i}')
+
+
+def test_cmu_openpose(tmp_path):
+  model = torch_cmu_openpose.randomize(torch_cmu_openpose.BodyPoseModel())
+  # body_pose_model.pth: a bare state_dict of flat keys (`util.transfer`).
+  published = torch_cmu_openpose.published_state_dict(model)
+  workdir, onnx_path = _convert_and_export(tmp_path, published, 'openpose', (64, 48))
+  pixels = _pixels(48, 64)
+  # The port's body.py: the cv2 (BGR) image as float32, / 256 - 0.5, NCHW.
+  bgr = pixels[..., ::-1].astype(np.float32)
+  with torch.no_grad():
+    stages = model.forward_all(torch.from_numpy((bgr / 256 - 0.5).transpose(0, 3, 1, 2).copy()))
+  expected = [maps.numpy().transpose(0, 2, 3, 1) for l1, l2 in stages for maps in (l2, l1)]
+  session = ort.InferenceSession(onnx_path, providers=['CPUExecutionProvider'])
+  onnx_outputs = session.run(None, {'images': pixels.astype(np.float32)})
+  jax_outputs = list(predictor.JaxPredictor(workdir)(pixels).values())
+  assert len(onnx_outputs) == len(jax_outputs) == len(expected) == 12  # 6 x (heatmaps, pafs)
   for i, want in enumerate(expected):
     _assert_close(onnx_outputs[i], want, f'onnx output {i}')
     _assert_close(jax_outputs[i], want, f'jax output {i}')

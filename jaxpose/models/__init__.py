@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpose.models.cmu_openpose import CmuOpenPose
 from jaxpose.models.hourglass import StackedHourglass
 from jaxpose.models.normalization import Normalization
 from jaxpose.models.openpose import LightweightOpenPose
@@ -30,6 +31,7 @@ from jaxpose.models.openpose import LightweightOpenPose
 ARCHITECTURES = {
     'hourglass': StackedHourglass,
     'lightweight_openpose': LightweightOpenPose,
+    'openpose': CmuOpenPose,
 }
 # Fields that describe how a model runs, not what it is.
 _RUNTIME_FIELDS = ('parent', 'name', 'axis_name')
