@@ -117,11 +117,12 @@ COCO_TRAIN_PEOPLE = 149813  # person instances with keypoints in COCO train2017
 
 def hourglass_model(num_stacks: int, num_blocks: int = 1, num_joints: int = 16,
                     num_features: int = 128, depthwise: bool = False,
-                    depth: int = 4) -> ml_collections.ConfigDict:
-  """A StackedHourglass description (defaults: upstream's 256-channel, depth-4 hourglass)."""
+                    depth: int = 4, layer2_features: int = 128) -> ml_collections.ConfigDict:
+  """A StackedHourglass description (defaults: bearpaw's 256-channel, depth-4 hourglass)."""
   return ml_collections.ConfigDict(dict(
       arch='hourglass', num_stacks=num_stacks, num_blocks=num_blocks, num_joints=num_joints,
-      num_features=num_features, depthwise=depthwise, depth=depth))
+      num_features=num_features, depthwise=depthwise, depth=depth,
+      layer2_features=layer2_features))
 
 
 def lightweight_openpose_model(num_refinement_stages: int = 1) -> ml_collections.ConfigDict:

@@ -141,48 +141,10 @@ class JaxStep:
     return float(self.metrics['loss'])
 
 
-class WidthHourglassNet(torch_hourglass.HourglassNet):
-  """`tests/torch_hourglass.HourglassNet` with the bottleneck width as an argument.
-
-  The reference fixes it at 128 (256 channels); the same modules at another
-  width let the smoke settings compare like with like. Same attribute names,
-  so at `num_features=128` the state_dict equals the reference's (checked in
-  `torch_model`).
-  """
-
-  def __init__(self, num_stacks: int, num_joints: int, num_features: int):
-    nn.Module.__init__(self)  # pylint: disable=non-parent-init-called
-    stem, channels = 64, 2 * num_features
-    self.num_stacks = num_stacks
-    self.conv1 = nn.Conv2d(3, stem, 7, stride=2, padding=3)
-    self.bn1 = nn.BatchNorm2d(stem)
-    self.layer1 = nn.Sequential(torch_hourglass.Bottleneck(stem, stem, downsample=True))
-    self.layer2 = nn.Sequential(torch_hourglass.Bottleneck(2 * stem, stem))
-    self.layer3 = nn.Sequential(torch_hourglass.Bottleneck(
-        2 * stem, num_features, downsample=2 * stem != channels))
-    self.hg = nn.ModuleList(torch_hourglass.Hourglass(1, num_features)
-                            for _ in range(num_stacks))
-    blocks = torch_hourglass._blocks  # pylint: disable=protected-access
-    self.res = nn.ModuleList(blocks(1, num_features) for _ in range(num_stacks))
-    self.fc = nn.ModuleList(
-        nn.Sequential(nn.Conv2d(channels, channels, 1), nn.BatchNorm2d(channels), nn.ReLU())
-        for _ in range(num_stacks))
-    self.score = nn.ModuleList(nn.Conv2d(channels, num_joints, 1) for _ in range(num_stacks))
-    self.fc_ = nn.ModuleList(nn.Conv2d(channels, channels, 1) for _ in range(num_stacks - 1))
-    self.score_ = nn.ModuleList(nn.Conv2d(num_joints, channels, 1)
-                                for _ in range(num_stacks - 1))
-
-
 def torch_model(args: argparse.Namespace) -> nn.Module:
-  """bearpaw's HourglassNet at the args' width; at width 128 checked against the reference."""
+  """bearpaw's HourglassNet (tests/torch_hourglass.py) at the args' width, one block per residual."""
   torch.manual_seed(0)  # every call, the same initial weights
-  model = WidthHourglassNet(args.num_stacks, NUM_JOINTS, args.num_features)
-  if args.num_features == 128:
-    reference = torch_hourglass.HourglassNet(args.num_stacks, 1, NUM_JOINTS).state_dict()
-    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if shapes != {k: tuple(v.shape) for k, v in reference.items()}:
-      raise AssertionError('WidthHourglassNet(128) differs from tests/torch_hourglass.py')
-  return model
+  return torch_hourglass.HourglassNet(args.num_stacks, 1, NUM_JOINTS, num_feats=args.num_features)
 
 
 class TorchStep:

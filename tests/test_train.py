@@ -17,6 +17,7 @@ import pytest
 
 from jaxpose import approaches, checkpoint, losses, models, parallel, sweep, train
 from jaxpose.codecs import heatmap
+from jaxpose.models import normalization
 from jaxpose import config as config_lib
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -147,7 +148,8 @@ def test_three_quickstart_steps_checkpoint_the_same_variables_under_every_wrappe
     metrics = train.train_and_evaluate(config, str(tmp_path / mode))
     assert metrics['step'] == 3 and np.isfinite(metrics['loss'])
     results[mode], model_config = checkpoint.restore_variables(str(tmp_path / mode))
-    assert model_config == dict(config.model)
+    # The config's model, its options' defaults and the normalisation it was trained with.
+    assert model_config == dict(config.model, normalization=normalization.IMAGENET.to_dict())
   for collection in ('params', 'batch_stats'):
     assert _relative_l2_error(results['pmap'][collection],
                               results['shard_map'][collection]) < 1e-5, collection

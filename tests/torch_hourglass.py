@@ -25,7 +25,8 @@ commit edc7aece651649927764435ce0c1f03cffa2edaf, `pose/models/hourglass.py`
   + score_[i](score).
 
 Upstream's `HourglassNet(block, num_stacks, num_blocks, num_classes)` takes
-the block class; here it is fixed to `Bottleneck`.
+the block class; here it is fixed to `Bottleneck`. `num_feats` (upstream's
+fixed `self.num_feats = 128`) is an argument for benchmarks at other widths.
 """
 
 import torch
@@ -80,10 +81,10 @@ class Hourglass(nn.Module):
 
 class HourglassNet(nn.Module):
 
-  def __init__(self, num_stacks=2, num_blocks=4, num_classes=16):
+  def __init__(self, num_stacks=2, num_blocks=4, num_classes=16, num_feats=128):
     super().__init__()
     self.inplanes = 64
-    self.num_feats = 128
+    self.num_feats = num_feats
     self.num_stacks = num_stacks
     self.conv1 = nn.Conv2d(3, self.inplanes, kernel_size=7, stride=2, padding=3, bias=True)
     self.bn1 = nn.BatchNorm2d(self.inplanes)

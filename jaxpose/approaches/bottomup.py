@@ -5,8 +5,7 @@
 augmentation, and two prediction protocols, upstream's demo (inference) and
 upstream's val.py (evaluation), below.
 
-
-The input is prepared as upstream's demo (`infer_fast` in Daniil-Osokin's
+Inference (`predict_demo`) prepares the input as upstream's demo (`infer_fast` in Daniil-Osokin's
 demo.py): the image is resized, keeping its aspect ratio, to the network
 height (256 by default) with bilinear interpolation, and padded (centred) to
 a width that is a multiple of the stride 8 and at least the height. Upstream
@@ -23,7 +22,7 @@ upsample). Its docstring measures them 0.5 input pixel up and left of where
 input pixels, then the padding and the resize are undone, with cv2's pixel
 convention (pixel centres at integers: image x = (input x + 0.5) / scale - 0.5).
 
-Evaluation follows upstream's val.py instead (`image_maps`,
+Evaluation (`predict_val`) follows upstream's val.py instead (`image_maps`,
 `people_at_image_size`): at each of its scales the image is resized
 bicubically to 368 x scale high and padded; the last stage's maps are
 upsampled bicubically by the stride, cut to the resized image and resized
@@ -33,13 +32,11 @@ resolution, and val.py adds 0.5 px to every keypoint it reports. Its
 """
 
 import dataclasses
-
-import cv2
-import numpy as np
-
 import sys
 
+import cv2
 import ml_collections
+import numpy as np
 import tqdm
 
 from jaxpose import losses, skeletons
