@@ -95,6 +95,9 @@ def test_pckh_grouped_columns_and_strict_mean():
       'Hip': 100.0, 'Knee': 100.0,
       'Ankle': (100 + third) / 2,               # (left 100 + right 33.3) / 2
       'Mean': 90.0,
+      # The plain mean of the 14 joints: 11 at 100, head top and left wrist
+      # at 66.7, right ankle at 33.3.
+      'MeanOfJoints': (11 * 100 + 2 * 2 * third + third) / 14,
       # At 0.1 only person 2's zero errors count: 14 joints - left ankle
       # (invisible) - head top (0.7) = 12 correct of the same 40 visible.
       'Mean@0.1': 100 * 12 / 40,
@@ -155,6 +158,48 @@ def test_pckh_matches_official_style_formula_on_random_people(threshold):
   np.testing.assert_allclose(result.per_joint, per_joint, rtol=1e-12)
   assert result.mean == pytest.approx(mean, rel=1e-12)
   assert 10 < result.mean < 90  # neither trivial extreme
+
+
+def _bearpaw_eval_pckh(predicted, target, visible, head_boxes, threshold=0.5):
+  """PCKh per joint and "Mean" as bearpaw/pytorch-pose's evaluation/eval_PCKh.py computes them.
+
+  Transcribed from bearpaw/pytorch-pose at commit
+  edc7aece651649927764435ce0c1f03cffa2edaf, `evaluation/eval_PCKh.py` `main`:
+  joints-first arrays; head size SC_BIAS (0.6) x the head box's diagonal; a
+  joint is correct when its scaled error is *strictly* below the threshold;
+  per joint 100 x correct / visible; "Mean" = `np.mean` of the per-joint
+  values with entries 6:8 (pelvis, thorax) masked: a plain mean.
+  """
+  pos_pred_src = np.transpose(predicted, [1, 2, 0])
+  pos_gt_src = np.transpose(target, [1, 2, 0])
+  jnt_visible = np.transpose(visible, [1, 0])
+  headboxes_src = np.stack([head_boxes[:, :2].T, head_boxes[:, 2:].T])
+  uv_err = np.linalg.norm(pos_pred_src - pos_gt_src, axis=1)
+  headsizes = np.linalg.norm(headboxes_src[1, :, :] - headboxes_src[0, :, :], axis=0) * 0.6
+  scaled_uv_err = np.multiply(np.divide(uv_err, np.multiply(headsizes, np.ones((len(uv_err), 1)))),
+                              jnt_visible)
+  jnt_count = np.sum(jnt_visible, axis=1)
+  less_than_threshold = np.multiply((scaled_uv_err < threshold), jnt_visible)
+  per_joint = np.divide(100. * np.sum(less_than_threshold, axis=1), jnt_count)
+  masked = np.ma.array(per_joint, mask=False)
+  masked.mask[6:8] = True
+  return per_joint, float(np.mean(masked))
+
+
+def test_pckh_mean_of_joints_is_bearpaws_eval_pckh_mean():
+  rng = np.random.default_rng(2)
+  num_people = 300
+  corners = rng.uniform(0, 300, size=(num_people, 2))
+  head_boxes = np.concatenate([corners, corners + rng.uniform(10, 60, size=(num_people, 2))], -1)
+  target = rng.uniform(0, 400, size=(num_people, 16, 2))
+  predicted = target + rng.normal(0, 1, size=target.shape) * rng.uniform(1, 15, (num_people, 1, 1))
+  visible = (rng.random((num_people, 16)) > 0.15).astype(np.float64)
+  result = pck.pckh(predicted, target, visible, head_boxes)
+  per_joint, mean = _bearpaw_eval_pckh(predicted, target, visible, head_boxes)
+  np.testing.assert_allclose(result.per_joint, per_joint, rtol=1e-12)  # no error is exactly 0.5
+  assert result.mean_of_joints == pytest.approx(mean, rel=1e-12)
+  # The two means differ: joints have different numbers of visible people.
+  assert abs(result.mean_of_joints - result.mean) > 1e-6
 
 
 def test_pckh_rejects_bad_shapes_and_empty_head_boxes():

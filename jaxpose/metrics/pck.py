@@ -83,18 +83,25 @@ class PCKhResult:
     counts: [16] int, visible ground-truth joints per joint (the mean's weights).
     mean: the mean of `per_joint` over the 14 joints other than pelvis and
       thorax, each weighted by its count; that is, the percentage of all their
-      visible joints that are correct. NaN if there are none.
+      visible joints that are correct (HRNet's and mmpose's "Mean"). NaN if
+      there are none.
+    mean_of_joints: the plain mean of `per_joint` over the same 14 joints:
+      the "Mean" of bearpaw/pytorch-pose's `evaluation/eval_PCKh.py`, the
+      column of its published 86.95 (2 stacks) and 88.78 (8 stacks). NaN
+      where a joint has no visible ground truth.
   """
   threshold: float
   per_joint: np.ndarray
   counts: np.ndarray
   mean: float
+  mean_of_joints: float = float('nan')
 
   def grouped(self) -> dict[str, float]:
     """-> {'Head', 'Shoulder', 'Elbow', 'Wrist', 'Hip', 'Knee', 'Ankle', 'Mean'}: percentages."""
     columns = {name: float(np.mean(self.per_joint[list(joints)]))
                for name, joints in MPII_JOINT_GROUPS}
     columns['Mean'] = self.mean
+    columns['MeanOfJoints'] = self.mean_of_joints
     return columns
 
 
@@ -167,15 +174,16 @@ def pckh(predicted: np.ndarray, target: np.ndarray, visible: np.ndarray,
   total = counts[in_mean].sum()
   mean = 100.0 * correct_counts[in_mean].sum() / total if total else float('nan')
   return PCKhResult(threshold=float(threshold), per_joint=per_joint, counts=counts,
-                    mean=float(mean))
+                    mean=float(mean), mean_of_joints=float(np.mean(per_joint[in_mean])))
 
 
 def pckh_summary(predicted: np.ndarray, target: np.ndarray, visible: np.ndarray,
                  head_boxes: np.ndarray) -> dict[str, float]:
   """Predicted, target [N, 16, 2], visible [N, 16], head boxes [N, 4] -> the row of an MPII table.
 
-  Keys 'Head', 'Shoulder', 'Elbow', 'Wrist', 'Hip', 'Knee', 'Ankle' and 'Mean'
-  are PCKh@0.5 (`PCKhResult.grouped`); 'Mean@0.1' is the mean at threshold
+  Keys 'Head', 'Shoulder', 'Elbow', 'Wrist', 'Hip', 'Knee', 'Ankle', 'Mean'
+  (count-weighted, HRNet's) and 'MeanOfJoints' (plain, bearpaw's
+  `eval_PCKh.py`) are PCKh@0.5 (`PCKhResult.grouped`); 'Mean@0.1' is the mean at threshold
   0.1, as mmpose computes it. (HRNet's printed 'Mean@0.1' takes row 11 of
   `np.arange(0, 0.51, 0.01)`, i.e. threshold 0.11; call
   `pckh(..., threshold=0.11).mean` to reproduce it.) All in percent.
