@@ -13,12 +13,15 @@ every session with the same options and thread count.
 
 - hourglass: 2 stacks, 1 block, 256 channels (upstream's width), 16 joints,
   256x256 input;
-- Lightweight OpenPose: 1 refinement stage, 256x456 input.
+- Lightweight OpenPose: 1 refinement stage, 256x456 input;
+- CMU OpenPose (the PyTorch port's `bodypose_model`, whose forward returns
+  the last stage only; jaxpose exports the last stage too): 184x248 input,
+  the port's `body.py` scale 0.5 of its 368 box.
 
 Each section is one function of (args, scratch folder), called from `main`,
 so that others (e.g. video frames per second) can be added beside this one.
 
-Usage: python scripts/bench_inference.py [--repeats 50] [--threads 2]
+Usage: python scripts/bench_inference.py [--repeats 50] [--threads 2] [--families hourglass,openpose]
 """
 
 import argparse
@@ -38,6 +41,7 @@ import torch
 from jaxpose import convert, export, models
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tests'))
+import torch_cmu_openpose  # pylint: disable=g-import-not-at-top
 import torch_hourglass  # pylint: disable=g-import-not-at-top
 import torch_openpose  # pylint: disable=g-import-not-at-top
 
@@ -59,21 +63,28 @@ class PixelInput(torch.nn.Module):
   def forward(self, images):
     if self.arch == 'hourglass':
       return self.model((images / 255.0 - self.mean) / self.std)
+    if self.arch == 'openpose':  # the port's body.py: BGR / 256 - 0.5; (pafs, heatmaps) out
+      pafs, heatmaps = self.model(images.flip(1) / 256.0 - 0.5)
+      return heatmaps, pafs
     return self.model((images.flip(1) - 128.0) / 256.0)  # BGR, as upstream
 
 
-def reference_models() -> list[tuple[str, dict, torch.nn.Module, tuple[int, int]]]:
-  """[(label, jaxpose model config, randomised PyTorch model, (H, W))]."""
+def reference_models() -> list[tuple[str, dict, torch.nn.Module, tuple[int, int], bool]]:
+  """[(label, jaxpose model config, randomised PyTorch model, (H, W), last stage only)]."""
   return [
       ('hourglass 2x256, 256x256',
        {'arch': 'hourglass', 'num_stacks': 2, 'num_blocks': 1, 'num_joints': 16},
        torch_hourglass.randomize(torch_hourglass.HourglassNet(2, 1, num_classes=16)),
-       (256, 256)),
+       (256, 256), False),
       ('Lightweight OpenPose, 256x456',
        {'arch': 'lightweight_openpose', 'num_refinement_stages': 1},
        torch_openpose.randomize(
            torch_openpose.PoseEstimationWithMobileNet(num_refinement_stages=1)),
-       (256, 456)),
+       (256, 456), False),
+      ('CMU OpenPose body, 184x248',
+       {'arch': 'openpose'},
+       torch_cmu_openpose.randomize(torch_cmu_openpose.BodyPoseModel()),
+       (184, 248), True),
   ]
 
 
@@ -147,23 +158,30 @@ def onnx_section(args: argparse.Namespace, workdir: str) -> None:
         f'{os.cpu_count()} CPU cores, intra-op threads {args.threads}, batch 1, '
         f'{args.repeats} interleaved runs')
   rng = np.random.default_rng(0)
-  for label, config, torch_model, size in reference_models():
+  for label, config, torch_model, size, last_only in reference_models():
     arch = config['arch']
+    if arch not in args.families:
+      continue
     model = models.create_model(config)
-    variables = convert.variables_from_torch(model, torch_model.state_dict(),
+    # The CMU port's published file has flat keys (its util.transfer).
+    state_dict = (torch_cmu_openpose.published_state_dict(torch_model) if arch == 'openpose'
+                  else torch_model.state_dict())
+    variables = convert.variables_from_torch(model, state_dict,
                                              input_shape=(1, *size, 3))
     paths = {
         'pytorch': export_torch(torch_model, arch, size, os.path.join(workdir, f'{arch}_torch.onnx')),
         'jaxpose nhwc': export.export_onnx(variables, config,
                                            os.path.join(workdir, f'{arch}_nhwc.onnx'),
-                                           input_size=size[::-1], check=False),
+                                           input_size=size[::-1], check=False,
+                                           last_only=last_only),
         'jaxpose nchw': export.export_onnx(variables, config,
                                            os.path.join(workdir, f'{arch}_nchw.onnx'),
-                                           input_size=size[::-1], nchw=True, check=False),
+                                           input_size=size[::-1], nchw=True, check=False,
+                                           last_only=last_only),
         # Before the graph rewrite: upsampling as jax2onnx traces it.
         'jaxpose as traced': export.export_onnx(
             variables, config, os.path.join(workdir, f'{arch}_traced.onnx'),
-            input_size=size[::-1], check=False, resize_upsampling=False),
+            input_size=size[::-1], check=False, resize_upsampling=False, last_only=last_only),
     }
     sessions = {name: session(path, args.threads) for name, path in paths.items()}
     images = rng.uniform(0, 255, (1, 3, *size)).astype(np.float32)
@@ -194,6 +212,9 @@ def main():
   parser.add_argument('--repeats', type=int, default=50)
   parser.add_argument('--threads', type=int, default=os.cpu_count(),
                       help='onnxruntime intra-op threads (same for every model)')
+  parser.add_argument('--families', default='hourglass,lightweight_openpose,openpose',
+                      type=lambda text: text.split(','),
+                      help='model families (archs) to measure, comma separated')
   args = parser.parse_args()
   torch.set_num_threads(args.threads)
   with tempfile.TemporaryDirectory() as workdir:

@@ -9,9 +9,10 @@ import tempfile
 from jaxpose import checkpoint, export
 import test_export
 
-# COCO-17 heatmaps, and layer2 as jaxpose built it before it followed bearpaw
-# (64 planes): the same random weights as when tests/data/recorded was written.
-HOURGLASS = dict(test_export.HOURGLASS, num_joints=17, layer2_features=64)
+# COCO-17 heatmaps; test_export's layer2 of 64 planes is the layout jaxpose
+# had before it followed bearpaw, so the random weights are those that
+# tests/data/recorded was written with.
+HOURGLASS = dict(test_export.HOURGLASS, num_joints=17)
 OPENPOSE = test_export.OPENPOSE
 HOURGLASS_INPUT = (1, 256, 256, 3)
 OPENPOSE_INPUT = (1, 256, 456, 3)

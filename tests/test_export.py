@@ -14,8 +14,9 @@ from jaxpose import approaches, checkpoint, cli, convert, export, models
 import torch_hourglass
 
 TOLERANCE = 1e-4  # of the output's largest magnitude
+# A narrow layer2 (64 planes) keeps this tiny model tiny; bearpaw's is 128.
 HOURGLASS = {'arch': 'hourglass', 'num_stacks': 2, 'num_blocks': 1, 'num_joints': 5,
-             'num_features': 8, 'depthwise': False}
+             'num_features': 8, 'depthwise': False, 'layer2_features': 64}
 OPENPOSE = {'arch': 'lightweight_openpose', 'num_refinement_stages': 1, 'num_channels': 16,
             'num_heatmaps': 19, 'num_pafs': 38}
 

@@ -8,8 +8,9 @@ import pytest
 from jaxpose import models
 
 TINY = {
+    # A narrow layer2 (64 planes): the float64 gradient stays cheap.
     'hourglass': {'arch': 'hourglass', 'num_stacks': 2, 'num_blocks': 1, 'num_joints': 5,
-                  'num_features': 8},
+                  'num_features': 8, 'layer2_features': 64},
     'lightweight_openpose': {'arch': 'lightweight_openpose', 'num_refinement_stages': 1},
 }
 
