@@ -9,6 +9,10 @@ model classes from it (`pose/models/hourglass.py` `HourglassNet`,
 `models/with_mobilenet.py` `PoseEstimationWithMobileNet`, `src/model.py`
 `bodypose_model`), builds each tested configuration and writes
 `{configuration}.json`: {"repository", "commit", "file", "keys": {key: shape}}.
+The committed files were written from bearpaw/pytorch-pose at
+edc7aece651649927764435ce0c1f03cffa2edaf, Daniil-Osokin/lightweight-human-pose-
+estimation.pytorch at d23c284b09acf27a163e1febd511e7482cac25ed and
+Hzzone/pytorch-openpose at 5ee71dc10020403dc3def2bb68f9b77c40337ae2.
 Nothing of the upstream code is written, only the names and shapes of its
 parameters, which `tests/test_upstream_keys.py` compares with the test
 references in tests/ and with what `jaxpose convert` expects.
