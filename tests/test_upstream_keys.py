@@ -5,8 +5,9 @@ from checkouts of the upstream repositories (each file names its repository,
 commit and source file: bearpaw/pytorch-pose edc7aece651649927764435ce0c1f03cffa2edaf
 `pose/models/hourglass.py`, Daniil-Osokin/lightweight-human-pose-estimation.pytorch
 d23c284b09acf27a163e1febd511e7482cac25ed `models/with_mobilenet.py`,
-Hzzone/pytorch-openpose 5ee71dc10020403dc3def2bb68f9b77c40337ae2 `src/model.py`). A reference in tests/ that drifted from upstream, or
-a jaxpose model whose converter expects other keys, fails here, naming the key.
+Hzzone/pytorch-openpose 5ee71dc10020403dc3def2bb68f9b77c40337ae2 `src/model.py`).
+A reference in tests/ that drifted from upstream, or a jaxpose model whose
+converter expects other keys, fails here, naming the key.
 """
 
 import json
