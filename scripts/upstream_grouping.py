@@ -1,9 +1,14 @@
 """Lightweight OpenPose's post-processing, per peak and per person in Python.
 
 A transcription (written for this project) of the algorithm of upstream's
-`modules/keypoints.py` (`extract_keypoints`, `connections_nms`,
-`group_keypoints`), of the map upsampling of its `demo.py` and of the
-multi-scale map averaging of its `val.py` (`infer_like_val`), kept in the same
+Daniil-Osokin/lightweight-human-pose-estimation.pytorch, commit
+d23c284b09acf27a163e1febd511e7482cac25ed: `modules/keypoints.py`
+(`extract_keypoints`, `connections_nms`, `group_keypoints`; its
+BODY_PARTS_KPT_IDS / BODY_PARTS_PAF_IDS, peak threshold 0.1, 10 points per
+limb, min PAF score 0.05, success ratio > 0.8, and the final filter of
+fewer than 3 keypoints or a mean score under 0.2 checked against that file),
+the map upsampling of its `demo.py` and the multi-scale map averaging of its
+`val.py` (`infer_like_val`), kept in the same
 shape, Python loops included, as the baseline that
 `scripts/bench_grouping.py` times `jaxpose.codecs.paf.decode` against, and
 that the tests compare its results with. Not part of the package.
