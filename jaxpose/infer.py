@@ -36,7 +36,6 @@ import tqdm
 
 from jaxpose import approaches, skeletons, visualize
 from jaxpose import predictor as predictor_lib
-from jaxpose.approaches import bottomup
 from jaxpose.data.detections import DetectionsFile
 from jaxpose.inference import detect, tracking, video
 from jaxpose.metrics import coco_ap
@@ -85,11 +84,11 @@ class TopDownEstimator:
 
 
 class BottomUpEstimator:
-  """Frame -> People (COCO-17) with Lightweight OpenPose and PAF grouping."""
+  """Frame -> People (COCO-17) with a bottom-up model and its PAF decoding protocol."""
 
   skeleton = skeletons.COCO
 
-  def __init__(self, predictor: predictor_lib.Predictor, height: int = bottomup.DEFAULT_HEIGHT):
+  def __init__(self, predictor: predictor_lib.Predictor, height: int | None = None):
     self.predictor = predictor
     self.height = height
 
@@ -121,12 +120,13 @@ def open_source(image: str | None = None, images: str | None = None, video_path:
 def make_estimator(model: predictor_lib.Predictor, *, detections: str | None = None,
                    detection_threshold: float = 0.0, flip_test: bool = False,
                    input_size: tuple[int, int] = DEFAULT_TOPDOWN_INPUT_SIZE,
-                   height: int = bottomup.DEFAULT_HEIGHT):
+                   height: int | None = None):
   """A model and, for top-down, where its person boxes come from -> a frame estimator.
 
   Top-down boxes: a COCO results-format `detections` file, else OpenCV's
   HOG people detector. `input_size` (width, height) and `height` are the
-  top-down crop and the bottom-up input height for a JAX model.
+  top-down crop and the bottom-up input height for a JAX model (None: the
+  protocol's).
   """
   if isinstance(model.approach, approaches.BottomUp):
     if flip_test or detections:

@@ -12,7 +12,11 @@ images of the best, and of the median, of --repeats runs):
   same numbers, which the script checks);
 - jaxpose `paf.decode`, its default (ties broken, close peaks suppressed by
   value, which decodes every annotated person of the sample);
-- the bicubic upsampling alone, which every decoder pays.
+- the bicubic upsampling alone, which every decoder pays;
+- CMU OpenPose's decoding as its PyTorch port's body.py does it, on the same
+  maps brought to the image's size (x8, as body.py does): the port's Python
+  (scripts/upstream_body_py.py) against `paf_body_py.decode` (the same
+  people, bit for bit, which the script checks).
 
 Usage: python scripts/bench_grouping.py [--repeats 30]
 """
@@ -25,7 +29,8 @@ import time
 import cv2
 import numpy as np
 
-from jaxpose.codecs import paf
+from jaxpose.codecs import paf, paf_body_py
+import upstream_body_py
 import upstream_grouping
 
 COCO_DIR = os.path.join(os.path.dirname(__file__), '..', 'tests', 'data', 'coco')
@@ -48,6 +53,38 @@ def coco_maps():
     people = int(((visible > 0).sum(1) >= 3).sum())
     frames.append((image['file_name'], np.asarray(heatmaps), np.asarray(pafs), people))
   return frames
+
+
+def at_image_size(maps):
+  """Maps [h, w, C] -> [8h, 8w, C] float64, upsampled as body.py does (its crop is none here)."""
+  up = cv2.resize(maps, (0, 0), fx=STRIDE, fy=STRIDE, interpolation=cv2.INTER_CUBIC)
+  return up.reshape(up.shape[0], up.shape[1], -1).astype(np.float64)
+
+
+def port_decode(heatmaps, pafs):
+  return upstream_body_py.people(*upstream_body_py.decode(heatmaps, pafs))
+
+
+def time_methods(methods, frames, repeats):
+  """{label: fn(heatmaps, pafs)}, frames of (heatmaps, pafs) -> {label: (best, median) ms per frame}."""
+  # Interleaved, so that a change of load on the machine hits all alike.
+  times = {m: np.zeros((repeats, len(frames))) for m in methods}
+  for method in methods.values():  # warm-up
+    for heatmaps, pafs in frames:
+      method(heatmaps, pafs)
+  for r in range(repeats):
+    for i, (heatmaps, pafs) in enumerate(frames):
+      for label, method in methods.items():
+        start = time.perf_counter()
+        method(heatmaps, pafs)
+        times[label][r, i] = time.perf_counter() - start
+  summary = {}
+  for label in methods:
+    best = times[label].min(0).mean() * 1e3
+    median = np.median(times[label], 0).mean() * 1e3
+    summary[label] = best, median
+    print(f'{label:34s} {best:7.2f} {median:7.2f}')
+  return summary
 
 
 def upsample_only(heatmaps, pafs):
@@ -84,31 +121,32 @@ def main():
     robust = paf.decode(heatmaps, pafs)[0]
     print(f'{name:18s} {annotated:9d} {len(ref_people):9d} {len(people):7d} {len(robust):16d}')
 
-  # Interleaved, so that a change of load on the machine hits all alike.
-  times = {m: np.zeros((args.repeats, len(frames))) for m in methods}
-  for method in methods.values():  # warm-up
-    for _, heatmaps, pafs, _ in frames:
-      method(heatmaps, pafs)
-  for r in range(args.repeats):
-    for i, (_, heatmaps, pafs, _) in enumerate(frames):
-      for label, method in methods.items():
-        start = time.perf_counter()
-        method(heatmaps, pafs)
-        times[label][r, i] = time.perf_counter() - start
-
   print(f'{"ms per frame":34s} {"best":>7s} {"median":>7s}')
-  summary = {}
-  for label in methods:
-    best = times[label].min(0).mean() * 1e3
-    median = np.median(times[label], 0).mean() * 1e3
-    summary[label] = best, median
-    print(f'{label:34s} {best:7.2f} {median:7.2f}')
+  summary = time_methods(methods, [(h, p) for _, h, p, _ in frames], args.repeats)
   upstream_best, upstream_median = summary['upstream extract+group (Python)']
   best, median = summary['jaxpose paf.decode (default)']
   floor_best, floor_median = summary['bicubic upsampling alone']
   print(f'paf.decode is {upstream_best / best:.1f}x faster than upstream (best), '
         f'{upstream_median / median:.1f}x (median); without the shared upsampling '
         f'{(upstream_best - floor_best) / (best - floor_best):.0f}x (best)')
+
+  # CMU OpenPose, the port's body.py, at the images' sizes.
+  body_frames = [(at_image_size(h), at_image_size(p)) for _, h, p, _ in frames]
+  sizes = ', '.join(f'{h.shape[1]}x{h.shape[0]}' for h, _ in body_frames)
+  print(f'\nbody.py decoding at the image size ({sizes})')
+  for (name, _, _, annotated), (heatmaps, pafs) in zip(frames, body_frames):
+    ref_people, ref_scores = port_decode(heatmaps, pafs)
+    people, scores = paf_body_py.decode(heatmaps, pafs)
+    np.testing.assert_array_equal(people, ref_people)
+    np.testing.assert_array_equal(scores, ref_scores)
+    print(f'{name:18s} annotated {annotated:3d}, the port and paf_body_py find {len(people):3d}')
+  print(f'{"ms per frame":34s} {"best":>7s} {"median":>7s}')
+  body = time_methods({'port body.py decode (Python)': port_decode,
+                       'jaxpose paf_body_py.decode': paf_body_py.decode},
+                      body_frames, args.repeats)
+  (port_best, port_median), (best, median) = body.values()
+  print(f'paf_body_py.decode is {port_best / best:.1f}x faster than the port (best), '
+        f'{port_median / median:.1f}x (median)')
 
 
 if __name__ == '__main__':

@@ -121,9 +121,10 @@ class EvalOptions:
     detection_threshold: detections scored lower are dropped.
     flip_test: average with the mirrored crops' heatmaps (top-down).
     scales: bottom-up input scales whose maps are averaged (val.py's
-      `--multiscale`: `bottomup.MULTISCALE`).
+      `--multiscale`: `bottomup.MULTISCALE`); None: the protocol's own
+      (val.py (1,), body.py (0.5,), of a 368-pixel input height).
   """
   detections: str | None = None
   detection_threshold: float = 0.0
   flip_test: bool = True
-  scales: tuple[float, ...] = (1.0,)
+  scales: tuple[float, ...] | None = None

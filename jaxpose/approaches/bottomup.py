@@ -29,6 +29,10 @@ upsampled bicubically by the stride, cut to the resized image and resized
 to the image; their average over the scales is decoded at the image's own
 resolution, and val.py adds 0.5 px to every keypoint it reports. Its
 `--multiscale` uses the scales (0.5, 1, 1.5, 2).
+
+A family whose published weights come with another protocol says so in its
+`PAF_PROTOCOL`: CMU OpenPose runs as its PyTorch port's `body.py`
+(`bottomup_body_py`) in both inference and evaluation.
 """
 
 import dataclasses
@@ -40,8 +44,8 @@ import numpy as np
 import tqdm
 
 from jaxpose import losses, skeletons
-from jaxpose.approaches import base
-from jaxpose.codecs import paf
+from jaxpose.approaches import base, bottomup_body_py
+from jaxpose.codecs import paf, paf_body_py
 from jaxpose.data import augment, coco, sources
 from jaxpose.data.images import read_image
 from jaxpose.metrics import coco_ap
@@ -253,6 +257,21 @@ class BottomUp(base.Approach):
   name = 'bottom-up'
   per_person = False
 
+  def __init__(self, description):
+    super().__init__(description)
+    # True: the CMU port's body.py protocol; False: Lightweight OpenPose's demo.py / val.py.
+    self.body_py = self.model_class.PAF_PROTOCOL == paf_body_py.PROTOCOL
+
+  @property
+  def default_height(self) -> int:
+    """The network input height of the protocol's inference (demo.py 256, body.py 184)."""
+    return bottomup_body_py.DEFAULT_HEIGHT if self.body_py else DEFAULT_HEIGHT
+
+  @property
+  def default_scales(self) -> tuple[float, ...]:
+    """The protocol's evaluation scales (val.py (1,) of 368; body.py (0.5,) of 368)."""
+    return bottomup_body_py.SCALES if self.body_py else (1.0,)
+
   # --- data --------------------------------------------------------------------
 
   def check_data(self, config: ml_collections.ConfigDict, skeleton: skeletons.Skeleton) -> None:
@@ -314,9 +333,20 @@ class BottomUp(base.Approach):
     """Named outputs -> the last stage's (heatmaps, pafs)."""
     return last_maps(outputs)
 
-  def predict(self, predictor, image: np.ndarray, height: int = DEFAULT_HEIGHT) -> base.People:
-    """Image [H, W, 3] -> People (COCO-17), upstream's demo protocol (`predict_demo`)."""
-    people, person_scores = predict_demo(predictor, image, height)
+  def predict(self, predictor, image: np.ndarray, height: int | None = None) -> base.People:
+    """Image [H, W, 3] -> People (COCO-17), the protocol's inference at `height` (default: its own).
+
+    Lightweight OpenPose: upstream's demo (`predict_demo`); CMU OpenPose: its
+    port's body.py at the scale height / 368 (`bottomup_body_py.predict`).
+    """
+    height = height or self.default_height
+    if self.body_py:
+      people, person_scores = bottomup_body_py.predict(
+          lambda images: last_maps(predictor(images)), image,
+          scales=(height / bottomup_body_py.BOX_SIZE,), stride=self.stride,
+          input_size=predictor.input_size)
+    else:
+      people, person_scores = predict_demo(predictor, image, height)
     keypoints, scores, coco_scores = coco_keypoints(people, person_scores)
     boxes = boxes_from_keypoints(keypoints, scores, score_threshold=0.0)
     return base.People(keypoints, scores, boxes.astype(np.float32), coco_scores)
@@ -325,13 +355,21 @@ class BottomUp(base.Approach):
 
   def evaluate(self, maps_fn, config: ml_collections.ConfigDict, files: sources.DatasetFiles,
                options: base.EvalOptions, results_file: str) -> dict:
-    """Every COCO eval image, val.py's protocol at `options.scales` -> COCO AP (results written to `results_file`)."""
+    """Every COCO eval image, the protocol at `options.scales` -> COCO AP (results written to `results_file`).
+
+    val.py's protocol, or body.py's for CMU OpenPose (`bottomup_body_py.predict_coco`).
+    """
     self.check_data(config, sources.data_skeleton(config))
+    scales = options.scales or self.default_scales
     results = []
     for image_id, path in tqdm.tqdm(coco.image_paths(files.eval_annotations, files.eval_images),
                                     desc='eval', unit='image', file=sys.stderr):
-      keypoints, keypoint_scores, scores = predict_val(maps_fn, read_image(path, image_id),
-                                                       options.scales)
+      image = read_image(path, image_id)
+      if self.body_py:
+        people, person_scores = bottomup_body_py.predict_coco(maps_fn, image, scales, self.stride)
+        keypoints, keypoint_scores, scores = coco_keypoints(people, person_scores)
+      else:
+        keypoints, keypoint_scores, scores = predict_val(maps_fn, image, scales)
       results += coco_ap.coco_results(np.full(len(scores), image_id), keypoints,
                                       keypoint_scores, scores)
     return coco_ap.score_or_zero(files.eval_annotations, results, results_file)

@@ -19,15 +19,19 @@ def define_flags(flag_values: flags.FlagValues) -> None:
                      flag_values=flag_values)
   flags.DEFINE_bool('flip_test', True, 'Average with the mirrored crops (top-down).',
                     flag_values=flag_values)
-  flags.DEFINE_list('scales', ['1'], 'Bottom-up input scales whose maps are averaged '
-                    "(upstream val.py's --multiscale: 0.5,1,1.5,2).", flag_values=flag_values)
+  flags.DEFINE_list('scales', None, 'Bottom-up input scales (of a 368-pixel height) whose maps '
+                    "are averaged; default: the protocol's (Lightweight OpenPose val.py: 1, "
+                    "CMU OpenPose body.py: 0.5; val.py's --multiscale: 0.5,1,1.5,2).",
+                    flag_values=flag_values)
   flags.DEFINE_string('results', None,
                       'COCO results JSON to write (default: WORKDIR/eval/results_stepN.json).',
                       flag_values=flag_values)
 
 
-def parse_scales(values: list[str]) -> tuple[float, ...]:
-  """--scales -> positive numbers; ValueError naming the flag otherwise."""
+def parse_scales(values: list[str] | None) -> tuple[float, ...] | None:
+  """--scales -> positive numbers (None if not given); ValueError naming the flag otherwise."""
+  if values is None:
+    return None
   try:
     scales = tuple(float(scale) for scale in values)
   except ValueError:

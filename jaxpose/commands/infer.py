@@ -9,7 +9,6 @@ from absl import flags
 
 from jaxpose import infer
 from jaxpose import predictor as predictor_lib
-from jaxpose.approaches import bottomup
 from jaxpose.commands import export as export_command
 
 
@@ -34,8 +33,9 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_list('input_size', [str(s) for s in infer.DEFAULT_TOPDOWN_INPUT_SIZE],
                     'Top-down crop width,height with --workdir (an ONNX model fixes its own).',
                     **define)
-  flags.DEFINE_integer('height', bottomup.DEFAULT_HEIGHT,
-                       'Bottom-up network input height with --workdir.', **define)
+  flags.DEFINE_integer('height', None,
+                       "Bottom-up network input height with --workdir; default: the protocol's "
+                       '(Lightweight OpenPose demo: 256, CMU OpenPose body.py: 184).', **define)
   flags.DEFINE_bool('track', True, 'Link people across frames (--notrack: every track_id is -1).',
                     **define)
   flags.DEFINE_integer('max_frames', None, 'Stop after this many frames.', **define)
