@@ -6,16 +6,27 @@ Lightweight OpenPose; tests/torch_cmu_openpose.py: Hzzone/pytorch-openpose),
 fed what upstream's own code feeds it: bearpaw's RGB / 255 minus its MPII
 mean (`color_normalize`, no std), Lightweight OpenPose's (BGR - 128) / 256,
 the CMU port's BGR / 256 - 0.5. jaxpose gets the uint8 RGB pixels and applies
-the normalisation that `convert` recorded with the weights.
+the normalisation that `convert` recorded with the weights. A converted
+bearpaw checkpoint also gets bearpaw's MPII predictions and PCKh
+(tests/bearpaw_mpii_reference.py: its `example/main.py -e` and `eval_PCKh.py`).
 """
+
+import json
+import os
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 
-from jaxpose import checkpoint, cli, predictor
+from jaxpose import checkpoint, cli, evaluation, predictor, skeletons
+from jaxpose.approaches import EvalOptions, topdown_bearpaw
+from jaxpose.data import images, mpii
 from jaxpose.models import hourglass
+import bearpaw_mpii_reference
+from test_metrics import _bearpaw_eval_pckh
+from test_mpii import write_official_mat
+from test_sources import coco_sample_config
 import torch_cmu_openpose
 import torch_hourglass
 import torch_openpose
@@ -123,3 +134,46 @@ def test_normalisation_travels_with_the_converted_weights(tmp_path):
   _, description = checkpoint.restore_variables(str(tmp_path / 'w'))
   assert description['normalization'] == hourglass.BEARPAW_MPII.to_dict()
   assert description['normalization']['mean'][0] == pytest.approx(0.4404, abs=1e-4)
+
+
+def test_bearpaw_checkpoint_scores_bearpaws_mpii_pckh(tmp_path):
+  # bearpaw's `example/main.py -e` then `eval_PCKh.py` (transcribed) against
+  # `jaxpose eval --mpii_protocol=bearpaw` on a converted random checkpoint,
+  # on the bundled MPII sample: the same whole-pixel predictions, the same PCKh.
+  model = torch_hourglass.randomize(torch_hourglass.HourglassNet(1, 1, 16), seed=5).eval()
+  torch.save({'state_dict': {f'module.{k}': v for k, v in model.state_dict().items()}},
+             tmp_path / 'hg.pth')
+  workdir = str(tmp_path / 'hg')
+  cli.main(['convert', '--arch', 'hourglass', '--num_stacks=1', '--num_blocks=1',
+            '--checkpoint', str(tmp_path / 'hg.pth'), '--out', workdir])
+  jax_model = predictor.JaxPredictor(workdir)
+  heatmaps_fn = lambda pixels: jax_model.approach.last_maps(jax_model(pixels))
+
+  mpii_dir = os.path.join(os.path.dirname(__file__), 'data', 'mpii')
+  with open(os.path.join(mpii_dir, 'test_mpii.json')) as f:
+    annotation_file = write_official_mat(tmp_path / 'mpii.mat', json.load(f))
+  records = mpii.load_mpii(annotation_file, mpii_dir)
+  mean = torch.tensor(hourglass.BEARPAW_MPII.mean, dtype=torch.float32)
+  expected, ours = [], []
+  for record in records:
+    image = images.read_image(record.path, record.image_id)
+    people = [(c + 1, s) for c, s in zip(record.center.astype(np.float64), record.scale)]
+    with torch.no_grad():
+      expected.append(bearpaw_mpii_reference.validate_image(
+          lambda batch: model(batch)[-1], image, people, mean) - 1)
+    ours.append(topdown_bearpaw.predict_mpii(heatmaps_fn, image, record.center, record.scale,
+                                             (256, 256), skeletons.MPII.flip_permutation()))
+  expected, ours = np.concatenate(expected), np.concatenate(ours)
+  np.testing.assert_array_equal(ours, expected)
+
+  config = coco_sample_config(**{'input_size': (256, 256), 'data.source': 'mpii',
+                                 'data.eval_annotations': annotation_file,
+                                 'data.eval_images': mpii_dir})
+  config.model.num_joints = 16
+  metrics = evaluation.evaluate_workdir(config, workdir, model_fn=heatmaps_fn,
+                                        options=EvalOptions(mpii_protocol='bearpaw'))
+  target = np.concatenate([r.keypoints for r in records])
+  visible = np.concatenate([r.visible for r in records]) > 0
+  head_boxes = np.concatenate([r.head_boxes for r in records])
+  _, mean_of_joints = _bearpaw_eval_pckh(expected, target, visible.astype(np.float64), head_boxes)
+  assert metrics['MeanOfJoints'] == pytest.approx(mean_of_joints, abs=1e-9)

@@ -123,8 +123,13 @@ class EvalOptions:
     scales: bottom-up input scales whose maps are averaged (val.py's
       `--multiscale`: `bottomup.MULTISCALE`); None: the protocol's own
       (val.py (1,), body.py (0.5,), of a 368-pixel input height).
+    mpii_protocol: top-down MPII: 'jaxpose' (HRNet's boxes, jaxpose's crop
+      and flip test, sub-pixel joints, PCKh at <= 0.5) or 'bearpaw'
+      (bearpaw/pytorch-pose's `example/main.py -e` and `eval_PCKh.py`:
+      `approaches.topdown_bearpaw`).
   """
   detections: str | None = None
   detection_threshold: float = 0.0
   flip_test: bool = True
   scales: tuple[float, ...] | None = None
+  mpii_protocol: str = 'jaxpose'

@@ -47,13 +47,15 @@ import numpy as np
 import tqdm
 
 from jaxpose import losses, models, skeletons
-from jaxpose.approaches import base
+from jaxpose.approaches import base, topdown_bearpaw
 from jaxpose.codecs import heatmap
 from jaxpose.data import augment, coco, detections as detections_lib, geometry, images, mpii
 from jaxpose.data import sources
 from jaxpose.metrics import coco_ap, oks as oks_lib, pck
 
 HeatmapsFn = Callable[[np.ndarray], np.ndarray]
+# `EvalOptions.mpii_protocol`: jaxpose's own, or bearpaw/pytorch-pose's.
+MPII_PROTOCOLS = ('jaxpose', topdown_bearpaw.PROTOCOL)
 
 
 def crop_people(image: np.ndarray, boxes: np.ndarray, input_size: tuple[int, int]
@@ -297,7 +299,8 @@ class TopDown(base.Approach):
     if config.data.source == 'mpii':
       if options.detections is not None:
         raise ValueError('--detections: MPII is evaluated with its ground-truth boxes')
-      return self._mpii_pckh(heatmaps_fn, config, files, options.flip_test)
+      return self._mpii_pckh(heatmaps_fn, config, files, options.flip_test,
+                             options.mpii_protocol)
     results = self._coco_results(heatmaps_fn, config, files, options)
     return coco_ap.score_or_zero(files.eval_annotations, results, results_file)
 
@@ -328,8 +331,11 @@ class TopDown(base.Approach):
     return results
 
   def _mpii_pckh(self, heatmaps_fn: HeatmapsFn, config: ml_collections.ConfigDict,
-                 files: sources.DatasetFiles, flip_test: bool) -> dict:
-    """MPII eval people with their ground-truth boxes -> `pck.pckh_summary`."""
+                 files: sources.DatasetFiles, flip_test: bool, protocol: str) -> dict:
+    """MPII eval people with their ground-truth boxes -> `pck.pckh_summary`, by `protocol` (MPII_PROTOCOLS)."""
+    if protocol not in MPII_PROTOCOLS:
+      raise ValueError(f'--mpii_protocol: expected one of {MPII_PROTOCOLS}, got {protocol!r}')
+    bearpaw = protocol == topdown_bearpaw.PROTOCOL
     ground_truth = None
     if files.eval_annotations.endswith('.json'):
       # HRNet's and mmpose's layout: the head boxes live in a .mat beside the JSON.
@@ -347,12 +353,18 @@ class TopDown(base.Approach):
                        'people have none')
     predicted, target, visible, head_boxes = [], [], [], []
     for record in tqdm.tqdm(records, desc='eval', unit='image', file=sys.stderr):
-      keypoints, _ = predict_topdown(heatmaps_fn, images.read_image(record.path, record.image_id),
-                                     record.boxes, tuple(config.input_size),
-                                     skeletons.MPII.flip_permutation(), flip_test=flip_test)
+      image = images.read_image(record.path, record.image_id)
+      if bearpaw:
+        keypoints = topdown_bearpaw.predict_mpii(
+            heatmaps_fn, image, record.center, record.scale, tuple(config.input_size),
+            skeletons.MPII.flip_permutation(), flip_test=flip_test)
+      else:
+        keypoints, _ = predict_topdown(heatmaps_fn, image, record.boxes,
+                                       tuple(config.input_size),
+                                       skeletons.MPII.flip_permutation(), flip_test=flip_test)
       predicted.append(keypoints)
       target.append(record.keypoints)
       visible.append(record.visible > 0)
       head_boxes.append(record.head_boxes)
     return pck.pckh_summary(np.concatenate(predicted), np.concatenate(target),
-                            np.concatenate(visible), np.concatenate(head_boxes))
+                            np.concatenate(visible), np.concatenate(head_boxes), strict=bearpaw)

@@ -23,6 +23,10 @@ def define_flags(flag_values: flags.FlagValues) -> None:
                     "are averaged; default: the protocol's (Lightweight OpenPose val.py: 1, "
                     "CMU OpenPose body.py: 0.5; val.py's --multiscale: 0.5,1,1.5,2).",
                     flag_values=flag_values)
+  flags.DEFINE_enum('mpii_protocol', 'jaxpose', ['jaxpose', 'bearpaw'],
+                    "Top-down MPII: jaxpose's protocol, or bearpaw/pytorch-pose's (its box, "
+                    "crop, flip test and final_preds; PCKh strictly below 0.5, as its "
+                    'eval_PCKh.py).', flag_values=flag_values)
   flags.DEFINE_string('results', None,
                       'COCO results JSON to write (default: WORKDIR/eval/results_stepN.json).',
                       flag_values=flag_values)
@@ -44,7 +48,8 @@ def parse_scales(values: list[str] | None) -> tuple[float, ...] | None:
 def main(flag_values: flags.FlagValues) -> dict:
   options = approaches.EvalOptions(
       detections=flag_values.detections, detection_threshold=flag_values.detection_threshold,
-      flip_test=flag_values.flip_test, scales=parse_scales(flag_values.scales))
+      flip_test=flag_values.flip_test, scales=parse_scales(flag_values.scales),
+      mpii_protocol=flag_values.mpii_protocol)
   metrics = evaluation.evaluate_workdir(flag_values.config, flag_values.workdir,
                                         step=flag_values.step, options=options,
                                         results_file=flag_values.results)

@@ -36,7 +36,8 @@ Examples:
   head_boxes: float32 [P, 4] (x1, y1, x2, y2), the head rectangle PCKh is
     normalised by; NaN from the JSON, which does not have it.
   center: float32 [P, 2] (x, y), MPII's rough person position (`objpos`).
-  scale: float32 [P], MPII's person scale: person height = 200 * scale px.
+  scale: float32 [P], MPII's person scale: person height = 200 * scale px (float64
+    in `MpiiImage`, as the file gives it).
 
 `MpiiPeople` has one example per image (people grouped by image, in the
 order the file first names each image), `MpiiPersons` one per person (P = 1).
@@ -75,7 +76,7 @@ class MpiiImage:
   boxes: np.ndarray  # float32 [P, 4]
   head_boxes: np.ndarray  # float32 [P, 4]
   center: np.ndarray  # float32 [P, 2]
-  scale: np.ndarray  # float32 [P]
+  scale: np.ndarray  # float64 [P], as the file gives it (bearpaw's protocol computes with it)
 
 
 @dataclasses.dataclass
@@ -285,7 +286,7 @@ def load_mpii(annotation_file: str, image_dir: str,
         visible=visible.astype(np.float32),
         boxes=top_down_box(center, scale).astype(np.float32),
         head_boxes=(np.stack([p.head_box for p in group]) - 1).astype(np.float32),
-        center=center.astype(np.float32), scale=scale.astype(np.float32)))
+        center=center.astype(np.float32), scale=scale.astype(np.float64)))
   warn_dropped(f'images whose file is missing from {image_dir}', missing_files, annotation_file)
   if not images:
     raise ValueError(f'annotation file {annotation_file}: no image with a labelled person and '
@@ -300,7 +301,8 @@ def image_example(record: MpiiImage) -> dict:
   return {'image': read_image(record.path, record.image_id),
           'keypoints': record.keypoints, 'visible': record.visible,
           'boxes': record.boxes, 'image_id': record.image_id,
-          'head_boxes': record.head_boxes, 'center': record.center, 'scale': record.scale}
+          'head_boxes': record.head_boxes, 'center': record.center,
+          'scale': record.scale.astype(np.float32)}
 
 
 class MpiiPeople:

@@ -234,7 +234,7 @@ class MpiiJaxpose(_StoresPeopleCounts):
       yield record.image_id, {
           'image': image, 'image_id': record.image_id, 'keypoints': record.keypoints,
           'visible': record.visible, 'boxes': record.boxes, 'head_boxes': record.head_boxes,
-          'center': record.center, 'scale': record.scale}
+          'center': record.center, 'scale': record.scale.astype(np.float32)}
 
 
 class TfdsSource:

@@ -126,7 +126,8 @@ def _check_pckh_inputs(predicted: np.ndarray, target: np.ndarray, visible: np.nd
 
 
 def pckh(predicted: np.ndarray, target: np.ndarray, visible: np.ndarray,
-         head_boxes: np.ndarray, threshold: float = PCKH_THRESHOLD) -> PCKhResult:
+         head_boxes: np.ndarray, threshold: float = PCKH_THRESHOLD,
+         strict: bool = False) -> PCKhResult:
   """Predicted, target [N, 16, 2], visible [N, 16], head boxes [N, 4] -> MPII PCKh at `threshold`.
 
   The protocol of the official MPII evaluation (`evaluatePCKh.m`), as ported to
@@ -135,8 +136,9 @@ def pckh(predicted: np.ndarray, target: np.ndarray, visible: np.ndarray,
   - head size = 0.6 x the Euclidean length of the head box's diagonal;
   - a visible joint is correct when ||predicted - target|| / head size <=
     threshold: `<=` as in the official `computePCK.m` and HRNet (mmpose's
-    `keypoint_pck_accuracy` uses `<`, which differs only for distances of
-    exactly the threshold);
+    `keypoint_pck_accuracy` and bearpaw's `eval_PCKh.py` use `<`, `strict`
+    here, which differs only for distances of exactly the threshold: rare,
+    but bearpaw's whole-pixel predictions meet integer ground truth);
   - per joint: the percentage of its visible ground truth that is correct;
   - mean: over all joints but pelvis (6) and thorax (7), weighted by each
     joint's count of visible ground truth, i.e. correct / visible pooled over
@@ -165,7 +167,8 @@ def pckh(predicted: np.ndarray, target: np.ndarray, visible: np.ndarray,
   # Divide by 1 for people without visible joints, whose distances are not counted.
   head_sizes = np.where(head_sizes > 0, head_sizes, 1.0)
   distances = np.linalg.norm(predicted - target, axis=-1) / head_sizes[:, None]
-  correct = (distances <= threshold) & counted  # a NaN prediction is never correct
+  within = np.less if strict else np.less_equal
+  correct = within(distances, threshold) & counted  # a NaN prediction is never correct
   counts = counted.sum(axis=0)
   correct_counts = correct.sum(axis=0)
   with np.errstate(invalid='ignore', divide='ignore'):
@@ -178,7 +181,7 @@ def pckh(predicted: np.ndarray, target: np.ndarray, visible: np.ndarray,
 
 
 def pckh_summary(predicted: np.ndarray, target: np.ndarray, visible: np.ndarray,
-                 head_boxes: np.ndarray) -> dict[str, float]:
+                 head_boxes: np.ndarray, strict: bool = False) -> dict[str, float]:
   """Predicted, target [N, 16, 2], visible [N, 16], head boxes [N, 4] -> the row of an MPII table.
 
   Keys 'Head', 'Shoulder', 'Elbow', 'Wrist', 'Hip', 'Knee', 'Ankle', 'Mean'
@@ -187,7 +190,9 @@ def pckh_summary(predicted: np.ndarray, target: np.ndarray, visible: np.ndarray,
   0.1, as mmpose computes it. (HRNet's printed 'Mean@0.1' takes row 11 of
   `np.arange(0, 0.51, 0.01)`, i.e. threshold 0.11; call
   `pckh(..., threshold=0.11).mean` to reproduce it.) All in percent.
+  `strict`: correct below, not at, the threshold (`pckh`).
   """
-  row = pckh(predicted, target, visible, head_boxes, PCKH_THRESHOLD).grouped()
-  row['Mean@0.1'] = pckh(predicted, target, visible, head_boxes, PCKH_STRICT_THRESHOLD).mean
+  row = pckh(predicted, target, visible, head_boxes, PCKH_THRESHOLD, strict).grouped()
+  row['Mean@0.1'] = pckh(predicted, target, visible, head_boxes, PCKH_STRICT_THRESHOLD,
+                         strict).mean
   return row
