@@ -5,7 +5,7 @@
 
 The checkpoint (`checkpoint.restore_variables`) gives the model, its approach
 gives the protocol (`approaches.TopDown.evaluate`: person boxes from the
-ground truth or a detections file, crops, flip test, rescoring, OKS-NMS, COCO
+ground truth, a detections file or a bottom-up model's people, crops, flip test, rescoring, OKS-NMS, COCO
 AP or MPII PCKh; `approaches.BottomUp.evaluate`: upstream's val.py over each
 whole image, COCO AP), and the config gives the data (`sources.split_files`:
 the eval annotations and images) and the input size.
@@ -15,6 +15,7 @@ the keys of `jaxpose score` (COCO) or of `pck.pckh_summary` (MPII), and 'step'.
 """
 
 from collections.abc import Callable
+import dataclasses
 import os
 
 import ml_collections
@@ -67,7 +68,8 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, *,
     config: a training config; its data section names the eval files.
     workdir: a workdir of `jaxpose train` or `jaxpose convert`.
     step: the checkpoint step (default: the latest).
-    options: detections, flip test, scales (`approaches.EvalOptions`).
+    options: detections or a bottom-up model's boxes, flip test, scales,
+      protocol (`approaches.EvalOptions`).
     results_file: where the COCO results go (default
       `workdir/eval/results_step{N}.json`).
     model_fn: replaces the restored model (tests): see `ModelFn`; the
@@ -85,5 +87,9 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, *,
     model_fn = lambda images: approach.last_maps(model(images))
   step = 0 if step is None else int(step)
   results_file = results_file or os.path.join(workdir, 'eval', f'results_step{step}.json')
+  if options.boxes_from and options.person_boxes is None:
+    bottom_up = predictor_lib.load_path(options.boxes_from, approaches.BottomUp, '--boxes_from')
+    options = dataclasses.replace(
+        options, person_boxes=lambda image: bottom_up.approach.person_boxes(bottom_up, image))
   metrics = approach.evaluate(model_fn, config, files, options, results_file)
   return dict(metrics, step=step)

@@ -6,8 +6,9 @@
 
 The model's approach decides: a top-down model (a stacked hourglass) runs on
 person boxes from a detections file (COCO results format, matched by image
-id) or else OpenCV's HOG people detector; a bottom-up model (Lightweight
-OpenPose) runs on the whole frame, as upstream's demo. People are linked across frames by
+id), or from the people a bottom-up model finds (`boxes_from`), or else
+OpenCV's HOG people detector; a bottom-up model (Lightweight or CMU
+OpenPose) runs on the whole frame, as its upstream's demo. People are linked across frames by
 `jaxpose.inference.tracking.Tracker` (OKS / box IoU, Hungarian matching).
 
 Written to OUT:
@@ -120,22 +121,36 @@ def open_source(image: str | None = None, images: str | None = None, video_path:
 def make_estimator(model: predictor_lib.Predictor, *, detections: str | None = None,
                    detection_threshold: float = 0.0, flip_test: bool = False,
                    input_size: tuple[int, int] = DEFAULT_TOPDOWN_INPUT_SIZE,
-                   height: int | None = None):
+                   height: int | None = None,
+                   boxes_from: predictor_lib.Predictor | None = None):
   """A model and, for top-down, where its person boxes come from -> a frame estimator.
 
-  Top-down boxes: a COCO results-format `detections` file, else OpenCV's
-  HOG people detector. `input_size` (width, height) and `height` are the
-  top-down crop and the bottom-up input height for a JAX model (None: the
-  protocol's).
+  Top-down boxes: a COCO results-format `detections` file, else the people
+  of the bottom-up model `boxes_from` (`BottomUp.person_boxes`, at `height`),
+  else OpenCV's HOG people detector. `input_size` (width, height) and
+  `height` are the top-down crop and the bottom-up input height for a JAX
+  model (None: the protocol's).
   """
   if isinstance(model.approach, approaches.BottomUp):
-    if flip_test or detections:
-      logging.warning('%s is a bottom-up model: --flip-test and --detections are ignored',
-                      model.source)
+    if flip_test or detections or boxes_from:
+      logging.warning('%s is a bottom-up model: --flip-test, --detections and --boxes-from are '
+                      'ignored', model.source)
     return BottomUpEstimator(model, height)
+  if detections and boxes_from:
+    raise ValueError('give --detections or --boxes-from, not both: they are two sources of the '
+                     'same person boxes')
   if detections:
     boxes = DetectionsFile(detections, detection_threshold)
     boxes_fn = lambda frame: boxes.boxes(frame.image_id)
+  elif boxes_from is not None:
+    if not isinstance(boxes_from.approach, approaches.BottomUp):
+      raise ValueError(f'--boxes-from {boxes_from.source}: expected a bottom-up model (Lightweight '
+                       f'or CMU OpenPose), got a {boxes_from.approach.name} one')
+
+    def boxes_fn(frame):
+      boxes, scores = boxes_from.approach.person_boxes(boxes_from, frame.image, height)
+      keep = scores >= detection_threshold
+      return boxes[keep], scores[keep]
   else:
     hog = detect.HogPeopleDetector(score_threshold=detection_threshold)
     boxes_fn = lambda frame: hog(frame.image)

@@ -210,6 +210,16 @@ def onnx_session(path: str, num_threads: int = 0):
   return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 
+def load_path(path: str, approach: type | None = None, what: str = 'model'
+              ) -> 'JaxPredictor | OnnxPredictor':
+  """A workdir (a folder) or an exported .onnx file -> its predictor; `what` names it in errors."""
+  if os.path.isdir(path):
+    return JaxPredictor(path, approach=approach)
+  if path.endswith('.onnx'):
+    return OnnxPredictor(path, approach)
+  raise FileNotFoundError(f'{what} {path}: expected a workdir (a folder) or an .onnx file')
+
+
 def load(workdir: str | None = None, onnx_path: str | None = None, step: int | None = None,
          approach: type | None = None) -> JaxPredictor | OnnxPredictor:
   """Exactly one of a workdir (JAX) or an ONNX file -> its predictor."""

@@ -127,9 +127,15 @@ class EvalOptions:
       and flip test, sub-pixel joints, PCKh at <= 0.5) or 'bearpaw'
       (bearpaw/pytorch-pose's `example/main.py -e` and `eval_PCKh.py`:
       `approaches.topdown_bearpaw`).
+    boxes_from: top-down COCO: a bottom-up model (workdir or .onnx) whose
+      people give the person boxes (`BottomUp.person_boxes`), OKS-NMS after,
+      as with detections; `jaxpose.evaluation` loads it into `person_boxes`.
+    person_boxes: image [H, W, 3] -> (boxes [P, 4] x, y, w, h; scores [P]).
   """
   detections: str | None = None
   detection_threshold: float = 0.0
   flip_test: bool = True
   scales: tuple[float, ...] | None = None
   mpii_protocol: str = 'jaxpose'
+  boxes_from: str | None = None
+  person_boxes: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None

@@ -306,22 +306,32 @@ class TopDown(base.Approach):
 
   def _coco_results(self, heatmaps_fn: HeatmapsFn, config: ml_collections.ConfigDict,
                     files: sources.DatasetFiles, options: base.EvalOptions) -> list[dict]:
-    """COCO eval images -> COCO results, one per ground-truth or detected box (OKS-NMS on detections)."""
-    if options.detections is None:
-      records = coco.load_coco(files.eval_annotations, files.eval_images)
-      people = [(r.image_id, r.path, r.boxes, np.ones(len(r.boxes))) for r in records]
-    else:
+    """COCO eval images -> COCO results, one per ground-truth, detected or bottom-up box (OKS-NMS on the last two)."""
+    if options.detections is not None and options.person_boxes is not None:
+      raise ValueError('--detections and --boxes_from: give one source of person boxes')
+    if options.detections is not None:
       boxes = detections_lib.DetectionsFile(options.detections, options.detection_threshold)
       detected = set(boxes.image_ids)
       people = [(image_id, path, *boxes.boxes(image_id))
                 for image_id, path in coco.image_paths(files.eval_annotations, files.eval_images)
                 if image_id in detected]
+    elif options.person_boxes is not None:  # boxes found when the image is read
+      people = [(image_id, path, None, None)
+                for image_id, path in coco.image_paths(files.eval_annotations, files.eval_images)]
+    else:
+      records = coco.load_coco(files.eval_annotations, files.eval_images)
+      people = [(r.image_id, r.path, r.boxes, np.ones(len(r.boxes))) for r in records]
     results = []
     for image_id, path, image_boxes, box_scores in tqdm.tqdm(
         people, desc='eval', unit='image', file=sys.stderr):
-      found = self.predict(heatmaps_fn, images.read_image(path, image_id), image_boxes, box_scores,
+      image = images.read_image(path, image_id)
+      if image_boxes is None:
+        image_boxes, box_scores = options.person_boxes(image)
+        keep = box_scores >= options.detection_threshold
+        image_boxes, box_scores = image_boxes[keep], box_scores[keep]
+      found = self.predict(heatmaps_fn, image, image_boxes, box_scores,
                            tuple(config.input_size), skeletons.COCO, options.flip_test)
-      if options.detections is not None:
+      if options.detections is not None or options.person_boxes is not None:
         kept = oks_lib.oks_nms(found.keypoints, found.scores,
                                image_boxes[:, 2] * image_boxes[:, 3])
         found = base.People(found.keypoints[kept], found.keypoint_scores[kept],

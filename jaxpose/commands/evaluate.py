@@ -15,6 +15,9 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_string('detections', None,
                       'COCO detection results JSON for the person boxes (top-down COCO); '
                       'default: the ground-truth boxes.', flag_values=flag_values)
+  flags.DEFINE_string('boxes_from', None,
+                      'A bottom-up model (workdir or .onnx) whose people give the person boxes '
+                      '(top-down COCO), instead of --detections.', flag_values=flag_values)
   flags.DEFINE_float('detection_threshold', 0.0, 'Drop detections scored lower.',
                      flag_values=flag_values)
   flags.DEFINE_bool('flip_test', True, 'Average with the mirrored crops (top-down).',
@@ -49,7 +52,7 @@ def main(flag_values: flags.FlagValues) -> dict:
   options = approaches.EvalOptions(
       detections=flag_values.detections, detection_threshold=flag_values.detection_threshold,
       flip_test=flag_values.flip_test, scales=parse_scales(flag_values.scales),
-      mpii_protocol=flag_values.mpii_protocol)
+      mpii_protocol=flag_values.mpii_protocol, boxes_from=flag_values.boxes_from)
   metrics = evaluation.evaluate_workdir(flag_values.config, flag_values.workdir,
                                         step=flag_values.step, options=options,
                                         results_file=flag_values.results)

@@ -25,7 +25,11 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_string('video', None, 'A video file (anything cv2 decodes).', **define)
   flags.DEFINE_string('out', None, 'Folder for results.json and pictures.', **define)
   flags.DEFINE_string('detections', None, 'Top-down: COCO results-format person boxes, matched '
-                      'by image id (default: OpenCV HOG people detector).', **define)
+                      'by image id (default: --boxes_from, else OpenCV HOG people detector).',
+                      **define)
+  flags.DEFINE_string('boxes_from', None, 'Top-down: a bottom-up model (workdir or .onnx of '
+                      'Lightweight or CMU OpenPose) whose people give the person boxes.',
+                      **define)
   flags.DEFINE_float('detection_threshold', 0.0, 'Top-down: keep boxes scored at least this.',
                      **define)
   flags.DEFINE_bool('flip_test', False, "Top-down: average with the mirrored crops' heatmaps.",
@@ -52,6 +56,8 @@ def main(flag_values: flags.FlagValues) -> dict:
       model, detections=flag_values.detections,
       detection_threshold=flag_values.detection_threshold, flip_test=flag_values.flip_test,
       input_size=export_command.parse_size(flag_values.input_size, 'input_size'),
-      height=flag_values.height)
+      height=flag_values.height,
+      boxes_from=(predictor_lib.load_path(flag_values.boxes_from, what='--boxes_from')
+                  if flag_values.boxes_from else None))
   return infer.run(source, estimator, flag_values.out, track=flag_values.track,
                    max_frames=flag_values.max_frames)
