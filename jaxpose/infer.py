@@ -63,8 +63,13 @@ class TopDownEstimator:
   """Frame -> People with a stacked hourglass on person boxes."""
 
   def __init__(self, predictor: predictor_lib.Predictor, boxes_fn, flip_test: bool = False,
-               input_size: tuple[int, int] = DEFAULT_TOPDOWN_INPUT_SIZE):
-    """`boxes_fn(frame) -> (boxes [P, 4], scores [P])`; `input_size` (width, height) unless the model fixes it."""
+               input_size: tuple[int, int] = DEFAULT_TOPDOWN_INPUT_SIZE,
+               protocol: str = 'jaxpose'):
+    """`boxes_fn(frame) -> (boxes [P, 4], scores [P])`; `input_size` (width, height) unless the model fixes it.
+
+    `protocol`: the crop, flip test and decoding of `TopDown.predict`.
+    """
+    self.protocol = protocol
     self.predictor = predictor
     self.approach = predictor.approach
     self.boxes_fn = boxes_fn
@@ -81,7 +86,7 @@ class TopDownEstimator:
   def __call__(self, frame: video.Frame) -> approaches.People:
     boxes, box_scores = self.boxes_fn(frame)
     return self.approach.predict(self._heatmaps, frame.image, boxes, box_scores,
-                                 self.input_size, self.skeleton, self.flip_test)
+                                 self.input_size, self.skeleton, self.flip_test, self.protocol)
 
 
 class BottomUpEstimator:
@@ -122,14 +127,15 @@ def make_estimator(model: predictor_lib.Predictor, *, detections: str | None = N
                    detection_threshold: float = 0.0, flip_test: bool = False,
                    input_size: tuple[int, int] = DEFAULT_TOPDOWN_INPUT_SIZE,
                    height: int | None = None,
-                   boxes_from: predictor_lib.Predictor | None = None):
+                   boxes_from: predictor_lib.Predictor | None = None,
+                   protocol: str = 'jaxpose'):
   """A model and, for top-down, where its person boxes come from -> a frame estimator.
 
   Top-down boxes: a COCO results-format `detections` file, else the people
   of the bottom-up model `boxes_from` (`BottomUp.person_boxes`, at `height`),
   else OpenCV's HOG people detector. `input_size` (width, height) and
   `height` are the top-down crop and the bottom-up input height for a JAX
-  model (None: the protocol's).
+  model (None: the protocol's). `protocol`: top-down's, 'jaxpose' or 'mmpose'.
   """
   if isinstance(model.approach, approaches.BottomUp):
     if flip_test or detections or boxes_from:
@@ -154,7 +160,7 @@ def make_estimator(model: predictor_lib.Predictor, *, detections: str | None = N
   else:
     hog = detect.HogPeopleDetector(score_threshold=detection_threshold)
     boxes_fn = lambda frame: hog(frame.image)
-  return TopDownEstimator(model, boxes_fn, flip_test, tuple(input_size))
+  return TopDownEstimator(model, boxes_fn, flip_test, tuple(input_size), protocol)
 
 
 def run(source, estimator, out: str | os.PathLike, *, track: bool = True,

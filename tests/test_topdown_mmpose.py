@@ -14,11 +14,12 @@ import pathlib
 import numpy as np
 import pytest
 
-from jaxpose import skeletons
+from jaxpose import approaches, evaluation, skeletons
 from jaxpose.approaches import topdown_mmpose
 from jaxpose.data import detections as detections_lib, geometry, images as images_lib
 from jaxpose.metrics import coco_ap, oks as oks_lib
 import mmpose_topdown_reference as reference
+from test_sources import coco_sample_config
 
 COCO_DIR = pathlib.Path(__file__).parent / 'data' / 'coco'
 ANNOTATIONS = COCO_DIR / 'test_coco.json'
@@ -274,3 +275,40 @@ def test_oks_nms_uses_the_crop_area_and_mmposes_order():
   expected = reference.oks_nms(instances, 0.9, sigmas=reference.SIGMAS)
   assert kept.tolist() == expected.tolist() == [0, 2]
   assert oks_lib.oks_nms(keypoints, scores, areas).tolist() == [0, 1]
+
+
+def test_jaxpose_eval_with_mmposes_protocol_writes_the_transcriptions_results(tmp_path,
+                                                                               monkeypatch):
+  # `jaxpose eval --coco_protocol=mmpose --detections=...`, the stand-in as the model.
+  by_image = {image_id: (annotations, boxes) for image_id, _, annotations, boxes, _ in sample()}
+  standin = GroundTruthStandIn(flip_test=True)
+  real_read_image = images_lib.read_image
+
+  def read_image(path, image_id):
+    standin.show(*by_image[image_id])
+    return real_read_image(path, image_id)
+
+  monkeypatch.setattr(images_lib, 'read_image', read_image)
+  config = coco_sample_config(**{'input_size': (INPUT, INPUT)})
+  config.model.num_joints = 17
+  metrics = evaluation.evaluate_workdir(
+      config, str(tmp_path), model_fn=channels_last(standin),
+      results_file=str(tmp_path / 'results.json'),
+      options=approaches.EvalOptions(detections=str(DETECTIONS), coco_protocol='mmpose'))
+  ours = json.loads((tmp_path / 'results.json').read_text())
+  expected = [r for run, _ in run_both(True) for r in run[2]]
+  assert len(ours) == len(expected)
+  np.testing.assert_allclose([r['keypoints'] for r in ours], [r['keypoints'] for r in expected],
+                             atol=1e-3)
+  with open(tmp_path / 'reference.keypoints.json', 'w') as f:
+    json.dump(expected, f)
+  expected_stats = coco_ap.score_results_file(ANNOTATIONS, tmp_path / 'reference.keypoints.json',
+                                              verbose=False)
+  assert metrics['AP'] == pytest.approx(expected_stats['AP'], abs=1e-6)
+  # Inference's `TopDown.predict(..., protocol='mmpose')` gives the same keypoints.
+  image_id, image, annotations, boxes, scores = sample()[0]
+  standin.show(annotations, boxes)
+  people = approaches.for_description({'arch': 'hourglass', 'num_joints': 17}).predict(
+      channels_last(standin), image, boxes, scores, (INPUT, INPUT), skeletons.COCO, True,
+      'mmpose')
+  np.testing.assert_allclose(people.keypoints, run_both(True)[0][0][0], atol=1e-3)

@@ -127,6 +127,9 @@ class EvalOptions:
       and flip test, sub-pixel joints, PCKh at <= 0.5) or 'bearpaw'
       (bearpaw/pytorch-pose's `example/main.py -e` and `eval_PCKh.py`:
       `approaches.topdown_bearpaw`).
+    coco_protocol: top-down COCO: 'jaxpose' or 'mmpose' (mmpose's box, crop,
+      shifted flip test, decoding, rescoring, OKS-NMS and results, as its
+      CocoMetric scores its checkpoints: `approaches.topdown_mmpose`).
     boxes_from: top-down COCO: a bottom-up model (workdir or .onnx) whose
       people give the person boxes (`BottomUp.person_boxes`), OKS-NMS after,
       as with detections; `jaxpose.evaluation` loads it into `person_boxes`.
@@ -137,5 +140,6 @@ class EvalOptions:
   flip_test: bool = True
   scales: tuple[float, ...] | None = None
   mpii_protocol: str = 'jaxpose'
+  coco_protocol: str = 'jaxpose'
   boxes_from: str | None = None
   person_boxes: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None

@@ -47,15 +47,18 @@ import numpy as np
 import tqdm
 
 from jaxpose import losses, models, skeletons
-from jaxpose.approaches import base, topdown_bearpaw
+from jaxpose.approaches import base, topdown_bearpaw, topdown_mmpose
 from jaxpose.codecs import heatmap
 from jaxpose.data import augment, coco, detections as detections_lib, geometry, images, mpii
 from jaxpose.data import sources
 from jaxpose.metrics import coco_ap, oks as oks_lib, pck
+from jaxpose.metrics.oks import person_scores  # the rescoring, re-exported: part of the protocol
 
 HeatmapsFn = Callable[[np.ndarray], np.ndarray]
 # `EvalOptions.mpii_protocol`: jaxpose's own, or bearpaw/pytorch-pose's.
 MPII_PROTOCOLS = ('jaxpose', topdown_bearpaw.PROTOCOL)
+# `EvalOptions.coco_protocol` and inference's: jaxpose's own, or mmpose's.
+COCO_PROTOCOLS = ('jaxpose', topdown_mmpose.PROTOCOL)
 
 
 def crop_people(image: np.ndarray, boxes: np.ndarray, input_size: tuple[int, int]
@@ -164,19 +167,6 @@ def predict_topdown(heatmaps_fn: HeatmapsFn, image: np.ndarray, boxes: np.ndarra
   return keypoints_in_image(heatmaps, matrices, input_size)
 
 
-def person_scores(box_scores: np.ndarray, keypoint_scores: np.ndarray,
-                  threshold: float = oks_lib.DEFAULT_SCORE_THRESHOLD) -> np.ndarray:
-  """Box scores [P], keypoint scores [P, J] -> [P]: box score x mean of keypoint scores above `threshold` (0 if none).
-
-  The rescoring of SimpleBaseline, HRNet and mmpose top-down results, for
-  evaluation and inference alike.
-  """
-  confident = keypoint_scores > threshold
-  total = np.where(confident, keypoint_scores, 0.0).sum(-1)
-  mean = np.where(confident.any(-1), total / np.maximum(confident.sum(-1), 1), 0.0)
-  return box_scores * mean
-
-
 def _inside(joints: jax.Array, size) -> jax.Array:
   """Joints [..., J, 2], size (width, height) -> [..., J] 1 where a joint lies in the input image, else 0."""
   x, y = joints[..., 0], joints[..., 1]
@@ -280,10 +270,19 @@ class TopDown(base.Approach):
 
   def predict(self, heatmaps_fn: HeatmapsFn, image: np.ndarray, boxes: np.ndarray,
               box_scores: np.ndarray, input_size: tuple[int, int],
-              skeleton: skeletons.Skeleton, flip_test: bool) -> base.People:
-    """Image [H, W, 3], boxes [P, 4], box scores [P] -> People, rescored (`person_scores`)."""
-    keypoints, scores = predict_topdown(heatmaps_fn, image, boxes, input_size,
-                                        skeleton.flip_permutation(), flip_test=flip_test)
+              skeleton: skeletons.Skeleton, flip_test: bool,
+              protocol: str = 'jaxpose') -> base.People:
+    """Image [H, W, 3], boxes [P, 4], box scores [P] -> People, rescored (`person_scores`).
+
+    `protocol` (COCO_PROTOCOLS): jaxpose's crops and flip test
+    (`predict_topdown`), or mmpose's (`topdown_mmpose.predict_mmpose`).
+    """
+    if protocol not in COCO_PROTOCOLS:
+      raise ValueError(f'top-down protocol: expected one of {COCO_PROTOCOLS}, got {protocol!r}')
+    predict_fn = (topdown_mmpose.predict_mmpose if protocol == topdown_mmpose.PROTOCOL
+                  else predict_topdown)
+    keypoints, scores = predict_fn(heatmaps_fn, image, boxes, input_size,
+                                   skeleton.flip_permutation(), flip_test=flip_test)
     box_scores = np.asarray(box_scores, np.float32)
     return base.People(keypoints, scores, np.asarray(boxes, np.float32).reshape(-1, 4),
                        person_scores(box_scores, scores))
@@ -329,8 +328,14 @@ class TopDown(base.Approach):
         image_boxes, box_scores = options.person_boxes(image)
         keep = box_scores >= options.detection_threshold
         image_boxes, box_scores = image_boxes[keep], box_scores[keep]
+      if options.coco_protocol == topdown_mmpose.PROTOCOL:  # its NMS and results, on any boxes
+        results += topdown_mmpose.image_results(heatmaps_fn, image, image_id, image_boxes,
+                                                box_scores, tuple(config.input_size),
+                                                skeletons.COCO, options.flip_test)[0]
+        continue
       found = self.predict(heatmaps_fn, image, image_boxes, box_scores,
-                           tuple(config.input_size), skeletons.COCO, options.flip_test)
+                           tuple(config.input_size), skeletons.COCO, options.flip_test,
+                           options.coco_protocol)
       if options.detections is not None or options.person_boxes is not None:
         kept = oks_lib.oks_nms(found.keypoints, found.scores,
                                image_boxes[:, 2] * image_boxes[:, 3])

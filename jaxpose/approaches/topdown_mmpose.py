@@ -39,7 +39,7 @@ scores what mmpose reports. Each step and the mmpose file it follows
   computed in float64, kept as float32;
 - rescoring (`evaluation/metrics/coco_metric.py` CocoMetric, score_mode
   'bbox_keypoint', keypoint_score_thr 0.2): box score x mean keypoint score
-  above 0.2, i.e. `topdown.person_scores`;
+  above 0.2, i.e. `metrics.oks.person_scores`;
 - OKS-NMS (CocoMetric nms_mode 'oks_nms', nms_thr 0.9;
   `evaluation/functional/nms.py` oks_nms, oks_iou with vis_thr None): greedy
   by score, dropping people whose OKS with a kept one exceeds 0.9, all
@@ -66,13 +66,14 @@ import cv2
 import numpy as np
 
 from jaxpose import skeletons
-from jaxpose.approaches import topdown
 from jaxpose.data import geometry
 from jaxpose.metrics import coco_ap, oks as oks_lib
 
 # Pixels [P, h, w, 3] -> heatmaps [P, h', w', J], as `topdown.HeatmapsFn`
 # (not imported by name, so that `topdown` may import this module).
 HeatmapsFn = Callable[[np.ndarray], np.ndarray]
+# The name of this protocol for `EvalOptions.coco_protocol` and `jaxpose infer --protocol`.
+PROTOCOL = 'mmpose'
 PADDING = 1.25  # GetBBoxCenterScale's default
 KEYPOINT_SCORE_THRESHOLD = 0.2  # CocoMetric's keypoint_score_thr
 NMS_THRESHOLD = 0.9  # CocoMetric's nms_thr
@@ -273,7 +274,7 @@ def coco_rescore_and_nms(keypoints: np.ndarray, keypoint_scores: np.ndarray,
   `areas` are `crop_areas`. Scores are float32, as mmpose writes them.
   """
   box_scores = np.asarray(box_scores, np.float32)
-  scores = topdown.person_scores(box_scores, np.asarray(keypoint_scores, np.float32),
+  scores = oks_lib.person_scores(box_scores, np.asarray(keypoint_scores, np.float32),
                                  keypoint_score_threshold).astype(np.float32)
   return oks_nms_mmpose(keypoints, scores, areas, nms_threshold, sigmas), scores
 

@@ -30,6 +30,10 @@ def define_flags(flag_values: flags.FlagValues) -> None:
                     "Top-down MPII: jaxpose's protocol, or bearpaw/pytorch-pose's (its box, "
                     "crop, flip test and final_preds; PCKh strictly below 0.5, as its "
                     'eval_PCKh.py).', flag_values=flag_values)
+  flags.DEFINE_enum('coco_protocol', 'jaxpose', ['jaxpose', 'mmpose'],
+                    "Top-down COCO: jaxpose's protocol, or mmpose's (its crop, shifted flip "
+                    'test, decoding, rescoring and OKS-NMS), which mmpose checkpoints are '
+                    'published with.', flag_values=flag_values)
   flags.DEFINE_string('results', None,
                       'COCO results JSON to write (default: WORKDIR/eval/results_stepN.json).',
                       flag_values=flag_values)
@@ -52,7 +56,8 @@ def main(flag_values: flags.FlagValues) -> dict:
   options = approaches.EvalOptions(
       detections=flag_values.detections, detection_threshold=flag_values.detection_threshold,
       flip_test=flag_values.flip_test, scales=parse_scales(flag_values.scales),
-      mpii_protocol=flag_values.mpii_protocol, boxes_from=flag_values.boxes_from)
+      mpii_protocol=flag_values.mpii_protocol, coco_protocol=flag_values.coco_protocol,
+      boxes_from=flag_values.boxes_from)
   metrics = evaluation.evaluate_workdir(flag_values.config, flag_values.workdir,
                                         step=flag_values.step, options=options,
                                         results_file=flag_values.results)

@@ -42,6 +42,19 @@ def boxes_from_keypoints(keypoints: np.ndarray, scores: np.ndarray,
   return np.concatenate([low, high - low], axis=-1)
 
 
+def person_scores(box_scores: np.ndarray, keypoint_scores: np.ndarray,
+                  threshold: float = DEFAULT_SCORE_THRESHOLD) -> np.ndarray:
+  """Box scores [P], keypoint scores [P, J] -> [P]: box score x mean of keypoint scores above `threshold` (0 if none).
+
+  The rescoring of SimpleBaseline, HRNet and mmpose top-down results, for
+  evaluation and inference alike.
+  """
+  confident = keypoint_scores > threshold
+  total = np.where(confident, keypoint_scores, 0.0).sum(-1)
+  mean = np.where(confident.any(-1), total / np.maximum(confident.sum(-1), 1), 0.0)
+  return box_scores * mean
+
+
 def shared_keypoints(scores_a: np.ndarray, scores_b: np.ndarray,
                      score_threshold: float = DEFAULT_SCORE_THRESHOLD) -> np.ndarray:
   """Scores [A, J], [B, J] -> [A, B, J] bool, keypoints scored above the threshold in both."""
