@@ -64,12 +64,13 @@ class TopDownEstimator:
 
   def __init__(self, predictor: predictor_lib.Predictor, boxes_fn, flip_test: bool = False,
                input_size: tuple[int, int] = DEFAULT_TOPDOWN_INPUT_SIZE,
-               protocol: str = 'jaxpose'):
+               protocol: str = 'jaxpose', dark_kernel: int | None = None):
     """`boxes_fn(frame) -> (boxes [P, 4], scores [P])`; `input_size` (width, height) unless the model fixes it.
 
-    `protocol`: the crop, flip test and decoding of `TopDown.predict`.
+    `protocol`, `dark_kernel`: the crop, flip test and decoding of `TopDown.predict`.
     """
     self.protocol = protocol
+    self.dark_kernel = dark_kernel
     self.predictor = predictor
     self.approach = predictor.approach
     self.boxes_fn = boxes_fn
@@ -86,7 +87,8 @@ class TopDownEstimator:
   def __call__(self, frame: video.Frame) -> approaches.People:
     boxes, box_scores = self.boxes_fn(frame)
     return self.approach.predict(self._heatmaps, frame.image, boxes, box_scores,
-                                 self.input_size, self.skeleton, self.flip_test, self.protocol)
+                                 self.input_size, self.skeleton, self.flip_test, self.protocol,
+                                 self.dark_kernel)
 
 
 class BottomUpEstimator:
@@ -128,14 +130,15 @@ def make_estimator(model: predictor_lib.Predictor, *, detections: str | None = N
                    input_size: tuple[int, int] = DEFAULT_TOPDOWN_INPUT_SIZE,
                    height: int | None = None,
                    boxes_from: predictor_lib.Predictor | None = None,
-                   protocol: str = 'jaxpose'):
+                   protocol: str = 'jaxpose', dark_kernel: int | None = None):
   """A model and, for top-down, where its person boxes come from -> a frame estimator.
 
   Top-down boxes: a COCO results-format `detections` file, else the people
   of the bottom-up model `boxes_from` (`BottomUp.person_boxes`, at `height`),
   else OpenCV's HOG people detector. `input_size` (width, height) and
   `height` are the top-down crop and the bottom-up input height for a JAX
-  model (None: the protocol's). `protocol`: top-down's, 'jaxpose' or 'mmpose'.
+  model (None: the protocol's). `protocol`: top-down's, 'jaxpose' or 'mmpose';
+  `dark_kernel`: DARK decoding in jaxpose's.
   """
   if isinstance(model.approach, approaches.BottomUp):
     if flip_test or detections or boxes_from:
@@ -160,7 +163,7 @@ def make_estimator(model: predictor_lib.Predictor, *, detections: str | None = N
   else:
     hog = detect.HogPeopleDetector(score_threshold=detection_threshold)
     boxes_fn = lambda frame: hog(frame.image)
-  return TopDownEstimator(model, boxes_fn, flip_test, tuple(input_size), protocol)
+  return TopDownEstimator(model, boxes_fn, flip_test, tuple(input_size), protocol, dark_kernel)
 
 
 def run(source, estimator, out: str | os.PathLike, *, track: bool = True,

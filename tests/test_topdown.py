@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from jaxpose import skeletons
+from jaxpose import approaches, skeletons
 from jaxpose.codecs import heatmap
 from jaxpose.data import geometry
 from jaxpose.approaches import topdown
@@ -228,3 +228,26 @@ def test_predict_topdown_without_people():
       lambda x: pytest.fail('no crops, no model call'), np.zeros((10, 10, 3), np.uint8),
       np.zeros((0, 4)), (48, 64), COCO_FLIP)
   assert keypoints.shape == (0, 17, 2) and scores.shape == (0, 17)
+
+
+def test_keypoints_in_image_with_dark_find_sub_pixel_peaks():
+  # Gaussians (sigma 2) centred between heatmap pixels, in a crop that is the
+  # image itself: DARK recovers the centre, the quarter-pixel shift cannot.
+  rng = np.random.default_rng(4)
+  centres = rng.uniform(8, 40, (3, 5, 2))  # [P, J, 2] heatmap pixels
+  cols, rows = np.meshgrid(np.arange(48), np.arange(64))
+  maps = np.exp(-((cols[None, :, :, None] - centres[:, None, None, :, 0]) ** 2 +
+                  (rows[None, :, :, None] - centres[:, None, None, :, 1]) ** 2) / 8)
+  identity = np.tile(np.array([[1.0, 0, 0], [0, 1.0, 0]]), (3, 1, 1))
+  truth = centres * 4  # input (= image) pixels, stride 4
+  dark, _ = topdown.keypoints_in_image(maps, identity, (192, 256), dark_kernel=11)
+  plain, _ = topdown.keypoints_in_image(maps, identity, (192, 256))
+  assert np.abs(dark - truth).max() < 0.05 * 4
+  assert np.median(np.abs(plain - truth)) > 5 * np.median(np.abs(dark - truth))
+
+
+def test_dark_is_refused_with_an_upstream_protocol():
+  approach = approaches.for_description({'arch': 'hourglass', 'num_joints': 17})
+  with pytest.raises(ValueError, match="--dark_kernel: DARK is an option of jaxpose's protocol"):
+    approach.predict(lambda x: pytest.fail('no call'), np.zeros((10, 10, 3), np.uint8),
+                     np.zeros((1, 4)), np.ones(1), (64, 64), skeletons.COCO, False, 'mmpose', 11)

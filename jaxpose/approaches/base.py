@@ -130,6 +130,8 @@ class EvalOptions:
     coco_protocol: top-down COCO: 'jaxpose' or 'mmpose' (mmpose's box, crop,
       shifted flip test, decoding, rescoring, OKS-NMS and results, as its
       CocoMetric scores its checkpoints: `approaches.topdown_mmpose`).
+    dark_kernel: top-down, jaxpose's protocol: decode heatmaps with DARK and
+      this blur kernel (`heatmap.decode`; 11 for sigma-2 targets).
     boxes_from: top-down COCO: a bottom-up model (workdir or .onnx) whose
       people give the person boxes (`BottomUp.person_boxes`), OKS-NMS after,
       as with detections; `jaxpose.evaluation` loads it into `person_boxes`.
@@ -141,5 +143,6 @@ class EvalOptions:
   scales: tuple[float, ...] | None = None
   mpii_protocol: str = 'jaxpose'
   coco_protocol: str = 'jaxpose'
+  dark_kernel: int | None = None
   boxes_from: str | None = None
   person_boxes: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None

@@ -124,22 +124,22 @@ def flip_test_heatmaps(heatmaps_fn: HeatmapsFn, crops: np.ndarray,
   return (heatmaps + mirrored[:, :, ::-1, flip_permutation]) / 2
 
 
-def keypoints_in_image(heatmaps: np.ndarray, matrices: np.ndarray, input_size: tuple[int, int]
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def keypoints_in_image(heatmaps: np.ndarray, matrices: np.ndarray, input_size: tuple[int, int],
+                       dark_kernel: int | None = None) -> tuple[np.ndarray, np.ndarray]:
   """Heatmaps [P, h', w', J], crop matrices [P, 2, 3] -> (keypoints [P, J, 2] (x, y image pixels), scores [P, J]).
 
   `heatmap.decode` (argmax and quarter-pixel shift) in heatmap pixels, times
   the stride to input pixels (heatmap pixel j is input pixel j * stride, as
   the targets are encoded), then the inverse crop matrix. A joint whose
   heatmap has no positive value gets score <= 0 and the crop's top-left
-  corner, as `decode` gives (0, 0).
+  corner, as `decode` gives (0, 0). `dark_kernel`: decode with DARK instead.
   """
   heatmaps = np.asarray(heatmaps, np.float32)
   matrices = np.asarray(matrices, np.float64)
   if heatmaps.ndim != 4 or matrices.shape != (heatmaps.shape[0], 2, 3):
     raise ValueError(f'keypoints_in_image: expected heatmaps [P, h, w, J] and matrices '
                      f'[P, 2, 3], got {heatmaps.shape} and {matrices.shape}')
-  coordinates, scores = heatmap.decode(heatmaps)
+  coordinates, scores = heatmap.decode(heatmaps, dark_kernel)
   stride = np.asarray(input_size, np.float64) / (heatmaps.shape[2], heatmaps.shape[1])
   in_crop = np.asarray(coordinates, np.float64) * stride
   to_image = np.array([geometry.invert_affine(matrix) for matrix in matrices]).reshape(-1, 2, 3)
@@ -150,11 +150,13 @@ def keypoints_in_image(heatmaps: np.ndarray, matrices: np.ndarray, input_size: t
 
 def predict_topdown(heatmaps_fn: HeatmapsFn, image: np.ndarray, boxes: np.ndarray,
                     input_size: tuple[int, int], flip_permutation: np.ndarray,
-                    flip_test: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                    flip_test: bool = True, dark_kernel: int | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
   """Image [H, W, 3], boxes [P, 4] (x, y, w, h) -> (keypoints [P, J, 2] in image pixels, scores [P, J]).
 
   `input_size` is the model's (width, height); `flip_permutation` ([J]) is the
-  skeleton's, which also gives J for an image without boxes.
+  skeleton's, which also gives J for an image without boxes; `dark_kernel`
+  decodes with DARK (`heatmap.decode`).
   """
   crops, matrices = crop_people(image, boxes, input_size)
   if not len(crops):
@@ -164,7 +166,7 @@ def predict_topdown(heatmaps_fn: HeatmapsFn, image: np.ndarray, boxes: np.ndarra
     heatmaps = flip_test_heatmaps(heatmaps_fn, crops, flip_permutation)
   else:
     heatmaps = np.asarray(heatmaps_fn(crops), np.float32)
-  return keypoints_in_image(heatmaps, matrices, input_size)
+  return keypoints_in_image(heatmaps, matrices, input_size, dark_kernel)
 
 
 def _inside(joints: jax.Array, size) -> jax.Array:
@@ -271,18 +273,23 @@ class TopDown(base.Approach):
   def predict(self, heatmaps_fn: HeatmapsFn, image: np.ndarray, boxes: np.ndarray,
               box_scores: np.ndarray, input_size: tuple[int, int],
               skeleton: skeletons.Skeleton, flip_test: bool,
-              protocol: str = 'jaxpose') -> base.People:
+              protocol: str = 'jaxpose', dark_kernel: int | None = None) -> base.People:
     """Image [H, W, 3], boxes [P, 4], box scores [P] -> People, rescored (`person_scores`).
 
     `protocol` (COCO_PROTOCOLS): jaxpose's crops and flip test
-    (`predict_topdown`), or mmpose's (`topdown_mmpose.predict_mmpose`).
+    (`predict_topdown`, with DARK decoding given `dark_kernel`), or mmpose's
+    (`topdown_mmpose.predict_mmpose`).
     """
     if protocol not in COCO_PROTOCOLS:
       raise ValueError(f'top-down protocol: expected one of {COCO_PROTOCOLS}, got {protocol!r}')
-    predict_fn = (topdown_mmpose.predict_mmpose if protocol == topdown_mmpose.PROTOCOL
-                  else predict_topdown)
-    keypoints, scores = predict_fn(heatmaps_fn, image, boxes, input_size,
-                                   skeleton.flip_permutation(), flip_test=flip_test)
+    if protocol == topdown_mmpose.PROTOCOL:
+      if dark_kernel is not None:
+        raise ValueError("--dark_kernel: DARK is an option of jaxpose's protocol, not mmpose's")
+      keypoints, scores = topdown_mmpose.predict_mmpose(
+          heatmaps_fn, image, boxes, input_size, skeleton.flip_permutation(), flip_test)
+    else:
+      keypoints, scores = predict_topdown(heatmaps_fn, image, boxes, input_size,
+                                          skeleton.flip_permutation(), flip_test, dark_kernel)
     box_scores = np.asarray(box_scores, np.float32)
     return base.People(keypoints, scores, np.asarray(boxes, np.float32).reshape(-1, 4),
                        person_scores(box_scores, scores))
@@ -299,7 +306,7 @@ class TopDown(base.Approach):
       if options.detections is not None:
         raise ValueError('--detections: MPII is evaluated with its ground-truth boxes')
       return self._mpii_pckh(heatmaps_fn, config, files, options.flip_test,
-                             options.mpii_protocol)
+                             options.mpii_protocol, options.dark_kernel)
     results = self._coco_results(heatmaps_fn, config, files, options)
     return coco_ap.score_or_zero(files.eval_annotations, results, results_file)
 
@@ -335,7 +342,7 @@ class TopDown(base.Approach):
         continue
       found = self.predict(heatmaps_fn, image, image_boxes, box_scores,
                            tuple(config.input_size), skeletons.COCO, options.flip_test,
-                           options.coco_protocol)
+                           options.coco_protocol, options.dark_kernel)
       if options.detections is not None or options.person_boxes is not None:
         kept = oks_lib.oks_nms(found.keypoints, found.scores,
                                image_boxes[:, 2] * image_boxes[:, 3])
@@ -346,11 +353,14 @@ class TopDown(base.Approach):
     return results
 
   def _mpii_pckh(self, heatmaps_fn: HeatmapsFn, config: ml_collections.ConfigDict,
-                 files: sources.DatasetFiles, flip_test: bool, protocol: str) -> dict:
+                 files: sources.DatasetFiles, flip_test: bool, protocol: str,
+                 dark_kernel: int | None = None) -> dict:
     """MPII eval people with their ground-truth boxes -> `pck.pckh_summary`, by `protocol` (MPII_PROTOCOLS)."""
     if protocol not in MPII_PROTOCOLS:
       raise ValueError(f'--mpii_protocol: expected one of {MPII_PROTOCOLS}, got {protocol!r}')
     bearpaw = protocol == topdown_bearpaw.PROTOCOL
+    if bearpaw and dark_kernel is not None:
+      raise ValueError("--dark_kernel: DARK is an option of jaxpose's protocol, not bearpaw's")
     ground_truth = None
     if files.eval_annotations.endswith('.json'):
       # HRNet's and mmpose's layout: the head boxes live in a .mat beside the JSON.
@@ -376,7 +386,7 @@ class TopDown(base.Approach):
       else:
         keypoints, _ = predict_topdown(heatmaps_fn, image, record.boxes,
                                        tuple(config.input_size),
-                                       skeletons.MPII.flip_permutation(), flip_test=flip_test)
+                                       skeletons.MPII.flip_permutation(), flip_test, dark_kernel)
       predicted.append(keypoints)
       target.append(record.keypoints)
       visible.append(record.visible > 0)

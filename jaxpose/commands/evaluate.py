@@ -34,6 +34,8 @@ def define_flags(flag_values: flags.FlagValues) -> None:
                     "Top-down COCO: jaxpose's protocol, or mmpose's (its crop, shifted flip "
                     'test, decoding, rescoring and OKS-NMS), which mmpose checkpoints are '
                     'published with.', flag_values=flag_values)
+  flags.DEFINE_integer('dark_kernel', None, "Top-down, jaxpose's protocol: DARK decoding with "
+                       'this odd blur kernel (11 for sigma-2 heatmaps).', flag_values=flag_values)
   flags.DEFINE_string('results', None,
                       'COCO results JSON to write (default: WORKDIR/eval/results_stepN.json).',
                       flag_values=flag_values)
@@ -57,6 +59,7 @@ def main(flag_values: flags.FlagValues) -> dict:
       detections=flag_values.detections, detection_threshold=flag_values.detection_threshold,
       flip_test=flag_values.flip_test, scales=parse_scales(flag_values.scales),
       mpii_protocol=flag_values.mpii_protocol, coco_protocol=flag_values.coco_protocol,
+      dark_kernel=flag_values.dark_kernel,
       boxes_from=flag_values.boxes_from)
   metrics = evaluation.evaluate_workdir(flag_values.config, flag_values.workdir,
                                         step=flag_values.step, options=options,

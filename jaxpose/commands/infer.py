@@ -43,6 +43,8 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_enum('protocol', 'jaxpose', ['jaxpose', 'mmpose'],
                     "Top-down crop, flip test and decoding: jaxpose's, or mmpose's (as its "
                     'checkpoints are published with).', **define)
+  flags.DEFINE_integer('dark_kernel', None, "Top-down, jaxpose's protocol: DARK decoding with "
+                       'this odd blur kernel (11 for sigma-2 heatmaps).', **define)
   flags.DEFINE_bool('track', True, 'Link people across frames (--notrack: every track_id is -1).',
                     **define)
   flags.DEFINE_integer('max_frames', None, 'Stop after this many frames.', **define)
@@ -60,6 +62,7 @@ def main(flag_values: flags.FlagValues) -> dict:
       detection_threshold=flag_values.detection_threshold, flip_test=flag_values.flip_test,
       input_size=export_command.parse_size(flag_values.input_size, 'input_size'),
       height=flag_values.height, protocol=flag_values.protocol,
+      dark_kernel=flag_values.dark_kernel,
       boxes_from=(predictor_lib.load_path(flag_values.boxes_from, what='--boxes_from')
                   if flag_values.boxes_from else None))
   return infer.run(source, estimator, flag_values.out, track=flag_values.track,
