@@ -6,7 +6,9 @@ an index (`hg.0.hg.3.0.0.conv1` <-> `hg_0/hg_3_0_0/conv1`). So one rule maps
 every Flax leaf to its PyTorch key (a family whose keys have other underscores
 before digits, as CMU OpenPose's flat `conv1_1`, gives its own rule as
 `torch_module_path`), and the layouts differ only by the usual transposes
-(conv kernels OIHW -> HWIO).
+(conv kernels OIHW -> HWIO). A family whose published files name keys in
+more than one way (mmpose's 0.x `keypoint_head.` and 1.x `head.`) reads
+them through its `torch_key`, which may also drop keys holding no weights.
 
 Every Flax leaf must find its key with the right shape, and every key of the
 state_dict must be used (BatchNorm's `num_batches_tracked` aside): a checkpoint
@@ -69,6 +71,28 @@ def _module_path_rule(model: nn.Module):
   return getattr(type(model), 'torch_module_path', _torch_module_path)
 
 
+def _published_keys(model: nn.Module, state_dict: Mapping[str, Any]) -> tuple[dict, dict]:
+  """A state_dict -> ({key the model's rule names: value}, {that key: the file's key where it differs}).
+
+  Strips DataParallel's `module.`, applies the family's `torch_key` (if it
+  has one) and drops BatchNorm's step counters.
+  """
+  rename = getattr(type(model), 'torch_key', lambda key: key)
+  remaining, original = {}, {}
+  for file_key, value in state_dict.items():
+    key = file_key[len(_WRAPPER_PREFIX):] if file_key.startswith(_WRAPPER_PREFIX) else file_key
+    key = rename(key)
+    if key is None or key.endswith(_IGNORED_SUFFIXES):
+      continue
+    if key in remaining:
+      raise CheckpointMismatchError(
+          f'state_dict: keys {original.get(key, key)!r} and {file_key!r} both hold {key!r}')
+    remaining[key] = value
+    if key != file_key:
+      original[key] = file_key
+  return remaining, original
+
+
 def _flax_leaves(model: nn.Module, input_shape: tuple[int, ...]) -> dict:
   """Flax variable path -> ShapeDtypeStruct, traced without computing."""
   abstract = jax.eval_shape(
@@ -97,21 +121,17 @@ def variables_from_torch(model: nn.Module, state_dict: Mapping[str, Any],
       options match the checkpoint's architecture.
     state_dict: PyTorch parameter names -> tensors or arrays, as
       `torch.save(model.state_dict())` writes them, with or without the
-      `module.` prefix of DataParallel.
+      `module.` prefix of DataParallel, and in any of the key layouts the
+      family's `torch_key` reads.
     input_shape: any input shape the model accepts; only used to trace the
       model's variable shapes.
 
   Raises:
     CheckpointMismatchError: naming the first missing, misshapen or unknown key.
   """
-  remaining = {}
-  for key, value in state_dict.items():
-    if key.startswith(_WRAPPER_PREFIX):
-      key = key[len(_WRAPPER_PREFIX):]
-    if key.endswith(_IGNORED_SUFFIXES):
-      continue
-    remaining[key] = value
-
+  remaining, original = _published_keys(model, state_dict)
+  # Errors name a key as the file has it.
+  named = lambda key: repr(key) + (f' (the file\'s {original[key]!r})' if key in original else '')
   converted = {}
   module_path_of = _module_path_rule(model)
   for path, leaf_shape in _flax_leaves(model, input_shape).items():
@@ -126,14 +146,14 @@ def variables_from_torch(model: nn.Module, state_dict: Mapping[str, Any],
     array = transform(_to_numpy(remaining.pop(key)))
     if array.shape != leaf_shape.shape:
       raise CheckpointMismatchError(
-          f'state_dict: key {key!r} has shape {array.shape} after conversion, '
+          f'state_dict: key {named(key)} has shape {array.shape} after conversion, '
           f'expected {leaf_shape.shape} for Flax variable {"/".join(path)}')
     converted[path] = jnp.asarray(array, dtype=leaf_shape.dtype)
   if remaining:
     unknown = sorted(remaining)
     raise CheckpointMismatchError(
         f'state_dict: {len(unknown)} unknown key(s) that {type(model).__name__} '
-        f'has no variable for, first {unknown[0]!r}; all: {unknown[:10]}')
+        f'has no variable for, first {named(unknown[0])}; all: {unknown[:10]}')
   return flax.traverse_util.unflatten_dict(converted)
 
 

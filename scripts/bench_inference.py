@@ -17,11 +17,14 @@ every session with the same options and thread count.
 - CMU OpenPose (the PyTorch port's `bodypose_model`, whose forward returns
   the last stage only; jaxpose exports the last stage too): 184x248 input,
   the port's `body.py` scale 0.5 of its 368 box.
+- mmpose hourglass52 (`HourglassNet` 1 stack + `CPMHead`, 17 joints,
+  tests/torch_mmpose_hourglass.py): 256x256, mmpose's (RGB - mean) / std.
 
 Each section is one function of (args, scratch folder), called from `main`,
 so that others (e.g. video frames per second) can be added beside this one.
 
 Usage: python scripts/bench_inference.py [--repeats 50] [--threads 2] [--families hourglass,openpose]
+(families: hourglass, lightweight_openpose, openpose, mmpose_hourglass)
 """
 
 import argparse
@@ -43,6 +46,7 @@ from jaxpose import convert, export, models
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tests'))
 import torch_cmu_openpose  # pylint: disable=g-import-not-at-top
 import torch_hourglass  # pylint: disable=g-import-not-at-top
+import torch_mmpose_hourglass  # pylint: disable=g-import-not-at-top
 import torch_openpose  # pylint: disable=g-import-not-at-top
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -59,10 +63,14 @@ class PixelInput(torch.nn.Module):
     self.arch = arch
     self.register_buffer('mean', torch.tensor(_IMAGENET_MEAN).view(1, 3, 1, 1))
     self.register_buffer('std', torch.tensor(_IMAGENET_STD).view(1, 3, 1, 1))
+    self.register_buffer('mmpose_mean', torch.tensor(torch_mmpose_hourglass.MEAN).view(1, 3, 1, 1))
+    self.register_buffer('mmpose_std', torch.tensor(torch_mmpose_hourglass.STD).view(1, 3, 1, 1))
 
   def forward(self, images):
     if self.arch == 'hourglass':
       return self.model((images / 255.0 - self.mean) / self.std)
+    if self.arch == 'mmpose_hourglass':  # mmpose's data preprocessor, on RGB
+      return self.model((images - self.mmpose_mean) / self.mmpose_std)
     if self.arch == 'openpose':  # the port's body.py: BGR / 256 - 0.5; (pafs, heatmaps) out
       pafs, heatmaps = self.model(images.flip(1) / 256.0 - 0.5)
       return heatmaps, pafs
@@ -85,6 +93,10 @@ def reference_models() -> list[tuple[str, dict, torch.nn.Module, tuple[int, int]
        {'arch': 'openpose'},
        torch_cmu_openpose.randomize(torch_cmu_openpose.BodyPoseModel()),
        (184, 248), True),
+      ('mmpose hourglass52, 256x256',
+       {'arch': 'mmpose_hourglass', 'num_stacks': 1, 'num_joints': 17},
+       torch_mmpose_hourglass.randomize(torch_mmpose_hourglass.MmposeTopdown(1, 17)),
+       (256, 256), False),
   ]
 
 
@@ -212,7 +224,8 @@ def main():
   parser.add_argument('--repeats', type=int, default=50)
   parser.add_argument('--threads', type=int, default=os.cpu_count(),
                       help='onnxruntime intra-op threads (same for every model)')
-  parser.add_argument('--families', default='hourglass,lightweight_openpose,openpose',
+  parser.add_argument('--families',
+                      default='hourglass,lightweight_openpose,openpose,mmpose_hourglass',
                       type=lambda text: text.split(','),
                       help='model families (archs) to measure, comma separated')
   args = parser.parse_args()

@@ -2,10 +2,11 @@
 
 Upstream here is the PyTorch reference transcribed from each upstream file
 (tests/torch_hourglass.py: bearpaw/pytorch-pose; tests/torch_openpose.py:
-Lightweight OpenPose; tests/torch_cmu_openpose.py: Hzzone/pytorch-openpose),
-fed what upstream's own code feeds it: bearpaw's RGB / 255 minus its MPII
-mean (`color_normalize`, no std), Lightweight OpenPose's (BGR - 128) / 256,
-the CMU port's BGR / 256 - 0.5. jaxpose gets the uint8 RGB pixels and applies
+Lightweight OpenPose; tests/torch_cmu_openpose.py: Hzzone/pytorch-openpose;
+tests/torch_mmpose_hourglass.py: mmpose's HourglassNet + CPMHead), fed what
+upstream's own code feeds it: bearpaw's RGB / 255 minus its MPII mean
+(`color_normalize`, no std), Lightweight OpenPose's (BGR - 128) / 256, the
+CMU port's BGR / 256 - 0.5, mmpose's (RGB - mean) / std. jaxpose gets the uint8 RGB pixels and applies
 the normalisation that `convert` recorded with the weights. A converted
 bearpaw checkpoint also gets bearpaw's MPII predictions and PCKh
 (tests/bearpaw_mpii_reference.py: its `example/main.py -e` and `eval_PCKh.py`).
@@ -29,6 +30,7 @@ from test_mpii import write_official_mat
 from test_sources import coco_sample_config
 import torch_cmu_openpose
 import torch_hourglass
+import torch_mmpose_hourglass
 import torch_openpose
 
 TOLERANCE = 1e-4  # of the largest output value
@@ -177,3 +179,27 @@ def test_bearpaw_checkpoint_scores_bearpaws_mpii_pckh(tmp_path):
   head_boxes = np.concatenate([r.head_boxes for r in records])
   _, mean_of_joints = _bearpaw_eval_pckh(expected, target, visible.astype(np.float64), head_boxes)
   assert metrics['MeanOfJoints'] == pytest.approx(mean_of_joints, abs=1e-9)
+
+
+@pytest.mark.slow  # ~75 s on 2 cores: jax2onnx and the export's check on 95M parameters
+def test_mmpose_hourglass(tmp_path):
+  # hourglass52 as mmpose's published hourglass52_coco_*.pth files hold it:
+  # {'state_dict': backbone.* + keypoint_head.* (mmpose 0.x), 'meta': ...}.
+  model = torch_mmpose_hourglass.randomize(torch_mmpose_hourglass.MmposeTopdown(1, 17), seed=7)
+  published = torch_mmpose_hourglass.published_checkpoint(model, '0.x')
+  workdir, onnx_path = _convert_and_export(tmp_path, published, 'mmpose_hourglass', (128, 128),
+                                           '--num_stacks=1', '--num_joints=17')
+  _, description = checkpoint.restore_variables(workdir)
+  assert description['normalization'] == {'channels': 'RGB', 'divisor': 1.0,
+                                           'mean': [123.675, 116.28, 103.53],
+                                           'std': [58.395, 57.12, 57.375]}
+  pixels = _pixels(128, 128)
+  # mmpose's data preprocessor: (RGB - mean) / std, NCHW.
+  with torch.no_grad():
+    expected = [out.numpy().transpose(0, 2, 3, 1)
+                for out in model(torch_mmpose_hourglass.normalize(pixels))]
+  session = ort.InferenceSession(onnx_path, providers=['CPUExecutionProvider'])
+  onnx_outputs = session.run(None, {'images': pixels.astype(np.float32)})
+  assert [o.name for o in session.get_outputs()] == ['heatmaps_stack0']
+  assert len(onnx_outputs) == len(expected) == 1
+  _assert_close(onnx_outputs[0], expected[0], 'onnx stack 0')

@@ -5,7 +5,10 @@ from checkouts of the upstream repositories (each file names its repository,
 commit and source file: bearpaw/pytorch-pose edc7aece651649927764435ce0c1f03cffa2edaf
 `pose/models/hourglass.py`, Daniil-Osokin/lightweight-human-pose-estimation.pytorch
 d23c284b09acf27a163e1febd511e7482cac25ed `models/with_mobilenet.py`,
-Hzzone/pytorch-openpose 5ee71dc10020403dc3def2bb68f9b77c40337ae2 `src/model.py`).
+Hzzone/pytorch-openpose 5ee71dc10020403dc3def2bb68f9b77c40337ae2 `src/model.py`,
+open-mmlab/mmpose 759b39c13fea6ba094afc1fa932f51dc1b11cbf9
+`mmpose/models/backbones/hourglass.py` + `mmpose/models/heads/heatmap_heads/cpm_head.py`
+as mmpose's TopdownPoseEstimator holds them: `backbone.*`, `head.*`).
 A reference in tests/ that drifted from upstream, or a jaxpose model whose
 converter expects other keys, fails here, naming the key.
 """
@@ -17,6 +20,7 @@ import pytest
 
 from jaxpose import convert, models
 import torch_hourglass
+import torch_mmpose_hourglass
 import torch_openpose
 
 UPSTREAM = pathlib.Path(__file__).parent / 'data' / 'upstream'
@@ -64,6 +68,21 @@ def test_lightweight_openpose_keys():
   model = models.create_model({'arch': 'lightweight_openpose', 'num_refinement_stages': 1})
   _assert_same(convert.expected_state_dict_shapes(model, (1, 64, 64, 3)), _learned(upstream),
                'jaxpose LightweightOpenPose')
+
+
+@pytest.mark.parametrize('stacks', [1, 2])
+def test_mmpose_hourglass_keys(stacks):
+  upstream = _upstream(f'mmpose_hourglass_s{stacks}')
+  # One stack has an `inters.0` block too, which upstream builds and never runs.
+  assert 'backbone.inters.0.conv1.weight' in upstream
+  assert not any(key.startswith('backbone.inters.1.') for key in upstream)
+  reference = torch_mmpose_hourglass.MmposeTopdown(stacks, num_joints=17)
+  assert list(_torch_shapes(reference)) == list(upstream)
+  _assert_same(_torch_shapes(reference), upstream, 'tests/torch_mmpose_hourglass.py')
+  model = models.create_model({'arch': 'mmpose_hourglass', 'num_stacks': stacks,
+                               'num_joints': 17})
+  _assert_same(convert.expected_state_dict_shapes(model, (1, 128, 128, 3)), _learned(upstream),
+               'jaxpose MmposeHourglass')
 
 
 def test_a_drifted_reference_is_named():

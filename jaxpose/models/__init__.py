@@ -25,6 +25,7 @@ import numpy as np
 
 from jaxpose.models.cmu_openpose import CmuOpenPose
 from jaxpose.models.hourglass import StackedHourglass
+from jaxpose.models.mmpose_hourglass import MmposeHourglass
 from jaxpose.models.normalization import Normalization
 from jaxpose.models.openpose import LightweightOpenPose
 
@@ -33,6 +34,7 @@ from jaxpose.models.openpose import LightweightOpenPose
 ARCHITECTURES = {
     'hourglass': StackedHourglass,
     'lightweight_openpose': LightweightOpenPose,
+    'mmpose_hourglass': MmposeHourglass,
     'openpose': CmuOpenPose,
 }
 # Fields that describe how a model runs, not what it is.
