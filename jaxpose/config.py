@@ -27,6 +27,9 @@ def default_config() -> ml_collections.ConfigDict:
   # Eval metric whose best checkpoint is kept beside the latest ('' for none).
   config.best_metric = 'pck'
   config.best_mode = 'max'  # 'max' | 'min': which end of best_metric is best
+  # (first_step, num_steps): a jax.profiler trace of those train steps in
+  # WORKDIR/profile, for TensorBoard's profile plugin or Perfetto; () for none.
+  config.profile_steps = ()
 
   config.optimizer = 'rmsprop'  # 'rmsprop' | 'adam' | 'sgd' (Nesterov 0.9), PyTorch's defaults
   config.learning_rate = 2.5e-4

@@ -11,7 +11,9 @@ with a frozen teacher's outputs), averages gradients and metrics with
 `pmean`, and applies the optax update. What is specific to top-down or
 bottom-up (normalisation, targets, loss, metrics, data transform) is the
 config's approach (`jaxpose.approaches`). `jaxpose.parallel` runs the one
-per-device body under pmap, shard_map or on one device.
+per-device body under pmap, shard_map or on one device; `jaxpose.mfu` counts
+the compiled step's FLOPs (logged as TFLOP/s per device and MFU) and traces
+the steps `config.profile_steps` names.
 """
 
 import functools
@@ -29,7 +31,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxpose import approaches, checkpoint, models, parallel
+from jaxpose import approaches, checkpoint, mfu, models, parallel
 from jaxpose import config as config_lib
 from jaxpose.data import loader, sources
 from jaxpose import metric_writers
@@ -309,18 +311,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   progress = metric_writers.Progress(config.num_train_steps, initial=start_step,
                                      enabled=jax.process_index() == 0)
   window, window_start = [], time.perf_counter()
-  with _Preemption() as preemption:
+  compiled_step = throughput = None
+  with _Preemption() as preemption, mfu.StepTrace(
+      config.profile_steps, os.path.join(workdir, 'profile')) as trace:
     for step in range(start_step + 1, config.num_train_steps + 1):
-      batch = next(train_iter)
-      device_state, metrics = p_train_step(device_state, data.shard_batch(batch),
-                                           device_teacher)
+      batch = data.shard_batch(next(train_iter))
+      if compiled_step is None:
+        # Compiled ahead of time, once, to hold the program whose FLOPs XLA counts.
+        compiled_step = p_train_step.lower(device_state, batch, device_teacher).compile()
+        throughput = mfu.Throughput(compiled_step, config.get('compute_dtype', 'float32'))
+        window_start = time.perf_counter()  # compiling is not training: left out of the rates
+      trace.before(step)
+      device_state, metrics = compiled_step(device_state, batch, device_teacher)
+      trace.after(step, (device_state, metrics))
       window.append(metrics)
       if step % config.log_every_steps == 0 or step == config.num_train_steps:
         host = jax.tree_util.tree_map(lambda *x: np.mean(x), *data.unreplicate(window))
         _check_finite(host, step, workdir)
         elapsed = time.perf_counter() - window_start
         summary = {'train/loss': host['loss'], 'train/learning_rate': host['learning_rate'],
-                   'train/images_per_second': len(window) * config.batch_size / elapsed}
+                   'train/images_per_second': len(window) * config.batch_size / elapsed,
+                   **throughput.summary(elapsed / len(window))}
         if 'pck_counted' in host:
           summary['train/pck'] = host['pck_correct'] / max(host['pck_counted'], 1)
         for key in ('kd_loss', 'gt_loss'):

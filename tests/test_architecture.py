@@ -33,6 +33,7 @@ LAYERS = {
     'jaxpose.parallel': (3, 'training'),
     'jaxpose.config': (3, 'training'),
     'jaxpose.metric_writers': (3, 'training'),
+    'jaxpose.mfu': (3, 'training'),
     'jaxpose.sweep': (3, 'training'),
     'jaxpose.evaluation': (3, 'evaluation'),
     'jaxpose.inference': (3, 'inference'),
