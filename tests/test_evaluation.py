@@ -351,6 +351,7 @@ def test_bottom_up_eval_equals_val_py_on_oracle_maps():
     np.testing.assert_allclose(scores, expected[2], rtol=1e-4)
 
 
+@pytest.mark.slow  # ~2 min at 368 px; the bottom-up eval protocol is tested on oracle maps
 def test_random_lightweight_openpose_checkpoint_runs_end_to_end(tmp_path):
   model = models.create_model(config_lib.lightweight_openpose_model().to_dict())
   variables = model.init(jax.random.key(0), np.zeros((1, 64, 64, 3)), train=False)

@@ -105,6 +105,7 @@ def test_hourglass_matches_jax_at_any_batch(hourglass_onnx):
       _assert_close(a, b[:batch])
 
 
+@pytest.mark.slow  # ~2 min: a second hourglass export; the NCHW path is also tested on LWOP
 def test_hourglass_nchw_last_only(tmp_path):
   variables = _randomized(HOURGLASS, (1, 64, 64, 3), seed=2)
   path = export.export_onnx(variables, HOURGLASS, str(tmp_path / 'hg_nchw.onnx'),

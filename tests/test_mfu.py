@@ -148,6 +148,7 @@ def test_mfu_divides_achieved_by_peak_flops():
     mfu.peak_tflops('TPU v4', 'float16')
 
 
+@pytest.mark.slow  # ~45 s: a real training run with a profiler trace
 def test_a_profiled_run_leaves_a_trace_and_logs_tflops_per_device(tmp_path):
   # One device, the smallest hourglass of test_train.py, a trace of steps 3-4
   # of 6. The loop logs at steps 3 and 6.

@@ -70,7 +70,9 @@ def _assert_close(ours: np.ndarray, expected: np.ndarray, what: str) -> None:
                              err_msg=what)
 
 
-@pytest.mark.parametrize('stacks, blocks', [(1, 2), (2, 1)])
+@pytest.mark.parametrize('stacks, blocks', [
+    pytest.param(1, 2, marks=pytest.mark.slow),  # ~1 min; (2, 1) runs by default
+    (2, 1)])
 def test_bearpaw_hourglass(tmp_path, stacks, blocks):
   model = torch_hourglass.randomize(torch_hourglass.HourglassNet(stacks, blocks, 16), seed=stacks)
   # As bearpaw's example/main.py saves it: DataParallel's keys inside 'state_dict'.
@@ -108,6 +110,7 @@ def test_lightweight_openpose(tmp_path):
     _assert_close(jax_outputs[i], want, f'jax output {i}')
 
 
+@pytest.mark.slow  # ~2 min: exports the 52M-parameter CMU model; its JAX parity runs by default
 def test_cmu_openpose(tmp_path):
   model = torch_cmu_openpose.randomize(torch_cmu_openpose.BodyPoseModel())
   # body_pose_model.pth: a bare state_dict of flat keys (`util.transfer`).

@@ -130,6 +130,7 @@ def test_pmap_shard_map_and_one_device_give_the_same_update():
     state = reference
 
 
+@pytest.mark.slow  # ~3 min: three runs; one step's equality under every wrapper runs by default
 def test_three_quickstart_steps_checkpoint_the_same_variables_under_every_wrapper(tmp_path):
   # The acceptance: the whole loop, three steps of the quick start
   # (its model, data, Adam and warm-up) per wrapper with the same global
@@ -187,6 +188,7 @@ def _three_steps_per_wrapper(config, reorderings: int = 0) -> dict:
 NOISE_MARGIN = 1.25
 
 
+@pytest.mark.slow  # ~2 min: four reorderings of a batch under 8 devices
 def test_wrappers_differ_from_one_device_as_reordered_examples_do():
   # Where float32 training is ill-conditioned, no data-parallel step can match
   # one device more closely than one device matches itself when the same
@@ -363,6 +365,7 @@ def _run_to_the_end(command: list[str], env: dict) -> None:
   assert result.returncode == 0, result.stderr.decode(errors='replace')[-3000:]
 
 
+@pytest.mark.slow  # ~2 min: three training processes
 def test_sigterm_saves_and_the_rerun_ends_where_an_uninterrupted_run_does(tmp_path):
   steps = 12
   env = dict(os.environ, JAX_PLATFORMS='cpu')
@@ -397,6 +400,7 @@ def _free_port() -> int:
     return probe.getsockname()[1]
 
 
+@pytest.mark.slow  # ~2 min: three training processes joined by jax.distributed
 def test_two_processes_train_as_one_on_the_batches_their_slices_make(tmp_path, monkeypatch):
   # The multi-host path for real: two `jaxpose train` processes of 4 CPU
   # devices each, joined by jax.distributed (gloo collectives), shard_map over
@@ -456,39 +460,6 @@ def test_two_processes_train_as_one_on_the_batches_their_slices_make(tmp_path, m
   # Had both processes read the first slice, the result would be far off.
   first_slice_twice = three_steps([slices[0], slices[0]])
   assert _relative_l2_error(first_slice_twice.batch_stats, two_hosts['batch_stats']) > 1e-4
-
-
-def test_sweep_prints_one_command_per_point(tmp_path, capsys):
-  sweep_file = REPO / 'configs' / 'sweeps' / 'quickstart_stacks.py'
-  sweep.run(str(sweep_file), str(tmp_path), print_only=True)
-  lines = capsys.readouterr().out.strip().splitlines()
-  assert len(lines) == 2
-  assert lines[0].startswith('jaxpose train --config ')
-  assert lines[0].endswith('--config.model.num_stacks=1')
-  assert str(tmp_path / 'num_stacks=2') in lines[1]
-
-
-@pytest.mark.slow
-def test_sweep_runs_points_into_one_table(tmp_path):
-  sweep_file = tmp_path / 'tiny_sweep.py'
-  sweep_file.write_text(
-      'import ml_collections\n'
-      'def get_config():\n'
-      '  s = ml_collections.ConfigDict()\n'
-      f'  s.base = {str(QUICKSTART)!r}\n'
-      "  s.points = [{'model.num_stacks': 1, 'model.num_features': 8, 'num_train_steps': 2,\n"
-      "               'batch_size': 8, 'data.num_eval_examples': 8},\n"
-      "              {'model.num_stacks': 1, 'model.num_features': 8, 'num_train_steps': 2,\n"
-      "               'batch_size': 8, 'data.num_eval_examples': 8, 'learning_rate': 0.0}]\n"
-      '  return s\n')
-  rows = sweep.run(str(sweep_file), str(tmp_path / 'out'))
-  assert len(rows) == 2 and all('pck' in row for row in rows)
-  table = (tmp_path / 'out' / 'sweep_results.csv').read_text().splitlines()
-  assert len(table) == 3 and 'pck' in table[0]
-  bad = tmp_path / 'bad_sweep.py'
-  bad.write_text(sweep_file.read_text().replace("'batch_size'", "'batch_sise'"))
-  with pytest.raises(ValueError, match=r"points\[0\].*'batch_sise'"):
-    sweep.run(str(bad), str(tmp_path / 'bad'))
 
 
 def test_lightweight_openpose_trains_on_generated_people(tmp_path):
