@@ -2,21 +2,65 @@
 
 A sweep file is a config file whose `get_config()` returns
   base: path of the experiment config, relative to the sweep file
-  points: a list of {'dotted.field': value} overrides, one per run
-Each point trains into WORKDIR/<point name>; the final metrics of all points
-go to WORKDIR/sweep_results.csv and .md. `--print_only` prints the equivalent
-`jaxpose train` commands instead, to launch them elsewhere (one per TPU slice).
+  points: a list of {'dotted.field': value} overrides, one per point; written
+    out, or built with `sweep`, `product`, `zipped` and `with_seeds` below
+  seeds (optional): runs per point, overriding `seed_field` with 0..seeds-1
+  seed_field (optional, default 'seed'): points that differ only in it are
+    seeds of one point, averaged in the table
+Every point is checked against the base config before the first one trains.
+Each run trains into WORKDIR/<run name> (a rerun skips finished runs, resumes
+interrupted ones from their checkpoint and refuses a workdir trained with
+another config); WORKDIR/sweep_runs.csv/.md hold one row per run,
+WORKDIR/sweep_results.csv/.md one per point (mean, sample std, n over seeds),
+WORKDIR/sweep_plot_<field>.png/.csv a metric against each swept field.
+`--print_only` prints the equivalent `jaxpose train` commands instead.
 """
 
 import csv
 import importlib.util
+import itertools
+import json
+import math
 import os
+import time
 from typing import Any
 
+import cv2
 import ml_collections
+import numpy as np
 
 from jaxpose import config as config_lib
 from jaxpose import train
+
+POINT_FILE = 'sweep_point.json'
+STD_NOTE = ('mean ± std over the n seeds of each point; std is the sample standard deviation '
+            '(ddof=1), blank when n = 1')
+
+
+def sweep(field: str, values) -> list[dict[str, Any]]:
+  """One dotted field over values: sweep('model.num_stacks', [1, 2]) -> [{'model.num_stacks': 1}, ...]."""
+  return [{field: value} for value in values]
+
+
+def product(*sweeps: list[dict]) -> list[dict[str, Any]]:
+  """Cartesian product of sweeps, the last varying fastest."""
+  return [{k: v for point in combo for k, v in point.items()} for combo in itertools.product(*sweeps)]
+
+
+def zipped(*sweeps: list[dict]) -> list[dict[str, Any]]:
+  """Element-wise union of sweeps of equal length (a ValueError otherwise)."""
+  lengths = [len(s) for s in sweeps]
+  if len(set(lengths)) > 1:
+    raise ValueError(f'zipped: sweeps of different lengths {lengths}')
+  return [{k: v for point in combo for k, v in point.items()} for combo in zip(*sweeps)]
+
+
+zip_ = zipped
+
+
+def with_seeds(points: list[dict], n: int, field: str = 'seed') -> list[dict[str, Any]]:
+  """Each point n times, with `field` = 0..n-1."""
+  return [{**dict(point), field: seed} for point in points for seed in range(n)]
 
 
 def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
@@ -47,57 +91,293 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]
       node = node[name]
     if leaf not in node:
       raise ValueError(f'{where}: override {dotted!r}: config has no field {leaf!r}')
-    node[leaf] = type(node[leaf])(value) if isinstance(node[leaf], tuple) else value
+    try:
+      node[leaf] = type(node[leaf])(value) if isinstance(node[leaf], tuple) else value
+    except TypeError as e:
+      raise ValueError(f'{where}: override {dotted!r}: {e}') from e
   return config
 
 
 def point_name(overrides: dict[str, Any], index: int) -> str:
-  """{'model.num_stacks': 2} -> 'num_stacks=2' (a directory name)."""
-  parts = [f'{k.split(".")[-1]}={v}' for k, v in overrides.items()]
+  """{'model.num_stacks': 2} -> 'num_stacks=2' (a directory name); a leaf named twice keeps its path."""
+  leaves = [k.split('.')[-1] for k in overrides]
+  parts = [f'{k if leaves.count(leaf) > 1 else leaf}={v}' for (k, v), leaf in
+           zip(overrides.items(), leaves)]
   name = ','.join(parts).replace('/', '_').replace(' ', '')
   return name or f'point{index}'
 
 
-def run(sweep_path: str, workdir: str, print_only: bool = False) -> list[dict]:
-  """Runs (or prints) every point of the sweep file; returns one row of final metrics per point."""
-  sweep = load_config_file(sweep_path)
+def expand(sweep_config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
+  """The sweep file's runs: its points, each repeated over `seeds` seeds if it sets them."""
+  points = [dict(point) for point in sweep_config.points]
+  seeds = sweep_config.get('seeds')
+  return with_seeds(points, seeds, sweep_config.get('seed_field', 'seed')) if seeds else points
+
+
+def _plain(config: ml_collections.ConfigDict) -> dict:
+  return json.loads(config.to_json_best_effort())
+
+
+def plan(sweep_path: str, workdir: str) -> tuple[str, ml_collections.ConfigDict, list[dict]]:
+  """(base path, sweep config, runs): every run checked before any trains.
+
+  A run is {'index', 'name', 'overrides', 'config', 'workdir'}. An unknown
+  field, an invalid config, two runs of one name, or a run whose workdir holds
+  another config fails, naming the point.
+  """
+  sweep_config = load_config_file(sweep_path)
   for field in ('base', 'points'):
-    if field not in sweep:
+    if field not in sweep_config:
       raise ValueError(f'{sweep_path}: a sweep config needs the field {field!r}')
-  base = os.path.normpath(os.path.join(os.path.dirname(sweep_path), sweep.base))
+  base = os.path.normpath(os.path.join(os.path.dirname(sweep_path), sweep_config.base))
   base_config = load_config_file(base)
-  rows = []
-  for index, point in enumerate(sweep.points):
-    point = dict(point)
-    name = point_name(point, index)
-    config = apply_overrides(base_config, point, f'{sweep_path}: points[{index}]')
-    config_lib.validate(config)
-    point_workdir = os.path.join(workdir, name)
-    if print_only:
-      flags = ' '.join(f'--config.{k}={v}' for k, v in point.items())
-      print(f'jaxpose train --config {base} --workdir {point_workdir} {flags}'.rstrip())
+  runs, names = [], {}
+  for index, overrides in enumerate(expand(sweep_config)):
+    where = f'{sweep_path}: points[{index}] {overrides}'
+    config = apply_overrides(base_config, overrides, where)
+    try:
+      config_lib.validate(config)
+    except ValueError as e:
+      raise ValueError(f'{where}: {e}') from e
+    name = point_name(overrides, index)
+    if name in names:
+      raise ValueError(f'{where}: the same run as points[{names[name]}] ({name})')
+    names[name] = index
+    run_workdir = os.path.join(workdir, name)
+    stored = _read_json(os.path.join(run_workdir, POINT_FILE)) or {  # or trained before sweeps recorded it
+        'config': _read_json(os.path.join(run_workdir, 'config.json'))}
+    if stored['config'] is not None and stored['config'] != _plain(config):
+      changed = sorted(_differences(stored['config'], _plain(config)))
+      raise ValueError(f'{where}: {run_workdir} was trained with another config '
+                       f'(differs in {", ".join(changed)}); give the sweep another --workdir '
+                       'or delete that directory')
+    runs.append(dict(index=index, name=name, overrides=overrides, config=config,
+                     workdir=run_workdir))
+  return base, sweep_config, runs
+
+
+def _differences(a: Any, b: Any, prefix: str = '') -> list[str]:
+  if isinstance(a, dict) and isinstance(b, dict):
+    return [d for k in set(a) | set(b)
+            for d in _differences(a.get(k), b.get(k), f'{prefix}{k}.')]
+  return [] if a == b else [prefix.rstrip('.')]
+
+
+def _read_json(path: str) -> Any:
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def _write_json(path: str, value: Any) -> None:
+  with open(path + '.tmp', 'w') as f:
+    json.dump(value, f, indent=2)
+  os.replace(path + '.tmp', path)
+
+
+def finished(run: dict) -> bool:
+  """Whether the run's summary.json is there and reached the config's last step."""
+  summary = _read_json(os.path.join(run['workdir'], 'summary.json'))
+  return bool(summary) and summary.get('step') == run['config'].num_train_steps
+
+
+def train_run(run: dict) -> None:
+  """Trains one run (resuming from its checkpoint if it has one), recording its config and wall time."""
+  os.makedirs(run['workdir'], exist_ok=True)
+  path = os.path.join(run['workdir'], POINT_FILE)
+  record = _read_json(path) or {'overrides': run['overrides'], 'config': _plain(run['config']),
+                                'wall_seconds': 0.0}
+  _write_json(path, record)
+  start = time.perf_counter()
+  try:
+    train.train_and_evaluate(run['config'], run['workdir'])
+  finally:  # an interrupted session's time counts too
+    record['wall_seconds'] += time.perf_counter() - start
+    _write_json(path, record)
+
+
+def run_row(run: dict) -> dict[str, Any]:
+  """One table row: the run's overrides, final eval metrics, best eval metric, steps, wall time, images/s."""
+  config, workdir = run['config'], run['workdir']
+  logged: dict[str, dict[int, float]] = {}
+  if os.path.exists(os.path.join(workdir, 'metrics.csv')):
+    with open(os.path.join(workdir, 'metrics.csv')) as f:
+      for row in csv.DictReader(f):  # a resumed run appends: the last value of a step wins
+        logged.setdefault(row['name'], {})[int(row['step'])] = float(row['value'])
+  summary = _read_json(os.path.join(workdir, 'summary.json')) or {}
+  final = {k: v for k, v in summary.items() if k != 'step'}
+  if not final:  # a run resumed at its last step evaluates nothing: its last logged evaluation
+    final = {name[5:]: values[max(values)] for name, values in logged.items()
+             if name.startswith('eval/')}
+  row = {'run': run['name'], **run['overrides'], 'step': summary.get('step'), **final}
+  evals = {s: v for s, v in logged.get(f'eval/{config.best_metric}', {}).items() if s > 0}
+  if evals:
+    pick = min if config.best_mode == 'min' else max
+    best_step = pick(evals, key=lambda s: (evals[s], -s))
+    row.update({f'best_{config.best_metric}': evals[best_step], 'best_step': best_step})
+  rates = list(logged.get('train/images_per_second', {}).values())
+  row['images_per_second'] = float(np.mean(rates)) if rates else None
+  row['wall_seconds'] = (_read_json(os.path.join(workdir, POINT_FILE)) or {}).get('wall_seconds')
+  return row
+
+
+def aggregate(rows: list[dict], runs: list[dict], seed_field: str) -> list[dict[str, Any]]:
+  """One row per point (overrides but the seed): n and, per numeric column, mean and sample std."""
+  groups: dict[str, list[tuple[dict, dict]]] = {}
+  for row, run in zip(rows, runs):
+    overrides = {k: v for k, v in run['overrides'].items() if k != seed_field}
+    key = json.dumps(overrides, sort_keys=True, default=str)
+    groups.setdefault(key, []).append((overrides, row))
+  skip = set().union(*(run['overrides'] for run in runs)) | {'run', 'best_step'}
+  metrics = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in skip]
+  table = []
+  for index, members in enumerate(groups.values()):
+    out = {'point': point_name(members[0][0], index), **members[0][0], 'n': len(members)}
+    for metric in metrics:
+      values = [row[metric] for _, row in members if isinstance(row.get(metric), (int, float))]
+      if values:
+        out[f'{metric}_mean'] = float(np.mean(values))
+        out[f'{metric}_std'] = float(np.std(values, ddof=1)) if len(values) > 1 else None
+    table.append(out)
+  return table
+
+
+def run(sweep_path: str, workdir: str, print_only: bool = False, metric: str | None = None,
+        plot: bool = True) -> list[dict]:
+  """Runs (or prints) every run of the sweep file; returns one row per run (see `run_row`)."""
+  base, sweep_config, runs = plan(sweep_path, workdir)
+  if print_only:
+    for r in runs:
+      flags = ' '.join(f'--config.{k}={v}' for k, v in r['overrides'].items())
+      print(f'jaxpose train --config {base} --workdir {r["workdir"]} {flags}'.rstrip())
+    return []
+  for number, r in enumerate(runs, 1):
+    if finished(r):
+      print(f'[{number}/{len(runs)}] {r["name"]}: finished, skipped')
       continue
-    print(f'[{index + 1}/{len(sweep.points)}] {name} -> {point_workdir}')
-    metrics = train.train_and_evaluate(config, point_workdir)
-    rows.append({'point': name, **point, **metrics})
-  if rows:
-    _write_table(rows, workdir)
+    print(f'[{number}/{len(runs)}] {r["name"]} -> {r["workdir"]}')
+    train_run(r)
+  rows = [run_row(r) for r in runs]
+  table = aggregate(rows, runs, sweep_config.get('seed_field', 'seed'))
+  write_table(rows, os.path.join(workdir, 'sweep_runs'))
+  print(write_table(table, os.path.join(workdir, 'sweep_results'), note=STD_NOTE))
+  if plot and runs:
+    metric = metric or runs[0]['config'].best_metric
+    fields = [k for k in dict.fromkeys(k for r in runs for k in r['overrides'])
+              if k != sweep_config.get('seed_field', 'seed')]
+    for field in fields:
+      print(plot_metric(table, field, fields, metric, workdir))
   return rows
 
 
-def _write_table(rows: list[dict], workdir: str) -> None:
+def _cell(value: Any) -> str:
+  if isinstance(value, float):
+    return f'{value:.4g}'
+  return '' if value is None else str(value)
+
+
+def write_table(rows: list[dict], path: str, note: str | None = None) -> str:
+  """rows -> PATH.csv (all digits) and PATH.md (mean ± std cells); returns the Markdown."""
   columns = list(dict.fromkeys(k for row in rows for k in row))
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, 'sweep_results.csv'), 'w', newline='') as f:
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  with open(path + '.csv', 'w', newline='') as f:
     writer = csv.DictWriter(f, columns)
     writer.writeheader()
     writer.writerows(rows)
+  shown = [c for c in columns if not c.endswith('_std')]
+  header = [c[:-5] + ' (mean ± std)' if c.endswith('_mean') else c for c in shown]
 
-  def cell(value):
-    return f'{value:.4g}' if isinstance(value, float) else str(value)
-  lines = ['| ' + ' | '.join(columns) + ' |', '|' + ' --- |' * len(columns)]
-  lines += ['| ' + ' | '.join(cell(row.get(c, '')) for c in columns) + ' |' for row in rows]
+  def cell(row, column):
+    text = _cell(row.get(column))
+    std = row.get(column[:-5] + '_std') if column.endswith('_mean') else None
+    return text + (f' ± {std:.2g}' if std is not None else '')
+  lines = ([note, ''] if note else []) + ['| ' + ' | '.join(header) + ' |',
+                                          '|' + ' --- |' * len(shown)]
+  lines += ['| ' + ' | '.join(cell(row, c) for c in shown) + ' |' for row in rows]
   table = '\n'.join(lines)
-  with open(os.path.join(workdir, 'sweep_results.md'), 'w') as f:
+  with open(path + '.md', 'w') as f:
     f.write(table + '\n')
-  print(table)
+  return table
+
+
+COLOURS = [(180, 119, 31), (14, 127, 255), (44, 160, 44), (40, 39, 214), (189, 103, 148),
+           (75, 86, 140), (194, 119, 227), (127, 127, 127), (34, 189, 188), (207, 190, 23)]
+
+
+def _positions(values: list) -> tuple[list, dict]:
+  """Sorted distinct values -> their x in [0, 1]: by value (log if they span 100x), else evenly."""
+  distinct = sorted(set(map(_key, values)))
+  values = [json.loads(v) for v in distinct]
+  numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+  if numeric and len(values) > 1:
+    scale = (math.log if min(values) > 0 and max(values) >= 100 * min(values) else float)
+    low, high = scale(min(values)), scale(max(values))
+    return values, {k: (scale(v) - low) / (high - low) for k, v in zip(distinct, values)}
+  return values, {k: (i + 0.5) / len(distinct) for i, k in enumerate(distinct)}
+
+
+def _key(value: Any) -> str:
+  return json.dumps(value, default=str)
+
+
+def plot_metric(table: list[dict], field: str, fields: list[str], metric: str,
+                workdir: str) -> str:
+  """`metric` (mean, error bar = sample std) against `field`, one line per value of the other fields.
+
+  Writes WORKDIR/sweep_plot_<field>.png and the plotted numbers as .csv; returns the PNG's path.
+  """
+  if not any(f'{metric}_mean' in row for row in table):
+    known = sorted(k[:-5] for row in table for k in row if k.endswith('_mean'))
+    raise ValueError(f'--metric {metric!r}: not in the results; one of {sorted(set(known))}')
+  others = [f for f in fields if f != field]
+  data = [{field: row.get(field), 'series': ','.join(f'{f}={row.get(f)}' for f in others),
+           f'{metric}_mean': row.get(f'{metric}_mean'), f'{metric}_std': row.get(f'{metric}_std'),
+           'n': row['n']} for row in table if field in row]
+  path = os.path.join(workdir, 'sweep_plot_' + field.replace('/', '_'))
+  with open(path + '.csv', 'w', newline='') as f:
+    writer = csv.DictWriter(f, list(data[0]) if data else [field])
+    writer.writeheader()
+    writer.writerows(data)
+  width, height, left, right, top, bottom = 800, 500, 80, 220, 40, 60
+  image = np.full((height, width, 3), 255, np.uint8)
+  values, xs = _positions([d[field] for d in data])
+  points = [(xs[_key(d[field])], d[f'{metric}_mean'], d[f'{metric}_std'] or 0.0, d['series'])
+            for d in data if d[f'{metric}_mean'] is not None]
+  ys = [y + s for _, y, s, _ in points] + [y - s for _, y, s, _ in points] or [0.0]
+  low, high = min(ys), max(ys)
+  low, high = (low - 0.05 * (high - low), high + 0.05 * (high - low)) if high > low else (
+      low - 0.5, high + 0.5)
+
+  def pixel(x, y):
+    return (int(left + 20 + x * (width - left - right - 40)),
+            int(top + (high - y) / (high - low) * (height - top - bottom)))
+  font, black = cv2.FONT_HERSHEY_SIMPLEX, (0, 0, 0)
+  cv2.rectangle(image, (left, top), (width - right, height - bottom), black, 1)
+  for i in range(5):
+    y = low + (high - low) * i / 4
+    cv2.putText(image, f'{y:.3g}', (5, pixel(0, y)[1] + 4), font, 0.4, black, 1, cv2.LINE_AA)
+  for value in values:
+    x = pixel(xs[_key(value)], low)[0]
+    cv2.line(image, (x, height - bottom), (x, height - bottom + 5), black, 1)
+    cv2.putText(image, _cell(value)[:10], (x - 20, height - bottom + 20), font, 0.4, black, 1,
+                cv2.LINE_AA)
+  cv2.putText(image, field, (left, height - 15), font, 0.5, black, 1, cv2.LINE_AA)
+  cv2.putText(image, f'{metric} (mean, bars: sample std over seeds)', (left, 25), font, 0.5,
+              black, 1, cv2.LINE_AA)
+  for number, series in enumerate(dict.fromkeys(p[3] for p in points)):
+    colour = COLOURS[number % len(COLOURS)]
+    line = sorted((x, y, s) for x, y, s, name in points if name == series)
+    for (x0, y0, _), (x1, y1, _) in zip(line, line[1:]):
+      cv2.line(image, pixel(x0, y0), pixel(x1, y1), colour, 2, cv2.LINE_AA)
+    for x, y, s in line:
+      cv2.circle(image, pixel(x, y), 4, colour, -1, cv2.LINE_AA)
+      if s:
+        (px, p0), (_, p1) = pixel(x, y - s), pixel(x, y + s)
+        cv2.line(image, (px, p0), (px, p1), colour, 1)
+        for end in (p0, p1):
+          cv2.line(image, (px - 4, end), (px + 4, end), colour, 1)
+    cv2.putText(image, (series or metric)[:28], (width - right + 10, top + 20 + 20 * number),
+                font, 0.4, colour, 1, cv2.LINE_AA)
+  cv2.imwrite(path + '.png', image)
+  return path + '.png'

@@ -1,4 +1,8 @@
-"""`jaxpose sweep --config configs/sweeps/X.py --workdir DIR [--print_only]`: run a sweep's points."""
+"""`jaxpose sweep --config configs/sweeps/X.py --workdir DIR [--print_only] [--metric M]`: run a sweep's points.
+
+Rerunning the same command skips finished runs, resumes interrupted ones and
+rebuilds the tables and plots.
+"""
 
 from absl import flags
 from ml_collections import config_flags
@@ -10,10 +14,16 @@ CONFIG_DRIVEN = True
 
 def define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_bool('print_only', False,
-                    'Print one `jaxpose train` command per point instead of running them.',
+                    'Print one `jaxpose train` command per run instead of running them.',
+                    flag_values=flag_values)
+  flags.DEFINE_string('metric', None,
+                      'Eval metric to plot against each swept field (default: the base '
+                      "config's best_metric).", flag_values=flag_values)
+  flags.DEFINE_bool('plot', True, 'Write WORKDIR/sweep_plot_<field>.png and .csv.',
                     flag_values=flag_values)
 
 
 def main(flag_values: flags.FlagValues) -> None:
   sweep.run(config_flags.get_config_filename(flag_values['config']), flag_values.workdir,
-            print_only=flag_values.print_only)
+            print_only=flag_values.print_only, metric=flag_values.metric,
+            plot=flag_values.plot)

@@ -1,0 +1,265 @@
+"""Sweeps: the helpers that build points, seeds and their spread, rerunning, refusing a reused workdir, plots.
+
+Most tests replace the trainer with `_FakeTrainer`, which writes what
+`train.train_and_evaluate` writes (summary.json, metrics.csv) from numbers set
+by the config, so the tables can be checked against known values in
+milliseconds; the end-to-end runs are marked slow.
+"""
+
+import csv
+import json
+import os
+import pathlib
+
+import cv2
+import numpy as np
+import pytest
+
+from jaxpose import sweep, train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+QUICKSTART = REPO / 'configs' / 'quickstart.py'
+
+
+def _pck(config) -> float:
+  return 0.1 * config.model.num_stacks + 10 * config.learning_rate + 0.01 * config.seed ** 2
+
+
+class _FakeTrainer:
+  """Stands in for train.train_and_evaluate: records calls; `fail_at` (1-based) interrupts that call."""
+
+  def __init__(self, fail_at: int | None = None):
+    self.calls, self.resumed, self.fail_at = [], [], fail_at
+
+  def __call__(self, config, workdir):
+    self.calls.append(os.path.basename(workdir))
+    os.makedirs(workdir, exist_ok=True)
+    marker = os.path.join(workdir, 'checkpoint_at_step_1')
+    if os.path.exists(marker):
+      self.resumed.append(os.path.basename(workdir))
+    pck = _pck(config)
+    logged = os.path.join(workdir, 'metrics.csv')
+    new = not os.path.exists(logged)
+    with open(logged, 'a') as f:  # appended on resuming, as metric_writers does
+      f.write('step,name,value\n' if new else '')
+      f.write('0,eval/pck,0.0\n1,train/images_per_second,10.0\n'
+              f'1,eval/pck,{pck + 0.05}\n')
+      if len(self.calls) == self.fail_at:
+        open(marker, 'w').close()
+        raise KeyboardInterrupt('killed')
+      f.write(f'2,train/images_per_second,{20.0 + config.seed}\n2,eval/pck,{pck}\n')
+    with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+      json.dump({'pck': pck, 'loss': 1 - pck, 'step': config.num_train_steps}, f)
+    return {'pck': pck}
+
+
+def _sweep_file(tmp_path, body: str, name: str = 'sweep.py', base=QUICKSTART) -> str:
+  path = tmp_path / name
+  path.write_text('import ml_collections\nfrom jaxpose.sweep import sweep, product, zipped\n'
+                  'def get_config():\n  s = ml_collections.ConfigDict()\n'
+                  f'  s.base = {str(base)!r}\n' + ''.join(f'  {line}\n' for line in
+                                                          body.splitlines()) + '  return s\n')
+  return str(path)
+
+
+GRID = ("s.points = product(sweep('model.num_stacks', [1, 2]), sweep('learning_rate', [1e-3, 2e-3]))\n"
+        's.seeds = 2')
+
+
+def _read_csv(path):
+  with open(path) as f:
+    return list(csv.DictReader(f))
+
+
+def test_helpers_expand_to_override_dicts(tmp_path, capsys):
+  grid = sweep.product(sweep.sweep('a', [1, 2, 3]), sweep.sweep('b.c', ['x', 'y']))
+  assert grid[:3] == [{'a': 1, 'b.c': 'x'}, {'a': 1, 'b.c': 'y'}, {'a': 2, 'b.c': 'x'}]
+  seeded = sweep.with_seeds(grid, 2)
+  assert len(seeded) == 12 and seeded[-1] == {'a': 3, 'b.c': 'y', 'seed': 1}
+  assert len({json.dumps(p, sort_keys=True) for p in seeded}) == 12
+  assert sweep.zipped(sweep.sweep('a', [1, 2]), sweep.sweep('b', [3, 4])) == [
+      {'a': 1, 'b': 3}, {'a': 2, 'b': 4}]
+  assert sweep.zip_ is sweep.zipped
+  with pytest.raises(ValueError, match=r'different lengths \[2, 3\]'):
+    sweep.zipped(sweep.sweep('a', [1, 2]), sweep.sweep('b', [3, 4, 5]))
+  # An old file listing `points` expands to exactly its list.
+  old = sweep.load_config_file(str(REPO / 'configs' / 'sweeps' / 'quickstart_stacks.py'))
+  assert sweep.expand(old) == [{'model.num_stacks': 1}, {'model.num_stacks': 2}]
+  # `seeds` in a sweep file: 2 x 2 values x 2 seeds, each a printed command.
+  sweep.run(_sweep_file(tmp_path, GRID), str(tmp_path / 'out'), print_only=True)
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert len(lines) == 8 and lines[1].endswith(
+      '--config.model.num_stacks=1 --config.learning_rate=0.001 --config.seed=1')
+  assert str(tmp_path / 'out' / 'num_stacks=2,learning_rate=0.002,seed=1') in lines[7]
+  for example in (REPO / 'configs' / 'sweeps').glob('*.py'):  # the shipped sweeps are valid
+    assert sweep.plan(str(example), str(tmp_path / example.stem))[2]
+
+
+def test_unknown_field_fails_before_any_training(tmp_path, monkeypatch):
+  trainer = _FakeTrainer()
+  monkeypatch.setattr(train, 'train_and_evaluate', trainer)
+  path = _sweep_file(tmp_path, "s.points = [{'model.num_stacks': 1}, {'model.num_stacks': 2},\n"
+                     "            {'model.num_stakcs': 3}]")
+  with pytest.raises(ValueError, match=r"points\[2\].*'model.num_stakcs'.*no field 'num_stakcs'"):
+    sweep.run(path, str(tmp_path / 'out'))
+  assert trainer.calls == [] and not (tmp_path / 'out').exists()
+  # A value of the wrong type fails before training too.
+  path = _sweep_file(tmp_path, "s.points = [{'batch_size': 8}, {'batch_size': 'eight'}]")
+  with pytest.raises(ValueError, match=r"points\[1\].*'batch_size'"):
+    sweep.run(path, str(tmp_path / 'out'))
+  assert trainer.calls == []
+
+
+def test_seeds_give_mean_and_sample_std_per_point(tmp_path, monkeypatch):
+  trainer = _FakeTrainer()
+  monkeypatch.setattr(train, 'train_and_evaluate', trainer)
+  out = tmp_path / 'out'
+  rows = sweep.run(_sweep_file(tmp_path, GRID), str(out))
+  assert len(trainer.calls) == 8 and len(rows) == 8
+  table = _read_csv(out / 'sweep_results.csv')
+  assert [row['point'] for row in table] == [
+      'num_stacks=1,learning_rate=0.001', 'num_stacks=1,learning_rate=0.002',
+      'num_stacks=2,learning_rate=0.001', 'num_stacks=2,learning_rate=0.002']
+  for row in table:
+    summaries = [json.loads((out / f'{row["point"]},seed={seed}' / 'summary.json').read_text())
+                 for seed in (0, 1)]
+    pcks = [s['pck'] for s in summaries]
+    assert float(row['pck_mean']) == pytest.approx(np.mean(pcks), abs=1e-12)
+    assert float(row['pck_std']) == pytest.approx(np.std(pcks, ddof=1), abs=1e-12)
+    assert float(row['pck_std']) == pytest.approx(0.01 / np.sqrt(2))  # seeds 0, 1: 0.00 and 0.01
+    assert row['n'] == '2' and float(row['step_mean']) == 400
+    assert float(row['best_pck_mean']) == pytest.approx(np.mean(pcks) + 0.05)
+    assert float(row['images_per_second_mean']) == pytest.approx(np.mean([15.0, 15.5]))
+    assert float(row['wall_seconds_mean']) >= 0
+  runs = _read_csv(out / 'sweep_runs.csv')
+  assert len(runs) == 8 and runs[3]['run'] == 'num_stacks=1,learning_rate=0.002,seed=1'
+  assert float(runs[3]['pck']) == pytest.approx(0.1 + 0.02 + 0.01)
+  assert runs[3]['best_step'] == '1' and float(runs[3]['images_per_second']) == 15.5
+  markdown = (out / 'sweep_results.md').read_text()
+  assert 'sample standard deviation (ddof=1)' in markdown and '| n |' in markdown
+
+
+def test_rerun_trains_only_unfinished_runs(tmp_path, monkeypatch):
+  path = _sweep_file(tmp_path, GRID)
+  monkeypatch.setattr(train, 'train_and_evaluate', _FakeTrainer())
+  sweep.run(path, str(tmp_path / 'whole'))
+  interrupted = _FakeTrainer(fail_at=3)
+  monkeypatch.setattr(train, 'train_and_evaluate', interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    sweep.run(path, str(tmp_path / 'out'))
+  assert len(interrupted.calls) == 3
+  rerun = _FakeTrainer()
+  monkeypatch.setattr(train, 'train_and_evaluate', rerun)
+  sweep.run(path, str(tmp_path / 'out'))
+  # The two finished runs are skipped, the killed one resumes, the rest start.
+  names = [f'num_stacks={s},learning_rate={lr},seed={seed}'
+           for s in (1, 2) for lr in (0.001, 0.002) for seed in (0, 1)]
+  assert interrupted.calls == names[:3] and rerun.calls == names[2:]
+  assert rerun.resumed == ['num_stacks=1,learning_rate=0.002,seed=0']
+  # Deleting one summary retrains that run alone; the table is the uninterrupted one.
+  os.remove(tmp_path / 'out' / 'num_stacks=2,learning_rate=0.001,seed=1' / 'summary.json')
+  again = _FakeTrainer()
+  monkeypatch.setattr(train, 'train_and_evaluate', again)
+  sweep.run(path, str(tmp_path / 'out'))
+  assert again.calls == ['num_stacks=2,learning_rate=0.001,seed=1']
+
+  def without_wall_time(name):
+    return [{k: v for k, v in row.items() if not k.startswith('wall_seconds')}
+            for row in _read_csv(tmp_path / name / 'sweep_results.csv')]
+  assert without_wall_time('out') == without_wall_time('whole')
+
+
+def test_a_workdir_of_another_config_is_refused(tmp_path, monkeypatch):
+  base = tmp_path / 'base.py'
+  base.write_text(QUICKSTART.read_text())
+  path = _sweep_file(tmp_path, GRID, base=base)
+  trainer = _FakeTrainer()
+  monkeypatch.setattr(train, 'train_and_evaluate', trainer)
+  sweep.run(path, str(tmp_path / 'out'))
+  base.write_text(QUICKSTART.read_text().replace('config.sigma = 1.0', 'config.sigma = 2.0'))
+  with pytest.raises(ValueError, match=r'points\[0\].*num_stacks=1,learning_rate=0.001,seed=0 '
+                     r'was trained with another config \(differs in sigma\)'):
+    sweep.run(path, str(tmp_path / 'out'))
+  assert len(trainer.calls) == 8  # nothing more trained
+  sweep.run(path, str(tmp_path / 'elsewhere'))  # a fresh workdir is fine
+  assert len(trainer.calls) == 16
+
+
+def test_plot_and_its_data_match_the_table(tmp_path, monkeypatch):
+  monkeypatch.setattr(train, 'train_and_evaluate', _FakeTrainer())
+  out = tmp_path / 'out'
+  sweep.run(_sweep_file(tmp_path, GRID), str(out))
+  table = {row['point']: row for row in _read_csv(out / 'sweep_results.csv')}
+  for field, other in (('model.num_stacks', 'learning_rate'), ('learning_rate', 'model.num_stacks')):
+    image = cv2.imread(str(out / f'sweep_plot_{field}.png'))
+    assert image.shape == (500, 800, 3) and (image < 128).any()  # drawn on
+    plotted = _read_csv(out / f'sweep_plot_{field}.csv')
+    assert len(plotted) == 4 and {row['series'] for row in plotted} == {
+        f'{other}={v}' for v in ((0.001, 0.002) if other == 'learning_rate' else (1, 2))}
+    for row in plotted:
+      values = {field: row[field], other: row['series'].split('=')[1]}
+      point = table[f'num_stacks={values["model.num_stacks"]},learning_rate={values["learning_rate"]}']
+      assert (row['pck_mean'], row['pck_std'], row['n']) == (
+          point['pck_mean'], point['pck_std'], point['n'])
+  sweep.run(_sweep_file(tmp_path, GRID), str(out), metric='loss')
+  assert float(_read_csv(out / 'sweep_plot_learning_rate.csv')[0]['loss_mean']) == pytest.approx(
+      1 - float(table['num_stacks=1,learning_rate=0.001']['pck_mean']))
+  with pytest.raises(ValueError, match=r"--metric 'pkc'.*'pck'"):
+    sweep.run(_sweep_file(tmp_path, GRID), str(out), metric='pkc')
+
+
+def test_sweep_prints_one_command_per_point(tmp_path, capsys):
+  sweep_file = REPO / 'configs' / 'sweeps' / 'quickstart_stacks.py'
+  sweep.run(str(sweep_file), str(tmp_path), print_only=True)
+  lines = capsys.readouterr().out.strip().splitlines()
+  assert len(lines) == 2
+  assert lines[0].startswith('jaxpose train --config ')
+  assert lines[0].endswith('--config.model.num_stacks=1')
+  assert str(tmp_path / 'num_stacks=2') in lines[1]
+
+
+TINY = ("{'model.num_stacks': 1, 'model.num_features': 8, 'num_train_steps': 2,\n"
+        "  'batch_size': 8, 'data.num_eval_examples': 8}")
+
+
+@pytest.mark.slow
+def test_sweep_runs_points_into_one_table(tmp_path):
+  sweep_file = tmp_path / 'tiny_sweep.py'
+  sweep_file.write_text(
+      'import ml_collections\n'
+      'def get_config():\n'
+      '  s = ml_collections.ConfigDict()\n'
+      f'  s.base = {str(QUICKSTART)!r}\n'
+      "  s.points = [{'model.num_stacks': 1, 'model.num_features': 8, 'num_train_steps': 2,\n"
+      "               'batch_size': 8, 'data.num_eval_examples': 8},\n"
+      "              {'model.num_stacks': 1, 'model.num_features': 8, 'num_train_steps': 2,\n"
+      "               'batch_size': 8, 'data.num_eval_examples': 8, 'learning_rate': 0.0}]\n"
+      '  return s\n')
+  rows = sweep.run(str(sweep_file), str(tmp_path / 'out'))
+  assert len(rows) == 2 and all('pck' in row for row in rows)
+  table = (tmp_path / 'out' / 'sweep_results.csv').read_text().splitlines()
+  assert len(table) == 3 and 'pck' in table[0]
+  bad = tmp_path / 'bad_sweep.py'
+  bad.write_text(sweep_file.read_text().replace("'batch_size'", "'batch_sise'"))
+  with pytest.raises(ValueError, match=r"points\[0\].*'batch_sise'"):
+    sweep.run(str(bad), str(tmp_path / 'bad'))
+
+
+@pytest.mark.slow
+def test_real_runs_over_seeds_and_a_resumed_run(tmp_path):
+  # Two seeds of one tiny point, trained for real; then one run loses its
+  # summary.json, as if killed after its last checkpoint: the rerun resumes it
+  # from that checkpoint (no step left, no evaluation) and the table stays.
+  path = _sweep_file(tmp_path, f's.points = [{TINY}]\ns.seeds = 2')
+  out = tmp_path / 'out'
+  rows = sweep.run(path, str(out))
+  assert [row['seed'] for row in rows] == [0, 1] and all(row['step'] == 2 for row in rows)
+  table = _read_csv(out / 'sweep_results.csv')
+  assert len(table) == 1 and table[0]['n'] == '2'
+  assert float(table[0]['pck_mean']) == pytest.approx(np.mean([row['pck'] for row in rows]))
+  assert float(table[0]['pck_std']) == pytest.approx(np.std([row['pck'] for row in rows], ddof=1))
+  os.remove(out / 'num_stacks=1,num_features=8,num_train_steps=2,batch_size=8,'
+            'num_eval_examples=8,seed=1' / 'summary.json')
+  again = sweep.run(path, str(out))
+  assert [row['pck'] for row in again] == [row['pck'] for row in rows]
+  assert _read_csv(out / 'sweep_results.csv')[0]['pck_mean'] == table[0]['pck_mean']
