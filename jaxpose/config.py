@@ -154,3 +154,37 @@ def newell_hourglass_recipe(config: ml_collections.ConfigDict, steps_per_epoch: 
   config.eval_every_steps = steps_per_epoch
   config.checkpoint_every_steps = steps_per_epoch
   return config
+
+
+def scale_to_global_batch(config: ml_collections.ConfigDict, global_batch: int,
+                          rule: str = 'linear', examples_per_epoch: int | None = None,
+                          warmup_epochs: float = 5.0) -> ml_collections.ConfigDict:
+  """A recipe tuned at `config.batch_size` -> the same recipe at `global_batch` (in place, returned).
+
+  With k = global_batch / config.batch_size:
+  - the learning rate is multiplied by k ('linear': Goyal et al. 2017,
+    "Accurate, Large Minibatch SGD", stated for SGD) or by sqrt(k) ('sqrt',
+    often preferred for Adam and RMSprop, whose steps are normalised by the
+    gradient's scale);
+  - every count of steps (training, the rate's decay points, evaluation,
+    checkpoints, logging, warm-up) is divided by k (rounded, at least 1), so
+    that the run sees the same examples and decays at the same epochs;
+  - a recipe without warm-up that is scaled up gets Goyal et al.'s gradual
+    warm-up over `warmup_epochs` epochs of `examples_per_epoch` (when given).
+  """
+  if global_batch <= 0 or rule not in ('linear', 'sqrt'):
+    raise ValueError(f'scale_to_global_batch: expected a positive global batch and rule '
+                     f"'linear' or 'sqrt', got {global_batch} and {rule!r}")
+  k = global_batch / config.batch_size
+  steps = lambda n: max(1, round(n / k))
+  config.learning_rate = config.learning_rate * (k if rule == 'linear' else k ** 0.5)
+  config.num_train_steps = steps(config.num_train_steps)
+  config.lr_decay_steps = tuple(steps(s) for s in config.lr_decay_steps)
+  for field in ('eval_every_steps', 'checkpoint_every_steps', 'log_every_steps'):
+    config[field] = steps(config[field])
+  if config.warmup_steps:
+    config.warmup_steps = steps(config.warmup_steps)
+  elif k > 1 and examples_per_epoch:
+    config.warmup_steps = max(1, round(warmup_epochs * examples_per_epoch / global_batch))
+  config.batch_size = global_batch
+  return config
