@@ -299,6 +299,7 @@ def test_distillation_loss_is_alpha_kd_plus_one_minus_alpha_gt(tmp_path):
   np.testing.assert_allclose(metrics['kd_loss'], kd, rtol=1e-5)
 
 
+@pytest.mark.slow  # teacher and student runs; the distillation loss itself is tested by default
 def test_distillation_runs_end_to_end_and_rejects_a_missing_teacher(tmp_path):
   teacher_model = models.create_model(dict(tiny_config().model.to_dict(), num_stacks=2))
   checkpoint.save_variables(
@@ -325,6 +326,7 @@ def test_unknown_config_field_and_empty_dataset_are_named(tmp_path):
     train.train_and_evaluate(tiny_config(parallel='tpu'), str(tmp_path / 'c'))
 
 
+@pytest.mark.slow  # ~1 min: two training runs
 def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
   workdir = str(tmp_path / 'run')
   train.train_and_evaluate(tiny_config(num_train_steps=2), workdir)
