@@ -17,6 +17,7 @@ the steps `config.profile_steps` names.
 """
 
 import functools
+import json
 import os
 import signal
 import time
@@ -246,6 +247,16 @@ def evaluate_model(state, eval_fn, data: parallel.DataParallel, eval_source, eva
   return _summarise(totals)
 
 
+def _previous_summary(workdir: str, step: int) -> dict:
+  """The metrics of WORKDIR/summary.json if it was written at `step`, else {}."""
+  try:
+    with open(os.path.join(workdir, 'summary.json')) as f:
+      summary = json.load(f)
+  except (OSError, ValueError):
+    return {}
+  return summary if summary.get('step') == step else {}
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains and evaluates as the config says, checkpointing into workdir; returns final metrics."""
   config_lib.validate(config)
@@ -356,6 +367,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                         'command to resume')
   checkpointer.close()
   progress.close()
+  if not final:  # a rerun of a finished run: nothing was evaluated now; keep the last summary
+    final = _previous_summary(workdir, config.num_train_steps)
   final = dict(final, step=config.num_train_steps)
   writer.write_summary(final)
   writer.close()

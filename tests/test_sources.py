@@ -191,5 +191,9 @@ def test_hourglass_trains_and_evaluates_on_the_coco_sample(tmp_path):
   metrics = train.train_and_evaluate(config, str(tmp_path / 'hg'))
   assert metrics['step'] == 2 and np.isfinite(metrics['loss'])
   assert 0.0 <= metrics['pck'] <= 1.0
+  # Rerunning the finished run trains nothing and keeps its summary.
+  assert train.train_and_evaluate(config, str(tmp_path / 'hg')) == metrics
+  with open(tmp_path / 'hg' / 'summary.json') as f:
+    assert json.load(f) == pytest.approx(metrics)
   with open(tmp_path / 'hg' / 'config.json') as f:
     assert json.load(f)['data']['eval_annotations'] == str(COCO_JSON)
