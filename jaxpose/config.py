@@ -50,7 +50,7 @@ def default_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict(dict(
       arch='hourglass', num_stacks=2, num_blocks=1, num_joints=17, num_features=128,
-      depthwise=False, depth=4))
+      depthwise=False, depth=4, remat=False))
 
   config.teacher = ml_collections.ConfigDict()
   config.teacher.workdir = ''  # a workdir from `jaxpose train` or `jaxpose convert`
@@ -120,12 +120,17 @@ COCO_TRAIN_PEOPLE = 149813  # person instances with keypoints in COCO train2017
 
 def hourglass_model(num_stacks: int, num_blocks: int = 1, num_joints: int = 16,
                     num_features: int = 128, depthwise: bool = False,
-                    depth: int = 4, layer2_features: int = 128) -> ml_collections.ConfigDict:
-  """A StackedHourglass description (defaults: bearpaw's 256-channel, depth-4 hourglass)."""
+                    depth: int = 4, layer2_features: int = 128,
+                    remat: bool = False) -> ml_collections.ConfigDict:
+  """A StackedHourglass description (defaults: bearpaw's 256-channel, depth-4 hourglass).
+
+  `remat`: recompute each residual block's activations in the backward pass
+  (how it trains; checkpoints do not store it).
+  """
   return ml_collections.ConfigDict(dict(
       arch='hourglass', num_stacks=num_stacks, num_blocks=num_blocks, num_joints=num_joints,
       num_features=num_features, depthwise=depthwise, depth=depth,
-      layer2_features=layer2_features))
+      layer2_features=layer2_features, remat=remat))
 
 
 def lightweight_openpose_model(num_refinement_stages: int = 1) -> ml_collections.ConfigDict:

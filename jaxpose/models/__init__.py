@@ -38,7 +38,7 @@ ARCHITECTURES = {
     'openpose': CmuOpenPose,
 }
 # Fields that describe how a model runs, not what it is.
-_RUNTIME_FIELDS = ('parent', 'name', 'axis_name')
+_RUNTIME_FIELDS = ('parent', 'name', 'axis_name', 'remat')
 # A model description's entry that is not a field of the model.
 NORMALIZATION_FIELD = 'normalization'
 
@@ -66,7 +66,11 @@ def create_model(config: Mapping[str, Any], **runtime) -> nn.Module:
   """{'arch': ..., **options} -> model; `runtime` adds e.g. axis_name='batch'."""
   cls = model_class(config)
   options = {k: v for k, v in config.items() if k not in ('arch', NORMALIZATION_FIELD)}
-  known = {f.name for f in dataclasses.fields(cls)} - set(_RUNTIME_FIELDS)
+  fields = {f.name for f in dataclasses.fields(cls)}
+  # A training config's model may say how it runs (`remat`), where the family has it.
+  if 'remat' in options and 'remat' in fields:
+    runtime = {'remat': options.pop('remat'), **runtime}
+  known = fields - set(_RUNTIME_FIELDS)
   unknown = sorted(set(options) - known)
   if unknown:
     raise ValueError(f'model config: unknown field(s) {unknown} for arch {config["arch"]!r}; '
