@@ -27,8 +27,12 @@ published file's layout. What matters and is kept:
 
 from collections import OrderedDict
 
+import functools
+
 import torch
 from torch import nn
+
+import torch_random
 
 NO_RELU = {'conv5_5_CPM_L1', 'conv5_5_CPM_L2'} | {
     f'Mconv7_stage{i}_L{b}' for i in range(2, 6) for b in (1, 2)} | {'Mconv7_stage6_L1'}
@@ -98,13 +102,4 @@ def published_state_dict(model: BodyPoseModel) -> dict:
   return {'.'.join(key.split('.')[1:]): value for key, value in model.state_dict().items()}
 
 
-def randomize(model, seed=0):
-  """Fan-in scaled random weights (He's: 2 / fan_in keeps the ReLU stack O(1)) and small biases."""
-  gen = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for module in model.modules():
-      if isinstance(module, nn.Conv2d):
-        fan_in = module.weight[0].numel()
-        module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (2 / fan_in)**0.5)
-        module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=gen))
-  return model.eval()
+randomize = functools.partial(torch_random.randomize, gain=2.0)

@@ -29,9 +29,10 @@ the block class; here it is fixed to `Bottleneck`. `num_feats` (upstream's
 fixed `self.num_feats = 128`) is an argument for benchmarks at other widths.
 """
 
-import torch
 from torch import nn
 import torch.nn.functional as F
+
+import torch_random
 
 EXPANSION = 2
 
@@ -130,23 +131,4 @@ class HourglassNet(nn.Module):
     return out
 
 
-def randomize(model, seed=0):
-  """Random weights and BatchNorm statistics, so that BN errors cannot hide.
-
-  Convs get a fan-in scaled normal (activations stay O(1) through the stacks);
-  BN gets random gamma, beta, running mean and positive running variance.
-  """
-  gen = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for module in model.modules():
-      if isinstance(module, nn.Conv2d):
-        fan_in = module.weight[0].numel()
-        module.weight.copy_(torch.randn(module.weight.shape, generator=gen) / fan_in**0.5)
-        module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=gen))
-      elif isinstance(module, nn.BatchNorm2d):
-        n = module.num_features
-        module.weight.copy_(1 + 0.2 * torch.randn(n, generator=gen))
-        module.bias.copy_(0.2 * torch.randn(n, generator=gen))
-        module.running_mean.copy_(0.2 * torch.randn(n, generator=gen))
-        module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
-  return model.eval()
+randomize = torch_random.randomize

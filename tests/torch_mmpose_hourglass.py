@@ -54,6 +54,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+import torch_random
+
 STAGE_CHANNELS = (256, 256, 384, 384, 384, 512)
 STAGE_BLOCKS = (2, 2, 2, 2, 2, 4)
 # mmpose's data preprocessor on RGB pixels (configs' `data_preprocessor`).
@@ -190,28 +192,7 @@ def normalize(pixels):
   return ((x - mean) / std).contiguous()
 
 
-def randomize(model, seed=0):
-  """Random weights and BatchNorm statistics, so that BN errors cannot hide.
-
-  Convs get a fan-in scaled normal (activations stay O(1) through the
-  blocks), the head's biases a small normal; BN gets random gamma, beta,
-  running mean and positive running variance.
-  """
-  gen = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for module in model.modules():
-      if isinstance(module, nn.Conv2d):
-        fan_in = module.weight[0].numel()
-        module.weight.copy_(torch.randn(module.weight.shape, generator=gen) / fan_in**0.5)
-        if module.bias is not None:
-          module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=gen))
-      elif isinstance(module, nn.BatchNorm2d):
-        n = module.num_features
-        module.weight.copy_(1 + 0.2 * torch.randn(n, generator=gen))
-        module.bias.copy_(0.2 * torch.randn(n, generator=gen))
-        module.running_mean.copy_(0.2 * torch.randn(n, generator=gen))
-        module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
-  return model.eval()
+randomize = torch_random.randomize
 
 
 def published_checkpoint(model, layout='1.x'):

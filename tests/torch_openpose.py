@@ -20,8 +20,12 @@ upstream's code (tests/data/upstream/lightweight_openpose_r1.json) is compared
 with this module's in tests/test_upstream_keys.py.
 """
 
+import functools
+
 import torch
 from torch import nn
+
+import torch_random
 
 
 def conv(cin, cout, k=3, stride=1, dilation=1, bn=False, relu=True, bias=True):
@@ -122,27 +126,4 @@ class PoseEstimationWithMobileNet(nn.Module):
     return out  # [heatmaps, pafs] per stage, flat
 
 
-def randomize(model, seed=0):
-  """Random weights and BatchNorm statistics, so that BN errors cannot hide.
-
-  Convs get a normal of variance 1.5 / fan_in: between LeCun's (the ReLU
-  backbone would shrink activations to ~0.1) and He's (the residual refinement
-  stages would grow them ~15x per stage), so every stage's outputs are O(1).
-  Biases and BN get random gamma, beta, running mean and positive running
-  variance.
-  """
-  gen = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for module in model.modules():
-      if isinstance(module, nn.Conv2d):
-        fan_in = module.weight[0].numel()
-        module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * (1.5 / fan_in)**0.5)
-        if module.bias is not None:
-          module.bias.copy_(0.1 * torch.randn(module.bias.shape, generator=gen))
-      elif isinstance(module, nn.BatchNorm2d):
-        n = module.num_features
-        module.weight.copy_(1 + 0.2 * torch.randn(n, generator=gen))
-        module.bias.copy_(0.2 * torch.randn(n, generator=gen))
-        module.running_mean.copy_(0.2 * torch.randn(n, generator=gen))
-        module.running_var.copy_(0.5 + torch.rand(n, generator=gen))
-  return model.eval()
+randomize = functools.partial(torch_random.randomize, gain=1.5)
