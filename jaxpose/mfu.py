@@ -29,7 +29,7 @@ def step_flops(compiled: Any) -> float | None:
   try:
     analysis = compiled.cost_analysis()
   except Exception as error:  # pylint: disable=broad-except
-    # Backends without a cost model raise (NotImplementedError, XlaRuntimeError).
+    # A backend without a cost model raises instead of answering: no FLOP count, no MFU.
     logging.info('no FLOP count of the train step: %s', error)
     return None
   if isinstance(analysis, (list, tuple)):
