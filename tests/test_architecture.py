@@ -35,6 +35,8 @@ LAYERS = {
     'jaxpose.metric_writers': (3, 'training'),
     'jaxpose.mfu': (3, 'training'),
     'jaxpose.sweep': (3, 'training'),
+    'jaxpose.sweep_processes': (3, 'training'),
+    'jaxpose.sweep_report': (3, 'training'),
     'jaxpose.evaluation': (3, 'evaluation'),
     'jaxpose.inference': (3, 'inference'),
     'jaxpose.infer': (3, 'inference'),

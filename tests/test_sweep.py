@@ -7,15 +7,20 @@ milliseconds; the end-to-end runs are marked slow.
 """
 
 import csv
+import glob
+import io
 import json
 import os
 import pathlib
+import struct
+import subprocess
+import sys
 
 import cv2
 import numpy as np
 import pytest
 
-from jaxpose import sweep, train
+from jaxpose import sweep, sweep_processes, train
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / 'configs' / 'quickstart.py'
@@ -208,6 +213,134 @@ def test_plot_and_its_data_match_the_table(tmp_path, monkeypatch):
     sweep.run(_sweep_file(tmp_path, GRID), str(out), metric='pkc')
 
 
+def _events(directory) -> list:
+  """The tensorboard Event protos of DIRECTORY's event files (TFRecord framing: length, crc, data, crc)."""
+  from tensorboardX.proto import event_pb2  # pylint: disable=g-import-not-at-top
+  events = []
+  for path in sorted(glob.glob(os.path.join(directory, 'events.out.tfevents.*'))):
+    data = pathlib.Path(path).read_bytes()
+    offset = 0
+    while offset < len(data):
+      (length,) = struct.unpack('<Q', data[offset:offset + 8])
+      events.append(event_pb2.Event.FromString(data[offset + 12:offset + 12 + length]))
+      offset += 12 + length + 4
+  return events
+
+
+def test_hparams_sessions_hold_each_runs_overrides_and_results(tmp_path, monkeypatch):
+  from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(train, 'train_and_evaluate', _FakeTrainer())
+  out = tmp_path / 'out'
+  path = _sweep_file(tmp_path, GRID)
+  for _ in range(2):  # a rebuild replaces the sessions rather than adding to them
+    rows = sweep.run(path, str(out), plot=False)
+  for row in rows:
+    session = out / row['run'] / 'tensorboard' / 'hparams'
+    assert len(glob.glob(str(session / 'events.out.tfevents.*'))) == 1
+    values = [v for e in _events(session) for v in e.summary.value]
+    start = [v for v in values if v.tag == '_hparams_/session_start_info']
+    assert len(start) == 1
+    hparams = plugin_hparams_pb2.HParamsPluginData.FromString(
+        start[0].metadata.plugin_data.content).session_start_info.hparams
+    assert {k: v.number_value for k, v in hparams.items()} == pytest.approx(
+        {'model.num_stacks': row['model.num_stacks'], 'learning_rate': row['learning_rate'],
+         'seed': row['seed']})
+    scalars = {v.tag: v.simple_value for v in values if v.tag.startswith('sweep/')}
+    assert scalars['sweep/pck'] == pytest.approx(row['pck'])
+    assert scalars['sweep/best_pck'] == pytest.approx(row['best_pck'])
+    assert 'sweep/model.num_stacks' not in scalars
+
+
+def test_resource_slices_split_gpus_or_cores():
+  slices = sweep_processes.resource_slices(2, gpus=['0', '1', '2', '3'])
+  assert [s['env'] for s in slices] == [{'CUDA_VISIBLE_DEVICES': '0,1'},
+                                        {'CUDA_VISIBLE_DEVICES': '2,3'}]
+  with pytest.raises(ValueError, match=r'--parallel 3: this host has 2 GPU\(s\)'):
+    sweep_processes.resource_slices(3, gpus=['0', '1'])
+  assert [s['cpus'] for s in sweep_processes.resource_slices(2, gpus=[], cpus=[0, 1, 2, 3, 4])] == [
+      [0, 1], [2, 3]]
+  assert [s['cpus'] for s in sweep_processes.resource_slices(3, gpus=[], cpus=[5, 7])] == [
+      [5], [7], [5]]
+  assert sweep_processes.local_gpus({'CUDA_VISIBLE_DEVICES': '3, 5'}) == ['3', '5']
+  assert sweep_processes.local_gpus({'CUDA_VISIBLE_DEVICES': ''}) == []
+  with pytest.raises(ValueError, match='--parallel: expected a positive'):
+    sweep_processes.resource_slices(0, gpus=[])
+
+
+# A stand-in for a point's process: writes what _FakeTrainer writes, without importing jax.
+_FAKE_POINT = """
+import json, os, sys, time
+workdir, pck, rate, steps, fail = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+os.makedirs(workdir, exist_ok=True)
+with open(os.path.join(workdir, 'metrics.csv'), 'w') as f:
+  f.write(f'step,name,value\\n0,eval/pck,0.0\\n1,train/images_per_second,10.0\\n1,eval/pck,{pck + 0.05}\\n')
+  f.flush()
+  time.sleep(0.3)
+  if fail == '1':
+    sys.exit(3)
+  f.write(f'2,train/images_per_second,{rate}\\n2,eval/pck,{pck}\\n')
+with open(os.path.join(workdir, 'summary.json'), 'w') as f:
+  json.dump({'pck': pck, 'loss': 1 - pck, 'step': steps}, f)
+"""
+
+
+class _FakeProcesses:
+  """`start` for run_side_by_side: runs _FAKE_POINT, recording the most points running at once."""
+
+  def __init__(self, fail: str = ''):
+    self.started, self.most_at_once, self.fail, self.processes = [], 0, fail, []
+
+  def __call__(self, sweep_path, workdir, run, resources):
+    del sweep_path, workdir
+    config = run['config']
+    running = sum(p.poll() is None for p in self.processes)
+    self.most_at_once = max(self.most_at_once, running + 1)
+    self.started.append((run['name'], resources['label']))
+    process = subprocess.Popen([sys.executable, '-c', _FAKE_POINT, run['workdir'],
+                                repr(_pck(config)), repr(20.0 + config.seed),
+                                str(config.num_train_steps), str(int(run['name'] == self.fail))])
+    self.processes.append(process)
+    return process
+
+
+def test_parallel_points_give_the_sequential_table(tmp_path, monkeypatch):
+  path = _sweep_file(tmp_path, GRID)
+  monkeypatch.setattr(train, 'train_and_evaluate', _FakeTrainer())
+  sweep.run(path, str(tmp_path / 'one_at_a_time'), plot=False)
+  fake = _FakeProcesses()
+  real_run_side_by_side = sweep_processes.run_side_by_side
+  status = io.StringIO()
+  monkeypatch.setattr(sweep_processes, 'run_side_by_side', lambda *a: real_run_side_by_side(
+      *a, out=status, poll_seconds=0.05, start=fake))
+  sweep.run(path, str(tmp_path / 'two_at_a_time'), plot=False, parallel=2)
+  assert len(fake.started) == 8 and fake.most_at_once == 2
+  assert {label for _, label in fake.started} == {
+      s['label'] for s in sweep_processes.resource_slices(2)}
+
+  def table(name):
+    return [{k: v for k, v in row.items() if not k.startswith('wall_seconds')}
+            for row in _read_csv(tmp_path / name / 'sweep_results.csv')]
+  assert table('two_at_a_time') == table('one_at_a_time')
+  lines = status.getvalue().splitlines()
+  for name, _ in fake.started:  # a line per point as it starts, moves and finishes
+    assert any(line.endswith(f'{name}: step 1/400') for line in lines)
+    assert any(f'{name}: finished in' in line for line in lines)
+
+
+def test_a_failed_point_is_named_and_the_others_finish(tmp_path, monkeypatch):
+  path = _sweep_file(tmp_path, GRID)
+  failing = 'num_stacks=1,learning_rate=0.002,seed=0'
+  fake = _FakeProcesses(fail=failing)
+  real_run_side_by_side = sweep_processes.run_side_by_side
+  monkeypatch.setattr(sweep_processes, 'run_side_by_side', lambda *a: real_run_side_by_side(
+      *a, out=io.StringIO(), poll_seconds=0.05, start=fake))
+  with pytest.raises(RuntimeError, match=rf'1 point\(s\) failed: {failing} \(exit 3'):
+    sweep.run(path, str(tmp_path / 'out'), plot=False, parallel=2)
+  assert len(fake.started) == 8
+  finished = [r for r in sweep.plan(path, str(tmp_path / 'out'))[2] if sweep.finished(r)]
+  assert len(finished) == 7 and failing not in [r['name'] for r in finished]
+
+
 def test_sweep_prints_one_command_per_point(tmp_path, capsys):
   sweep_file = REPO / 'configs' / 'sweeps' / 'quickstart_stacks.py'
   sweep.run(str(sweep_file), str(tmp_path), print_only=True)
@@ -263,3 +396,19 @@ def test_real_runs_over_seeds_and_a_resumed_run(tmp_path):
   again = sweep.run(path, str(out))
   assert [row['pck'] for row in again] == [row['pck'] for row in rows]
   assert _read_csv(out / 'sweep_results.csv')[0]['pck_mean'] == table[0]['pck_mean']
+
+
+@pytest.mark.slow
+def test_real_points_in_two_processes_give_the_one_process_table(tmp_path):
+  # Two tiny points trained for real, one after another here and side by side
+  # in two processes (each on its own core, with this run's 8 forced CPU
+  # devices): the trainer is deterministic per point, so the tables agree.
+  path = _sweep_file(tmp_path, f's.points = [{TINY}, {{**{TINY}, "learning_rate": 0.0}}]')
+  sweep.run(path, str(tmp_path / 'one'), plot=False)
+  sweep.run(path, str(tmp_path / 'two'), plot=False, parallel=2)
+  one, two = (_read_csv(tmp_path / name / 'sweep_runs.csv') for name in ('one', 'two'))
+  timing = ('wall_seconds', 'images_per_second')
+  for a, b in zip(one, two, strict=True):
+    assert {k: v for k, v in a.items() if k not in timing} == {
+        k: v for k, v in b.items() if k not in timing}
+    assert float(a['pck']) == float(b['pck'])
