@@ -26,10 +26,14 @@ Examples follow the schema that the COCO and MPII readers use:
   image_id: int, the index.
 `SyntheticPeople` yields one example per image; `SyntheticPersons` one per
 person (P = 1), for top-down training.
+The figure (`random_figure`, `figure_points`), its drawing (`draw_figure`)
+and the visibility rule (`visibility`) are also used by
+`jaxpose.data.synthetic_clips`, which moves the figures.
 """
 
 import colorsys
 import math
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -93,17 +97,43 @@ def _directions(angles: np.ndarray) -> np.ndarray:
   return np.stack([np.sin(angles), -np.cos(angles)], axis=-1)
 
 
-def _figure(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
-  """A random pose -> (keypoints [17, 2], head centre [2], head radius), in body-frame units."""
-  (torso, shoulder, hip, upper_arm, forearm, thigh, shin, neck_to_head,
-   radius) = rng.uniform(1 - LENGTH_JITTER, 1 + LENGTH_JITTER, 9) * (
-       TORSO, SHOULDER_HALF_WIDTH, HIP_HALF_WIDTH, UPPER_ARM, FOREARM, THIGH, SHIN,
-       NECK_TO_HEAD, HEAD_RADIUS)
+class Figure(NamedTuple):
+  """A figure's shape and pose in the body frame: lengths in person heights, angles in radians.
+
+  lengths: [9] torso, shoulder and hip half widths, upper arm, forearm, thigh,
+    shin, neck to head centre, head radius.
+  bend, tilt, yaw: the torso's bend, the head's tilt, the face's turn.
+  arm, elbow, leg, knee: [2] left then right, shoulder abduction, elbow, hip
+    abduction, knee; positive angles turn away from the body.
+  """
+  lengths: np.ndarray
+  bend: float
+  tilt: float
+  yaw: float
+  arm: np.ndarray
+  elbow: np.ndarray
+  leg: np.ndarray
+  knee: np.ndarray
+
+
+def random_figure(rng: np.random.Generator) -> Figure:
+  """A random body shape and pose."""
+  lengths = rng.uniform(1 - LENGTH_JITTER, 1 + LENGTH_JITTER, 9) * (
+      TORSO, SHOULDER_HALF_WIDTH, HIP_HALF_WIDTH, UPPER_ARM, FOREARM, THIGH, SHIN,
+      NECK_TO_HEAD, HEAD_RADIUS)
   bend, tilt, yaw = rng.uniform(-1, 1, 3) * (math.radians(15), math.radians(20), 0.4)
-  # [2] per side, left then right as COCO lists them: shoulder abduction,
-  # elbow, hip abduction, knee; positive angles turn away from the body.
   arm, elbow, leg, knee = np.radians(rng.uniform((-20, -130, -20, -90), (170, 130, 60, 60),
                                                  (2, 4)).T)
+  return Figure(lengths, bend, tilt, yaw, arm, elbow, leg, knee)
+
+
+def figure_points(figure: Figure) -> tuple[np.ndarray, np.ndarray, float]:
+  """A figure -> (keypoints [17, 2], head centre [2], head radius) in body-frame units.
+
+  The pelvis (the hips' midpoint) is at the origin.
+  """
+  torso, shoulder, hip, upper_arm, forearm, thigh, shin, neck_to_head, radius = figure.lengths
+  bend, tilt, yaw = figure.bend, figure.tilt, figure.yaw
   sign = np.array([1.0, -1.0])
 
   up = np.array([math.sin(bend), math.cos(bend)])
@@ -112,7 +142,8 @@ def _figure(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
   shoulders = neck + (sign * shoulder)[:, None] * side
   hips = np.stack([sign * hip, np.zeros(2)], axis=-1)
   upper_arms, forearms, thighs, shins = _directions(
-      sign * np.stack([arm, arm + elbow, leg, leg + knee]))
+      sign * np.stack([figure.arm, figure.arm + figure.elbow,
+                       figure.leg, figure.leg + figure.knee]))
   elbows = shoulders + upper_arm * upper_arms
   knees = hips + thigh * thighs
   head_up = np.array([math.sin(bend + tilt), math.cos(bend + tilt)])
@@ -135,6 +166,77 @@ def _fixed(points: np.ndarray) -> list:
 def _draw_lines(image: np.ndarray, lines: np.ndarray, colors, thickness) -> None:
   for (a, b), color, width in zip(_fixed(lines), colors, thickness):
     cv2.line(image, a, b, color, int(width), cv2.LINE_8, _SHIFT)
+
+
+def body_to_image(person_height: float, angle: float) -> np.ndarray:
+  """[2, 2] linear map from the body frame to image pixels (before the move into place).
+
+  x (the person's left) goes to the image's right and y (up) to the image's
+  up, scaled by `person_height` and turned by `angle` (radians) clockwise on screen.
+  """
+  return person_height * np.array([[math.cos(angle), math.sin(angle)],
+                                   [math.sin(angle), -math.cos(angle)]])
+
+
+def _thickness(person_height: float) -> int:
+  """Width in pixels of a figure's torso and limb strokes."""
+  return max(2, round(0.04 * person_height))
+
+
+def figure_extent(points: np.ndarray, head: np.ndarray, radius: float,
+                  person_height: float) -> tuple[np.ndarray, np.ndarray]:
+  """A figure's drawn extent, strokes included -> (low [2], high [2]) pixel corners."""
+  half = _thickness(person_height) / 2
+  return (np.minimum(points.min(0), head - radius) - half,
+          np.maximum(points.max(0), head + radius) + half)
+
+
+def draw_figure(image: np.ndarray, owner: np.ndarray, points: np.ndarray, head: np.ndarray,
+                radius: float, person_height: float, person_id: int) -> None:
+  """Draws a figure on `image` [H, W, 3] in its colours and on `owner` [H, W] as `person_id`.
+
+  Args:
+    image, owner: drawn on in place.
+    points: [17, 2] keypoints, head: [2] head centre, radius: head radius, all in pixels.
+    person_height: pixels; sets the strokes' widths.
+    person_id: the `owner` value of this figure's pixels, 1..254.
+  """
+  thickness = _thickness(person_height)
+  neck_thickness = max(1, thickness // 2)
+  face_thickness = max(1, round(0.015 * person_height))
+  fixed = _fixed(points)
+  strokes = [(fixed[a], fixed[b], LIMB_COLORS[_LIMB_INDEX[(a, b)]], width_px)
+             for limbs, width_px in ((_TORSO_LIMBS, thickness), (_NECK_LIMBS, neck_thickness))
+             for a, b in limbs]
+  top_strokes = [(fixed[a], fixed[b], LIMB_COLORS[_LIMB_INDEX[(a, b)]], width_px)
+                 for limbs, width_px in ((_FRONT_LIMBS, thickness), (_FACE_LIMBS, face_thickness))
+                 for a, b in limbs]
+  head_centre, head_radius = _fixed(head), round(radius * _ONE)
+  for canvas, single in ((image, None), (owner, person_id)):
+    for a, b, color, width_px in strokes:
+      cv2.line(canvas, a, b, single or color, width_px, cv2.LINE_8, _SHIFT)
+    cv2.circle(canvas, head_centre, head_radius, single or HEAD_COLOR, -1, cv2.LINE_8, _SHIFT)
+    for a, b, color, width_px in top_strokes:
+      cv2.line(canvas, a, b, single or color, width_px, cv2.LINE_8, _SHIFT)
+
+
+def visibility(keypoints: np.ndarray, owner: np.ndarray) -> np.ndarray:
+  """COCO visibility of people drawn with `owner` ids 1..P -> float32 [P, 17] in {0, 1, 2}.
+
+  Args:
+    keypoints: [P, 17, 2] pixels; row p is the person drawn as p + 1 on `owner`.
+    owner: [H, W] uint8, which person (or `OCCLUDER`) drew each pixel last, 0 for none.
+  """
+  height, width = owner.shape
+  # A joint is in the image when its nearest pixel is.
+  pixel = np.floor(keypoints + 0.5).astype(np.int64)
+  inside = ((pixel[..., 0] >= 0) & (pixel[..., 0] < width) &
+            (pixel[..., 1] >= 0) & (pixel[..., 1] < height))
+  drawn_by = owner[np.clip(pixel[..., 1], 0, height - 1), np.clip(pixel[..., 0], 0, width - 1)]
+  own = np.arange(1, keypoints.shape[0] + 1)[:, None]
+  # 0: no one drew there (a thin face line missed the joint's pixel), still its own.
+  uncovered = (drawn_by == own) | (drawn_by == 0)
+  return np.where(inside, np.where(uncovered, 2, 1), 0).astype(np.float32)
 
 
 class SyntheticPeople:
@@ -180,8 +282,8 @@ class SyntheticPeople:
       raise IndexError(f'index {index} out of range for {self!r}')
     rng = np.random.default_rng([self.seed, index])
     width, height = self.image_size
-    image = self._background(rng)
-    self._distractors(rng, image)
+    image = self.background(rng)
+    self.distractors(rng, image)
 
     num_people = int(self.num_people(np.array([index]))[0])
     # Which person, or an occluder (255), drew each pixel last: it decides
@@ -192,21 +294,13 @@ class SyntheticPeople:
     for person in range(num_people):
       keypoints[person], boxes[person] = self._draw_person(rng, image, owner, person + 1)
     if rng.random() < OCCLUDER_PROBABILITY:
-      self._occluders(rng, image, owner)
+      self.occluders(rng, image, owner)
 
-    # A joint is in the image when its nearest pixel is.
-    pixel = np.floor(keypoints + 0.5).astype(np.int64)
-    inside = ((pixel[..., 0] >= 0) & (pixel[..., 0] < width) &
-              (pixel[..., 1] >= 0) & (pixel[..., 1] < height))
-    drawn_by = owner[np.clip(pixel[..., 1], 0, height - 1), np.clip(pixel[..., 0], 0, width - 1)]
-    own = np.arange(1, num_people + 1)[:, None]
-    # 0: no one drew there (a thin face line missed the joint's pixel), still its own.
-    uncovered = (drawn_by == own) | (drawn_by == 0)
-    visible = np.where(inside, np.where(uncovered, 2, 1), 0).astype(np.float32)
+    visible = visibility(keypoints, owner)
     return {'image': image, 'keypoints': keypoints, 'visible': visible, 'boxes': boxes,
             'image_id': index}
 
-  def _background(self, rng: np.random.Generator) -> np.ndarray:
+  def background(self, rng: np.random.Generator) -> np.ndarray:
     """A gradient plus smooth and fine noise: uint8 [H, W, 3]."""
     width, height = self.image_size
     # Gradient and smooth noise on a coarse grid, upsampled in one cubic resize
@@ -230,7 +324,7 @@ class SyntheticPeople:
     limb = rng.integers(0, len(LIMB_COLORS), n)
     return [LIMB_COLORS[l] if use else tuple(c) for c, use, l in zip(colors, limb_colored, limb)]
 
-  def _distractors(self, rng: np.random.Generator, image: np.ndarray) -> None:
+  def distractors(self, rng: np.random.Generator, image: np.ndarray) -> None:
     """Lines and blobs under the people."""
     width, height = self.image_size
     size = np.array([width, height])
@@ -246,7 +340,7 @@ class SyntheticPeople:
                                           self._random_colors(rng, num_blobs)):
       cv2.ellipse(image, centre, axis, angle, 0, 360, color, -1, cv2.LINE_8, _SHIFT)
 
-  def _occluders(self, rng: np.random.Generator, image: np.ndarray, owner: np.ndarray) -> None:
+  def occluders(self, rng: np.random.Generator, image: np.ndarray, owner: np.ndarray) -> None:
     """One or two blobs over the people, also marked in `owner`."""
     width, height = self.image_size
     count = int(rng.integers(1, 3))
@@ -260,41 +354,18 @@ class SyntheticPeople:
                    person_id: int) -> tuple[np.ndarray, np.ndarray]:
     """Draws one figure on `image` and `owner` -> (keypoints [17, 2], box [4])."""
     width, height = self.image_size
-    body, head, radius = _figure(rng)
+    body, head, radius = figure_points(random_figure(rng))
     person_height = rng.uniform(*HEIGHT_RANGE) * min(width, height)
-    angle = rng.uniform(math.radians(-30), math.radians(30))
-    # Body frame -> image: x (the person's left) to the image's right and y
-    # (up) to the image's up, turned by `angle` clockwise on screen.
-    to_image = person_height * np.array([[math.cos(angle), math.sin(angle)],
-                                         [math.sin(angle), -math.cos(angle)]])
+    to_image = body_to_image(person_height, rng.uniform(math.radians(-30), math.radians(30)))
     points = body @ to_image.T
     head = head @ to_image.T
     radius *= person_height
-    thickness = max(2, round(0.04 * person_height))
-    neck_thickness = max(1, thickness // 2)
-    face_thickness = max(1, round(0.015 * person_height))
-    low = np.minimum(points.min(0), head - radius) - thickness / 2
-    high = np.maximum(points.max(0), head + radius) + thickness / 2
+    low, high = figure_extent(points, head, radius, person_height)
     # Centre the figure's extent somewhere in the middle 70% of the image.
     offset = rng.uniform(0.15, 0.85, 2) * (width, height) - (low + high) / 2
     points += offset
     head += offset
-
-    fixed = _fixed(points)
-    strokes = [(fixed[a], fixed[b], LIMB_COLORS[_LIMB_INDEX[(a, b)]], width_px)
-               for limbs, width_px in ((_TORSO_LIMBS, thickness), (_NECK_LIMBS, neck_thickness))
-               for a, b in limbs]
-    top_strokes = [(fixed[a], fixed[b], LIMB_COLORS[_LIMB_INDEX[(a, b)]], width_px)
-                   for limbs, width_px in ((_FRONT_LIMBS, thickness), (_FACE_LIMBS, face_thickness))
-                   for a, b in limbs]
-    head_centre, head_radius = _fixed(head), round(radius * _ONE)
-    for canvas, single in ((image, None), (owner, person_id)):
-      for a, b, color, width_px in strokes:
-        cv2.line(canvas, a, b, single or color, width_px, cv2.LINE_8, _SHIFT)
-      cv2.circle(canvas, head_centre, head_radius, single or HEAD_COLOR, -1, cv2.LINE_8, _SHIFT)
-      for a, b, color, width_px in top_strokes:
-        cv2.line(canvas, a, b, single or color, width_px, cv2.LINE_8, _SHIFT)
-
+    draw_figure(image, owner, points, head, radius, person_height, person_id)
     low = np.clip(low + offset, 0, (width, height))
     high = np.clip(high + offset, 0, (width, height))
     return points, np.concatenate([low, high - low])
