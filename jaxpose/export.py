@@ -21,6 +21,13 @@ symbolic batch dimension. Its interface:
 After writing, `export_onnx` runs the file with onnxruntime on a random batch
 and fails if any output differs from the JAX model's by more than
 `CHECK_TOLERANCE` times that output's largest magnitude.
+
+The recurrent STAF model (`jaxpose.models.staf`) is written by
+`export_recurrent_onnx`, with the previous frame's heatmaps, PAFs and TAFs as
+the extra inputs `previous_heatmaps`, `previous_pafs`, `previous_tafs` (zeros
+on a clip's first frame), so that a runtime loops it frame by frame, feeding
+each frame's last-stage maps to the next (`recurrent_feedback`); its check runs
+a clip that way.
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -35,7 +42,8 @@ import numpy as np
 import onnx
 
 from jaxpose import approaches, checkpoint, models, predictor
-from jaxpose.models import layers
+from jaxpose.models import layers, staf
+from jaxpose.models.normalization import Normalization
 
 # Opset 17 has every operator these models need (Conv, BatchNormalization,
 # MaxPool, Elu, ...) and is read by onnxruntime >= 1.13 and TensorRT >= 8.6.
@@ -107,6 +115,14 @@ def export_onnx(variables: dict, model_config: dict[str, Any], out_path: str, *,
                     input_names=[INPUT_NAME], output_names=names)
   if resize_upsampling:
     upsampling_as_resize(proto.graph)
+  _save_model(proto, out_path)
+  if check:
+    _raise_on_mismatch(out_path, check_onnx(out_path, forward, (CHECK_BATCH, *shape[1:])))
+  return out_path
+
+
+def _save_model(proto: onnx.ModelProto, out_path: str) -> None:
+  """Writes `proto` to `out_path`, creating its folder."""
   # jax2onnx leaves value_info of the layout it traced before it removed
   # transposes (NHWC shapes on NCHW values); onnxruntime infers shapes itself
   # and would warn about every mismatch.
@@ -114,17 +130,18 @@ def export_onnx(variables: dict, model_config: dict[str, Any], out_path: str, *,
   out_dir = os.path.dirname(os.path.abspath(out_path))
   os.makedirs(out_dir, exist_ok=True)
   onnx.save_model(proto, out_path)
-  if check:
-    errors = check_onnx(out_path, forward, (CHECK_BATCH, *shape[1:]))
-    for name, error in errors.items():
-      print(f'{out_path}: {name}: max |onnx - jax| / max |jax| = {error:.2e}')
-    bad = {name: error for name, error in errors.items() if not error <= CHECK_TOLERANCE}
-    if bad:
-      raise OnnxMismatchError(
-          f'{out_path}: onnxruntime output(s) differ from JAX by more than '
-          f'{CHECK_TOLERANCE:g} of their largest value: '
-          + ', '.join(f'{name} {error:.2e}' for name, error in bad.items()))
-  return out_path
+
+
+def _raise_on_mismatch(out_path: str, errors: dict[str, float]) -> None:
+  """Prints each output's relative error; OnnxMismatchError naming those over `CHECK_TOLERANCE`."""
+  for name, error in errors.items():
+    print(f'{out_path}: {name}: max |onnx - jax| / max |jax| = {error:.2e}')
+  bad = {name: error for name, error in errors.items() if not error <= CHECK_TOLERANCE}
+  if bad:
+    raise OnnxMismatchError(
+        f'{out_path}: onnxruntime output(s) differ from JAX by more than '
+        f'{CHECK_TOLERANCE:g} of their largest value: '
+        + ', '.join(f'{name} {error:.2e}' for name, error in bad.items()))
 
 
 def _static_shapes(graph: onnx.GraphProto) -> dict[str, list[int | str]]:
@@ -209,15 +226,18 @@ def check_onnx(path: str, forward: Callable[[jax.Array], tuple[jax.Array, ...]],
   expected = jax.jit(forward)(images)
   if len(expected) != len(ours):
     raise OnnxMismatchError(f'{path}: {len(ours)} outputs, JAX gives {len(expected)}')
-  errors = {}
-  for name, onnx_out, jax_out in zip(names, ours, expected):
-    jax_out = np.asarray(jax_out)
-    if onnx_out.shape != jax_out.shape:
-      raise OnnxMismatchError(f'{path}: output {name} has shape {onnx_out.shape}, '
-                              f'JAX gives {jax_out.shape}')
-    scale = max(float(np.abs(jax_out).max()), np.finfo(np.float32).tiny)
-    errors[name] = float(np.abs(onnx_out - jax_out).max()) / scale
-  return errors
+  return {name: _relative_error(path, name, onnx_out, jax_out)
+          for name, onnx_out, jax_out in zip(names, ours, expected)}
+
+
+def _relative_error(path: str, name: str, onnx_out: np.ndarray, jax_out: jax.Array) -> float:
+  """max |onnx - jax| / max |jax| of output `name`; OnnxMismatchError if the shapes differ."""
+  jax_out = np.asarray(jax_out)
+  if onnx_out.shape != jax_out.shape:
+    raise OnnxMismatchError(f'{path}: output {name} has shape {onnx_out.shape}, '
+                            f'JAX gives {jax_out.shape}')
+  scale = max(float(np.abs(jax_out).max()), np.finfo(np.float32).tiny)
+  return float(np.abs(onnx_out - jax_out).max()) / scale
 
 
 def export_workdir(workdir: str, out_path: str, step: int | None = None, **kwargs) -> str:
@@ -228,3 +248,125 @@ def export_workdir(workdir: str, out_path: str, step: int | None = None, **kwarg
   variables, model_config = checkpoint.restore_variables(workdir, step)
   models.check_variables(variables, model_config, source=checkpoint.checkpoint_dir(workdir))
   return export_onnx(variables, model_config, out_path, **kwargs)
+
+
+# The recurrent (STAF) model: the previous frame's maps are extra inputs.
+PREVIOUS_PREFIX = 'previous_'
+# Frames of the clip `check_recurrent_onnx` runs.
+CHECK_FRAMES = 5
+
+
+def recurrent_feedback(model: staf.StafOpenPose) -> dict[str, str]:
+  """Output name -> the input of the next frame it feeds: `{map}_stage{last}` -> `previous_{map}`."""
+  return {model.last_stage_name(name): PREVIOUS_PREFIX + name for name in staf.RECURRENT_MAPS}
+
+
+def recurrent_network_fn(variables: dict, model: staf.StafOpenPose, normalization: Normalization,
+                         last_only: bool = False) -> tuple[Callable[..., tuple], list[str]]:
+  """The eval-mode recurrent network and its output names.
+
+  forward(images, previous heatmaps, pafs, tafs): RGB pixels [N, H, W, 3] and
+  the previous frame's last-stage maps [N, H/8, W/8, C] (zeros on a clip's
+  first frame) -> this frame's outputs [N, H/8, W/8, C] in the order of the
+  names: every stage's heatmaps and PAFs and the TAFs, or with `last_only`
+  the last stage's heatmaps, PAFs and TAFs.
+  """
+  names = list(recurrent_feedback(model)) if last_only else model.output_names
+
+  def forward(images: jax.Array, *previous: jax.Array) -> tuple[jax.Array, ...]:
+    outputs = model.apply(variables, normalization.normalize(images),
+                          dict(zip(staf.RECURRENT_MAPS, previous, strict=True)), train=False)
+    # A copy per output, as `Approach.network_fn` does: the last stage's
+    # maps also feed the TAF stage.
+    return tuple(jnp.copy(outputs[name]) for name in names)
+
+  return forward, names
+
+
+def export_recurrent_onnx(variables: dict, model: staf.StafOpenPose, out_path: str, *,
+                          normalization: Normalization | None = None,
+                          input_size: Sequence[int] | None = None, last_only: bool = False,
+                          check: bool = True, opset: int = DEFAULT_OPSET) -> str:
+  """Writes the recurrent STAF model as ONNX, run frame by frame; returns `out_path`.
+
+  Inputs: `images` [N, H, W, 3] RGB pixels 0..255 (normalised inside the
+  graph, as by `export_onnx`), and `previous_heatmaps`, `previous_pafs`,
+  `previous_tafs` [N, H/8, W/8, C]: the previous frame's outputs named in
+  `recurrent_feedback`, zeros on a clip's first frame. Outputs as
+  `recurrent_network_fn`'s, channels last; N is dynamic, H and W fixed.
+
+  Args:
+    variables: {'params', 'batch_stats'} of `model`.
+    model: the STAF model (`jaxpose.models.staf.StafOpenPose`).
+    out_path: the .onnx file to write.
+    normalization: the input normalisation its weights were trained with;
+      default the family's `DEFAULT_NORMALIZATION`.
+    input_size: (width, height); default the family's `DEFAULT_INPUT_SIZE`.
+    last_only: only the last stage's maps (those fed back) as outputs.
+    check: run a `CHECK_FRAMES`-frame clip with onnxruntime and JAX, each fed
+      its own outputs (`check_recurrent_onnx`).
+    opset: ONNX opset to target.
+
+  Raises:
+    ValueError: on an input size that is not a positive multiple of 8.
+    OnnxMismatchError: if `check` finds an output off by more than `CHECK_TOLERANCE`.
+  """
+  from jax2onnx import to_onnx  # pylint: disable=g-import-not-at-top
+  width, height = (int(size) for size in (input_size or model.DEFAULT_INPUT_SIZE))
+  if width <= 0 or height <= 0 or width % model.input_multiple or height % model.input_multiple:
+    raise ValueError(f'input_size: the STAF model needs a width and height that are positive '
+                     f'multiples of {model.input_multiple}, got {width}x{height} (W x H)')
+  variables = jax.tree_util.tree_map(jnp.asarray, variables)
+  forward, names = recurrent_network_fn(
+      variables, model, normalization or model.DEFAULT_NORMALIZATION, last_only)
+  previous_shapes = model.previous_shapes(1, height, width)
+  inputs = [(BATCH_DIM, height, width, 3)] + [
+      (BATCH_DIM, *previous_shapes[name][1:]) for name in staf.RECURRENT_MAPS]
+  input_names = [INPUT_NAME] + [PREVIOUS_PREFIX + name for name in staf.RECURRENT_MAPS]
+  with _quiet_onnx_ir(), layers.portable_convs():
+    proto = to_onnx(forward, inputs=inputs, opset=opset, model_name='jaxpose_staf',
+                    input_names=input_names, output_names=names)
+  _save_model(proto, out_path)
+  if check:
+    _raise_on_mismatch(out_path, check_recurrent_onnx(
+        out_path, forward, recurrent_feedback(model), (CHECK_BATCH, height, width, 3)))
+  return out_path
+
+
+def check_recurrent_onnx(path: str, forward: Callable[..., tuple[jax.Array, ...]],
+                         feedback: dict[str, str], shape: Sequence[int],
+                         num_frames: int = CHECK_FRAMES, seed: int = 0) -> dict[str, float]:
+  """Runs a clip of random frames of `shape` through `path` and `forward`, each fed its own outputs.
+
+  Args:
+    path: a recurrent export (`export_recurrent_onnx`).
+    forward: the JAX network, with the inputs of `path` in order.
+    feedback: output name -> the input it feeds on the next frame
+      (`recurrent_feedback`); zeros on the first frame.
+    shape: [N, H, W, 3] of each frame.
+    num_frames: frames of the clip.
+    seed: of the random pixels.
+
+  Returns:
+    Output name -> the largest over the frames of max |onnx - jax| / max |jax|.
+  """
+  rng = np.random.default_rng(seed)
+  session = predictor.onnx_session(path)
+  names = [output.name for output in session.get_outputs()]
+  input_names = [value.name for value in session.get_inputs()]
+  # Zeros of each previous input's shape, the batch dimension set to the clip's.
+  ours = {value.name: np.zeros((shape[0], *value.shape[1:]), np.float32)
+          for value in session.get_inputs()[1:]}
+  theirs = dict(ours)
+  errors = dict.fromkeys(names, 0.0)
+  run = jax.jit(forward)
+  for _ in range(num_frames):
+    images = rng.uniform(0, 255, shape).astype(np.float32)
+    onnx_outputs = dict(zip(names, session.run(names, {INPUT_NAME: images, **ours})))
+    jax_outputs = dict(zip(names, run(images, *(theirs[name] for name in input_names[1:]))))
+    for name in names:
+      errors[name] = max(errors[name], _relative_error(path, name, onnx_outputs[name],
+                                                       jax_outputs[name]))
+    ours = {feedback[name]: onnx_outputs[name] for name in feedback}
+    theirs = {feedback[name]: np.asarray(jax_outputs[name]) for name in feedback}
+  return errors
