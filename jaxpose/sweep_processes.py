@@ -8,7 +8,7 @@ trains that one run. Each process gets its own slice of this host:
 - GPUs (`CUDA_VISIBLE_DEVICES`, or those `nvidia-smi -L` lists): N equal
   slices through `CUDA_VISIBLE_DEVICES`; fewer GPUs than N is an error.
 - Otherwise CPU cores: N equal shares of this process's CPU affinity
-  (`os.sched_setaffinity` in the child), one core each when N exceeds them.
+  (the child sets `os.sched_setaffinity` before it imports jax), one core each when N exceeds them.
 
 A TPU host's chips belong to one process, so on TPU run points one at a time
 or launch the `--print_only` commands on separate hosts. A process writes its
@@ -31,6 +31,8 @@ import time
 from typing import Any, TextIO
 
 LOG_FILE = 'sweep_log.txt'
+# The CPU cores a point's process keeps to (comma-separated), read before it imports jax.
+CPUS_VARIABLE = 'JAXPOSE_SWEEP_CPUS'
 
 
 def local_gpus(environ: dict[str, str] | None = None) -> list[str]:
@@ -109,13 +111,15 @@ class _Lines:
 
 def _start(sweep_path: str, workdir: str, run: dict, resources: dict) -> subprocess.Popen:
   os.makedirs(run['workdir'], exist_ok=True)
+  env = {**os.environ, **resources['env']}
+  if resources['cpus']:  # set by the child itself: a preexec_fn would fork this multithreaded process
+    env[CPUS_VARIABLE] = ','.join(map(str, resources['cpus']))
   with open(os.path.join(run['workdir'], LOG_FILE), 'a') as log:
-    cpus = resources['cpus']
     return subprocess.Popen(
         [sys.executable, '-m', 'jaxpose.sweep_processes', sweep_path, workdir, run['name']],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **resources['env']},
+        stdout=log, stderr=subprocess.STDOUT, env=env,
         # Its own session: a Ctrl-C here reaches it as the SIGTERM below, which it checkpoints on.
-        start_new_session=True, preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+        start_new_session=True)
 
 
 def run_side_by_side(sweep_path: str, workdir: str, runs: list[dict], parallel: int,
@@ -169,8 +173,11 @@ def main(argv: list[str]) -> None:
   """`python -m jaxpose.sweep_processes SWEEP WORKDIR RUN`: trains that one run of the sweep."""
   if len(argv) != 4:
     raise SystemExit('usage: python -m jaxpose.sweep_processes SWEEP_FILE WORKDIR RUN_NAME')
-  from jaxpose import sweep  # pylint: disable=g-import-not-at-top  (sweep imports this module)
   _, sweep_path, workdir, name = argv
+  if os.environ.get(CPUS_VARIABLE):
+    os.sched_setaffinity(0, [int(c) for c in os.environ[CPUS_VARIABLE].split(',')])
+  # After the affinity, so that jax sizes its thread pools to it; sweep imports this module.
+  from jaxpose import sweep  # pylint: disable=g-import-not-at-top
   _, _, runs = sweep.plan(sweep_path, workdir)
   chosen = [r for r in runs if r['name'] == name]
   if not chosen:
