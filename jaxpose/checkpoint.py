@@ -1,4 +1,4 @@
-"""Orbax checkpoints: train state, model description and data-iterator position.
+"""Orbax checkpoints: train state and model description.
 
 A jaxpose workdir holds `checkpoints/<step>/`, written by an Orbax
 `CheckpointManager`, each step with these items:
@@ -8,8 +8,11 @@ A jaxpose workdir holds `checkpoints/<step>/`, written by an Orbax
   of devices.
 - `model`: the JSON description of the model (`jaxpose.models.model_config`),
   so a checkpoint can be evaluated or exported knowing only its directory.
-- `data` (training only): the grain iterator's position, one file per host,
-  so a resumed run sees the same batches an uninterrupted one would.
+The data position is the train step (`jaxpose.data.loader.make_loader`
+starts at it), so a resumed run sees the batches an uninterrupted one would,
+on any number of processes, devices and grain workers. Checkpoints written
+before held a `data` item too, grain's iterator state per host, which
+resumed only on the topology that wrote it; restoring ignores it (logged).
 
 `Checkpointer` keeps the latest checkpoint and the best one by an eval metric
 (a preservation policy that keeps both: `best_fn` with `max_to_keep` alone
@@ -19,7 +22,7 @@ would delete the latest when it is not the best).
 import os
 from typing import Any
 
-import grain.python as grain
+from absl import logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -59,8 +62,7 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(
         self.directory, options=options,
         item_handlers={'state': ocp.StandardCheckpointHandler(),
-                       'model': ocp.JsonCheckpointHandler(),
-                       'data': grain.PyGrainCheckpointHandler()})
+                       'model': ocp.JsonCheckpointHandler()})
 
   def __enter__(self):
     return self
@@ -92,21 +94,18 @@ class Checkpointer:
     return sorted(self._manager.all_steps())
 
   def save(self, step: int, state: Any, model: dict[str, Any], *,
-           data_iterator: Any = None, metrics: dict[str, float] | None = None,
-           wait: bool = False) -> None:
-    """Saves host arrays `state`, the model description and the iterator position at `step`."""
+           metrics: dict[str, float] | None = None, wait: bool = False) -> None:
+    """Saves host arrays `state` and the model description at `step`."""
     items = {'state': ocp.args.StandardSave(state), 'model': ocp.args.JsonSave(model)}
-    if data_iterator is not None:
-      items['data'] = grain.PyGrainCheckpointSave(data_iterator)
     if metrics is not None:
       metrics = {k: float(v) for k, v in metrics.items()}
     self._manager.save(step, args=ocp.args.Composite(**items), metrics=metrics, force=True)
     if wait:
       self._manager.wait_until_finished()
 
-  def restore(self, step: int | None = None, *, state_template: Any = None,
-              data_iterator: Any = None) -> tuple[Any, dict[str, Any]]:
-    """Step (default latest) -> (state, model description); moves `data_iterator` to its position.
+  def restore(self, step: int | None = None, *, state_template: Any = None
+              ) -> tuple[Any, dict[str, Any]]:
+    """Step (default latest) -> (state, model description).
 
     With `state_template` (a host PyTree of the same structure, e.g. a freshly
     initialised state) the state comes back in that structure as numpy arrays;
@@ -117,8 +116,11 @@ class Checkpointer:
     if state_template is not None:
       target = jax.tree_util.tree_map(np.asarray, state_template)
     items = {'state': ocp.args.StandardRestore(target), 'model': ocp.args.JsonRestore()}
-    if data_iterator is not None:
-      items['data'] = grain.PyGrainCheckpointRestore(data_iterator)
+    if os.path.isdir(os.path.join(self.directory, str(step), 'data')):
+      # Warned: the run goes on with this version's global stream at `step`,
+      # not the batches the older loader would have read next.
+      logging.warning('%s/%d: ignoring its grain iterator state (an older format); the data '
+                      'position is the step', self.directory, step)
     restored = self._manager.restore(step, args=ocp.args.Composite(**items))
     return restored['state'], dict(restored['model'])
 

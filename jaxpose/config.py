@@ -11,6 +11,10 @@ from ml_collections import config_dict
 # Sub-configs whose fields depend on a choice (the model's on its arch) and
 # are checked where that choice is made (`jaxpose.models.create_model`).
 _FREE_FORM = ('model',)
+# What `config.compute_dtype` may say (see `compute_dtype`).
+COMPUTE_DTYPES = ('auto', 'float32', 'bfloat16')
+# Backends (`jax.default_backend()`) whose matrix units run bfloat16 faster than float32.
+_BFLOAT16_BACKENDS = ('gpu', 'tpu')
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -30,6 +34,10 @@ def default_config() -> ml_collections.ConfigDict:
   # (first_step, num_steps): a jax.profiler trace of those train steps in
   # WORKDIR/profile, for TensorBoard's profile plugin or Perfetto; () for none.
   config.profile_steps = ()
+  # What convolutions and activations compute in: 'float32' | 'bfloat16' |
+  # 'auto' (bfloat16 on TPU and GPU, float32 on the CPU). Params, optimizer
+  # state, BatchNorm statistics, targets, losses and metrics stay float32.
+  config.compute_dtype = 'auto'
 
   config.optimizer = 'rmsprop'  # 'rmsprop' | 'adam' | 'sgd' (Nesterov 0.9), PyTorch's defaults
   config.learning_rate = 2.5e-4
@@ -57,12 +65,20 @@ def default_config() -> ml_collections.ConfigDict:
   config.teacher.kdloss_alpha = 0.5
 
   config.data = ml_collections.ConfigDict()
-  config.data.source = 'synthetic'  # 'synthetic' | 'coco' | 'mpii' | 'tfds'
+  config.data.source = 'synthetic'  # 'synthetic' | 'synthetic_clips' | 'coco' | 'mpii' | 'tfds'
   config.data.root = ''  # dataset directory, for real datasets
   config.data.num_train_examples = 20000  # synthetic: distinct generated images
   config.data.num_eval_examples = 256
   config.data.image_size = (256, 256)  # synthetic: (width, height) of generated images
   config.data.max_people = 1  # synthetic: people per image (top-down crops one each)
+  # synthetic_clips (STAF): generated clips of walking people; an example is
+  # a pair of consecutive frames (num_*_examples count clips).
+  config.data.clip_length = 8  # frames per clip
+  config.data.clip_frame_steps = (1,)  # video frames per clip frame, one per clip, drawn
+  # STAF: MOTA of TAF and OKS tracking on this many held-out clips at each
+  # evaluation, at each of these frame steps (4: a quarter of the frame rate).
+  config.data.track_eval_clips = 8
+  config.data.track_eval_frame_steps = (1, 4)
   config.data.worker_count = 0  # grain worker processes (0: in the main process)
   config.data.augment = True
   config.data.scale_factor = 0.25
@@ -94,8 +110,26 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """Raises ValueError naming any field of `config` that the trainer does not know."""
+  """Raises ValueError naming any field of `config` that the trainer does not know, or a compute dtype it cannot use."""
   _check(config, default_config(), 'config')
+  compute_dtype(config, backend='cpu')
+
+
+def compute_dtype(config: ml_collections.ConfigDict, backend: str) -> str:
+  """config.compute_dtype on `backend` (`jax.default_backend()`) -> 'float32' | 'bfloat16'.
+
+  'auto' is bfloat16 on TPU and GPU, whose matrix units run it at several
+  times float32's rate, and float32 elsewhere: XLA:CPU converts bfloat16
+  convolutions to float32 and back, which only costs time (README). A
+  config without the field computes in float32.
+  """
+  name = config.get('compute_dtype', 'float32')
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f'config.compute_dtype: expected one of {list(COMPUTE_DTYPES)}, '
+                     f'got {name!r}')
+  if name == 'auto':
+    return 'bfloat16' if backend in _BFLOAT16_BACKENDS else 'float32'
+  return name
 
 
 def _check(config, defaults, prefix):
@@ -133,11 +167,16 @@ def hourglass_model(num_stacks: int, num_blocks: int = 1, num_joints: int = 16,
       layer2_features=layer2_features, remat=remat))
 
 
-def lightweight_openpose_model(num_refinement_stages: int = 1) -> ml_collections.ConfigDict:
-  """A LightweightOpenPose description (upstream's published model has 1 refinement stage)."""
+def lightweight_openpose_model(num_refinement_stages: int = 1,
+                               remat: bool = False) -> ml_collections.ConfigDict:
+  """A LightweightOpenPose description (upstream's published model has 1 refinement stage).
+
+  `remat`: recompute each stage's activations in the backward pass (how it
+  trains; checkpoints do not store it).
+  """
   return ml_collections.ConfigDict(dict(
       arch='lightweight_openpose', num_refinement_stages=num_refinement_stages,
-      num_channels=128, num_heatmaps=19, num_pafs=38))
+      num_channels=128, num_heatmaps=19, num_pafs=38, remat=remat))
 
 
 def newell_hourglass_recipe(config: ml_collections.ConfigDict, steps_per_epoch: int,

@@ -48,9 +48,15 @@ class TrainState:
   rng: jax.Array  # raw uint32 key, so that Orbax stores it as a plain array
 
 
+def compute_dtype_name(config: ml_collections.ConfigDict) -> str:
+  """config.compute_dtype on this backend: 'float32' | 'bfloat16' ('auto' resolved)."""
+  return config_lib.compute_dtype(config, jax.default_backend())
+
+
 def create_model(config: ml_collections.ConfigDict, axis_name: str | None = None) -> nn.Module:
-  """The config's model; `axis_name` makes BatchNorm average across devices."""
-  return approaches.for_config(config).create_model(axis_name=axis_name)
+  """The config's model, computing in its compute dtype; `axis_name` makes BatchNorm average across devices."""
+  return approaches.for_config(config).create_model(
+      axis_name=axis_name, compute_dtype=jnp.dtype(compute_dtype_name(config)))
 
 
 def create_learning_rate_fn(config: ml_collections.ConfigDict) -> optax.Schedule:
@@ -90,9 +96,8 @@ def compute_loss(params, batch_stats, batch: dict, targets: dict, teacher_output
                  approach: approaches.Approach, model: nn.Module,
                  config: ml_collections.ConfigDict):
   """Loss of one device's batch -> (loss, (new batch_stats, metrics, outputs))."""
-  images = approach.normalize(batch['image'])
-  outputs, new_state = model.apply({'params': params, 'batch_stats': batch_stats},
-                                   images, train=True, mutable=['batch_stats'])
+  outputs, new_state = approach.forward(model, {'params': params, 'batch_stats': batch_stats},
+                                        batch, train=True, mutable=['batch_stats'])
   loss, metrics = approach.loss(outputs, batch, targets, teacher_outputs, config)
   return loss, (new_state['batch_stats'], metrics, outputs)
 
@@ -107,8 +112,11 @@ def train_step(state: TrainState, batch: dict, teacher_variables: Any, *,
   targets = approach.make_targets(batch, config)
   teacher_outputs = None
   if teacher is not None:
-    # The teacher's own normalisation: a converted checkpoint may differ from the student.
-    teacher_outputs = teacher.network_fn(teacher_variables)(batch['image'])
+    # The teacher's own normalisation: a converted checkpoint may differ from
+    # the student. It computes in the student's dtype (a family without one:
+    # float32); its outputs are float32.
+    teacher_outputs = teacher.network_fn(
+        teacher_variables, compute_dtype=getattr(model, 'compute_dtype', None))(batch['image'])
 
   grad_fn = jax.value_and_grad(
       functools.partial(compute_loss, approach=approach, model=model, config=config),
@@ -133,8 +141,8 @@ def eval_step(state: TrainState, batch: dict, *, approach: approaches.Approach,
               model: nn.Module, config: ml_collections.ConfigDict,
               axis_name: str | None) -> dict:
   """Eval-mode forward on one device's share -> metric sums over all devices."""
-  outputs = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
-                        approach.normalize(batch['image']), train=False)
+  outputs = approach.forward(model, {'params': state.params, 'batch_stats': state.batch_stats},
+                             batch, train=False)
   targets = approach.make_targets(batch, config)
   weight = batch['example_mask'].astype(jnp.float32)
   sums = approach.eval_sums(outputs, batch, targets, weight, config)
@@ -157,9 +165,9 @@ def create_transform(config: ml_collections.ConfigDict, train: bool):
   return approaches.for_config(config).transform(config, sources.data_skeleton(config), train)
 
 
-def train_loader(source, config: ml_collections.ConfigDict):
-  """Infinite, shuffled, augmented training batches of this host (a grain DataLoader)."""
-  return loader.train_loader(source, create_transform(config, train=True), config)
+def train_loader(source, config: ml_collections.ConfigDict, start_step: int = 0):
+  """Endless, shuffled, augmented training batches of this host from `start_step` on (grain)."""
+  return loader.train_loader(source, create_transform(config, train=True), config, start_step)
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
@@ -244,7 +252,9 @@ def evaluate_model(state, eval_fn, data: parallel.DataParallel, eval_source, eva
     totals = sums if totals is None else jax.tree_util.tree_map(np.add, totals, sums)
   if totals is None:
     raise ValueError('eval split: no examples (config.data.num_eval_examples)')
-  return _summarise(totals)
+  host = data.unreplicate(state)  # the approach's host-side metrics (STAF: MOTA)
+  return _summarise(totals) | approaches.for_config(config).host_eval(
+      {'params': host.params, 'batch_stats': host.batch_stats}, config)
 
 
 def _previous_summary(workdir: str, step: int) -> dict:
@@ -274,13 +284,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   train_source, eval_source = create_sources(config)
   eval_transform = create_transform(config, train=False)
-  train_iter = iter(train_loader(train_source, config))
 
   state = create_train_state(config, eval_model, tx)
   checkpointer = checkpoint.Checkpointer(workdir, best_metric=config.best_metric,
                                        best_mode=config.best_mode)
   if checkpointer.latest_step() is not None:
-    state, _ = checkpointer.restore(state_template=state, data_iterator=train_iter)
+    state, _ = checkpointer.restore(state_template=state)
     logging.info('Resumed from %s at step %d', checkpointer.directory, int(state.step))
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
@@ -297,6 +306,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   start_step = int(state.step)
   device_state = data.replicate(state)
+  # The data position is the step: the loader starts at it, whatever the topology.
+  batches = loader.TimedIterator(parallel.prefetch_to_device(
+      train_loader(train_source, config, start_step), data))
   device_teacher = data.replicate(teacher_variables) if teacher is not None else None
   writer = metric_writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
   final = {}
@@ -315,8 +327,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           f'{workdir}: non-finite parameters at step {step}; not saving, so '
           f'{checkpointer.directory}/{checkpointer.latest_step()} stays the last good '
           'checkpoint. Lower config.learning_rate or check the data.')
-    checkpointer.save(step, host_state, model_description, data_iterator=train_iter,
-                      metrics=metrics, wait=wait)
+    checkpointer.save(step, host_state, model_description, metrics=metrics, wait=wait)
 
   # One progress bar per run, not per host.
   progress = metric_writers.Progress(config.num_train_steps, initial=start_step,
@@ -326,12 +337,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   with _Preemption() as preemption, mfu.StepTrace(
       config.profile_steps, os.path.join(workdir, 'profile')) as trace:
     for step in range(start_step + 1, config.num_train_steps + 1):
-      batch = data.shard_batch(next(train_iter))
+      if not window:  # a log window starts; evaluating and saving are not training
+        window_start, _ = time.perf_counter(), batches.take_waited()
+      batch = next(batches)
       if compiled_step is None:
         # Compiled ahead of time, once, to hold the program whose FLOPs XLA counts.
         compiled_step = p_train_step.lower(device_state, batch, device_teacher).compile()
-        throughput = mfu.Throughput(compiled_step, config.get('compute_dtype', 'float32'))
-        window_start = time.perf_counter()  # compiling is not training: left out of the rates
+        throughput = mfu.Throughput(compiled_step, compute_dtype_name(config))
+        window_start, _ = time.perf_counter(), batches.take_waited()  # nor is compiling
       trace.before(step)
       device_state, metrics = compiled_step(device_state, batch, device_teacher)
       trace.after(step, (device_state, metrics))
@@ -342,6 +355,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         elapsed = time.perf_counter() - window_start
         summary = {'train/loss': host['loss'], 'train/learning_rate': host['learning_rate'],
                    'train/images_per_second': len(window) * config.batch_size / elapsed,
+                   'train/input_wait_fraction': batches.take_waited() / elapsed,
                    **throughput.summary(elapsed / len(window))}
         if 'pck_counted' in host:
           summary['train/pck'] = host['pck_correct'] / max(host['pck_counted'], 1)
@@ -350,7 +364,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
             summary[f'train/{key}'] = host[key]
         writer.write(step, summary)
         progress.update(step, summary)
-        window, window_start = [], time.perf_counter()
+        window = []
       eval_metrics = None
       if step % config.eval_every_steps == 0 or step == config.num_train_steps:
         eval_metrics = evaluate_model(device_state, p_eval_step, data, eval_source, eval_transform,

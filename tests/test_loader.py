@@ -1,4 +1,4 @@
-"""jaxpose.data.loader: the sharded, resumable grain loader, with and without worker processes."""
+"""jaxpose.data.loader: one global stream of batches, on any number of hosts and workers."""
 
 import os
 
@@ -48,18 +48,17 @@ def test_loader_batches():
   assert set(np.unique(batch['visible'])) <= {0.0, 1.0} and batch['visible'].sum() > 20
 
 
-def test_loader_resumes_from_saved_state():
-  iterator = iter(_top_down_loader())
-  first = [next(iterator) for _ in range(3)]
-  state = iterator.get_state()
-  expected = [next(iterator) for _ in range(2)]
-  resumed = iter(_top_down_loader())
-  resumed.set_state(state)
-  for want in expected:
+def test_a_loader_started_at_a_step_reads_that_step_s_batch_first():
+  # A resumed run builds its loader at the restored step: nothing else of the
+  # iterator is saved.
+  straight = iter(_top_down_loader())
+  expected = [next(straight) for _ in range(5)]
+  resumed = iter(_top_down_loader(start_step=3))
+  for want in expected[3:]:
     got = next(resumed)
     for key in want:
       np.testing.assert_array_equal(got[key], want[key])
-  assert not np.array_equal(expected[0]['joints'], first[0]['joints'])
+  assert not np.array_equal(expected[3]['joints'], expected[0]['joints'])
 
 
 class _ReportingTopDown(augment.TopDownTransform):
@@ -72,54 +71,80 @@ class _ReportingTopDown(augment.TopDownTransform):
     return example
 
 
-def test_two_workers_make_the_examples_of_none_and_resume():
-  # With workers, grain hands each worker every other sampled record, so
-  # batches are composed differently; but each record gets the same
-  # augmentation, and the first 4 batches hold the same 16 examples.
+def test_two_workers_make_the_batches_of_none():
+  # grain gives each worker every other record and the batches come from the
+  # workers in turn; the sampler undoes that, so the batches (composition,
+  # order and augmentation) are those read in this process, from any step on.
   persons = synthetic.SyntheticPersons(synthetic.SyntheticPeople(40, image_size=(64, 64)))
-  def make(workers):
+  def make(workers, start_step):
     return loader_lib.make_loader(persons, _ReportingTopDown((32, 48)), global_batch_size=4,
-                                seed=11, worker_count=workers)
-  def examples(batches):
-    return sorted(batch['image'][i].tobytes() + batch['joints'][i].tobytes()
-                  for batch in batches for i in range(len(batch['image'])))
-  in_process = iter(make(0))
-  expected = [next(in_process) for _ in range(4)]
-  straight = iter(make(2))
-  with_workers = [next(straight) for _ in range(4)]
-  assert examples(with_workers) == examples(expected)
-  assert not np.array_equal(with_workers[0]['image'], expected[0]['image'])
+                                  seed=11, worker_count=workers, start_step=start_step)
+  in_process = iter(make(0, 0))
+  expected = [next(in_process) for _ in range(5)]
+  with_workers = iter(make(2, 1))
+  got = [next(with_workers) for _ in range(4)]
+  for want, batch in zip(expected[1:], got):
+    for key in ('image', 'joints', 'visible'):
+      np.testing.assert_array_equal(batch[key], want[key])
   # Made in two worker processes, which keep freed memory; this process does not.
-  pids = {int(pid) for batch in with_workers for pid in batch['pid']}
+  pids = {int(pid) for batch in got for pid in batch['pid']}
   assert len(pids) == 2 and os.getpid() not in pids
-  assert all(batch['keeps_freed_memory'].all() for batch in with_workers)
+  assert all(batch['keeps_freed_memory'].all() for batch in got)
   assert not any(batch['keeps_freed_memory'].any() for batch in expected)
   assert not worker_process.configured()
-  # A state saved with workers resumes on the next batch.
-  interrupted = iter(make(2))
-  [next(interrupted) for _ in range(2)]
-  resumed = iter(make(2))
-  resumed.set_state(interrupted.get_state())
-  for want in with_workers[2:]:
-    got = next(resumed)
-    for key in ('image', 'joints', 'visible'):
-      np.testing.assert_array_equal(got[key], want[key])
+
+
+class _Draw(grain.RandomMapTransform):
+  """Record -> the record and a number drawn from its augmentation generator."""
+
+  def random_map(self, element, rng):
+    return dict(element, draw=rng.integers(1 << 62))
+
+
+def _global_batches(process_count, steps, start_step=0, **options):
+  """`steps` global batches of _Indices(10), each the processes' host batches concatenated."""
+  hosts = []
+  for process in range(process_count):
+    batches = iter(loader_lib.make_loader(
+        _Indices(10), _Draw(), global_batch_size=4, seed=5, start_step=start_step,
+        process_index=process, process_count=process_count, **options))
+    hosts.append([next(batches) for _ in range(steps)])
+  return [{key: np.concatenate([host[step][key] for host in hosts]) for key in hosts[0][step]}
+          for step in range(steps)]
 
 
 @pytest.mark.parametrize('shuffle', [False, True])
-def test_loader_shards_by_process(monkeypatch, shuffle):
-  monkeypatch.setattr(jax, 'process_count', lambda: 2)
-  seen = []
-  for process in range(2):
-    monkeypatch.setattr(jax, 'process_index', lambda process=process: process)
-    batches = loader_lib.make_loader(_Indices(12), _Identity(), global_batch_size=4, seed=0,
-                                     shuffle=shuffle, num_epochs=1)
-    batches = [b['index'] for b in batches]
-    assert [b.shape for b in batches] == [(2,)] * 3
-    seen.append(np.concatenate(batches))
-  assert not set(seen[0]) & set(seen[1])
-  assert sorted(np.concatenate(seen)) == list(range(12))
-  assert (seen[0].tolist() == list(range(6))) == (not shuffle)
+def test_one_two_and_four_hosts_read_the_same_global_batches(shuffle):
+  one_host = _global_batches(1, 6, shuffle=shuffle)
+  records = np.concatenate([batch['index'] for batch in one_host])  # 24 positions: 2.4 epochs
+  assert sorted(records[:10]) == sorted(records[10:20]) == list(range(10))  # each epoch once
+  assert (records[:10].tolist() == list(range(10))) == (not shuffle)
+  assert (records[:10].tolist() == records[10:20].tolist()) == (not shuffle)  # reshuffled
+  draws = np.concatenate([batch['draw'] for batch in one_host])
+  assert len(set(draws)) == len(draws)  # an augmentation of its own at every position
+  for process_count in (2, 4):
+    for batch, want in zip(_global_batches(process_count, 6, shuffle=shuffle), one_host):
+      np.testing.assert_array_equal(batch['index'], want['index'])
+      np.testing.assert_array_equal(batch['draw'], want['draw'])
+  # A run saved at step 4 on one host resumes on two at the same place.
+  for batch, want in zip(_global_batches(2, 2, start_step=4, shuffle=shuffle), one_host[4:]):
+    np.testing.assert_array_equal(batch['draw'], want['draw'])
+
+
+@pytest.mark.parametrize('workers', [1, 2, 3])
+def test_sampler_undoes_grain_s_worker_interleaving(workers):
+  # grain's order with W workers, without starting them: worker w takes the
+  # loader indices w, w + W, ... and batches them; output batch j is worker
+  # j mod W's batch j // W.
+  host_batch = 3
+  sampler = loader_lib.GlobalBatchSampler(50, global_batch_size=6, seed=0, process_index=1,
+                                          process_count=2, start_step=2, worker_count=workers)
+  per_worker = [[sampler.global_position(w + workers * t) for t in range(4 * host_batch)]
+                for w in range(workers)]
+  batches = [per_worker[j % workers][(j // workers) * host_batch:][:host_batch]
+             for j in range(4)]
+  # Step 2 + j's global batch is positions 6 (2 + j) .. 6 (2 + j) + 5; host 1 holds the last 3.
+  assert batches == [[6 * (2 + j) + 3 + row for row in range(3)] for j in range(4)]
 
 
 def test_default_read_threads_share_the_cores_between_workers():
@@ -139,3 +164,13 @@ def test_loader_errors(monkeypatch):
   monkeypatch.setattr(jax, 'process_count', lambda: 3)
   with pytest.raises(ValueError, match=r'global_batch_size 8 .* processes 3'):
     loader_lib.make_loader(_Indices(10), _Identity(), global_batch_size=8, seed=0)
+  with pytest.raises(ValueError, match=r'seed -1 and start_step 0: expected both >= 0'):
+    loader_lib.make_loader(_Indices(10), _Identity(), global_batch_size=3, seed=-1)
+
+
+def test_timed_iterator_adds_up_the_waits_in_next():
+  ticks = iter([0.0, 0.5, 2.0, 2.25, 10.0, 10.0])
+  timed = loader_lib.TimedIterator(iter('abc'), clock=lambda: next(ticks))
+  assert next(timed) == 'a' and next(timed) == 'b'
+  assert timed.take_waited() == 0.75
+  assert next(timed) == 'c' and timed.take_waited() == 0.0 and timed.take_waited() == 0.0

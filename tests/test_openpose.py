@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from jaxpose import convert
+from jaxpose import convert, models
 from jaxpose.models.openpose import LightweightOpenPose
 import torch_openpose
 
@@ -186,3 +186,48 @@ def test_misshapen_key_is_named(torch_model, key, shape):
   state[key] = torch.zeros(shape)
   with pytest.raises(convert.CheckpointMismatchError, match=f'key {key!r} has shape'):
     convert.variables_from_torch(LightweightOpenPose(), state, input_shape=(1, 64, 64, 3))
+
+
+def test_remat_gives_the_same_params_and_gradients_and_is_not_stored():
+  # As the hourglass's (tests/test_hourglass.py): the initial stage and each
+  # refinement stage are recomputed in the backward pass, exactly up to
+  # float32 reassociation, with the params and description of the model
+  # without remat. The gradients are those of the stages' params: the
+  # backbone, not rematerialised, then needs no backward pass to compile.
+  description = {'arch': 'lightweight_openpose', 'num_refinement_stages': 1,
+                 'num_channels': 8, 'num_heatmaps': 3, 'num_pafs': 4}
+  images = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 3)), jnp.float32)
+  plain = models.create_model(description)
+  remat = models.create_model(dict(description, remat=True))
+  shapes = jax.eval_shape(lambda: plain.init(jax.random.PRNGKey(0), images, train=False))
+  remat_shapes = jax.eval_shape(lambda: remat.init(jax.random.PRNGKey(0), images, train=False))
+  assert jax.tree_util.tree_map(jnp.shape, remat_shapes) == jax.tree_util.tree_map(jnp.shape,
+                                                                                    shapes)
+  # Random values without compiling the initialisers (30 s of CPU time here, jitted).
+  rng = np.random.default_rng(1)
+  variables = jax.tree_util.tree_map(
+      lambda leaf: jnp.asarray(rng.normal(scale=0.1, size=leaf.shape), jnp.float32), shapes)
+  stages = {name: value for name, value in variables['params'].items()
+            if name.startswith(('initial_stage', 'refinement_stages_'))}
+  assert len(stages) == 2
+
+  def gradient(model):
+    """jit(grad of a loss of every stage's maps, w.r.t. the stages' params), traced once."""
+    def loss(stage_params):
+      out, _ = model.apply({'params': {**variables['params'], **stage_params},
+                            'batch_stats': variables['batch_stats']}, images,
+                           train=True, mutable=['batch_stats'])
+      return sum(jnp.mean(maps**2) for stage in out for maps in stage)
+    return jax.jit(jax.grad(loss)).trace(stages)
+
+  # One remat per stage, initial and refinement (the primitive is `remat2`
+  # in JAX 0.10, `checkpoint` in some versions).
+  traced = {'plain': gradient(plain), 'remat': gradient(remat)}
+  remats = {name: str(t.jaxpr).count('remat2[') + str(t.jaxpr).count('checkpoint[')
+            for name, t in traced.items()}
+  assert remats == {'plain': 0, 'remat': 2}
+  expected, ours = (traced[name].lower().compile()(stages) for name in ('plain', 'remat'))
+  flat_expected = jnp.concatenate([g.ravel() for g in jax.tree_util.tree_leaves(expected)])
+  flat_ours = jnp.concatenate([g.ravel() for g in jax.tree_util.tree_leaves(ours)])
+  assert float(jnp.linalg.norm(flat_ours - flat_expected) / jnp.linalg.norm(flat_expected)) < 1e-6
+  assert 'remat' not in models.model_config(remat)

@@ -32,7 +32,7 @@ class Approach:
     self.normalization = models.input_normalization(self.description)
 
   def create_model(self, **runtime):
-    """The described model; `runtime` adds e.g. axis_name='batch'."""
+    """The described model; `runtime` adds e.g. axis_name='batch', compute_dtype=jnp.bfloat16."""
     return models.create_model(self.description, **runtime)
 
   def normalize(self, images: jax.Array) -> jax.Array:
@@ -58,25 +58,40 @@ class Approach:
                        f'positive multiples of {multiple}, got {width}x{height} (W x H)')
     return width, height
 
+  def forward(self, model, variables: dict, batch: dict, *, train: bool, mutable=False):
+    """The network on a batch, as the trainer runs it: outputs, or (outputs, mutated state) with `mutable`.
+
+    One image per example: `model.apply` on the normalised `batch['image']`;
+    a recurrent approach (STAF) runs its frames in turn.
+    """
+    return model.apply(variables, self.normalize(batch['image']), train=train, mutable=mutable)
+
+  def host_eval(self, variables: dict, config) -> dict[str, float]:
+    """Metrics computed on the host after the trainer's eval pass (STAF: MOTA); none here."""
+    del variables, config
+    return {}
+
   def output_names(self, last_only: bool = False) -> list[str]:
     """Names of the network's outputs in order (the ONNX interface); `last_only`: the last stage's."""
     names = models.output_names(self.model)
     return names[-len(self.model_class.OUTPUT_MAPS):] if last_only else names
 
-  def network_fn(self, variables: dict, *, nchw: bool = False, last_only: bool = False
-                 ) -> Callable[[jax.Array], tuple[jax.Array, ...]]:
-    """The eval-mode network: RGB pixels [N, H, W, 3] -> outputs [N, h, w, C], in `output_names` order.
+  def network_fn(self, variables: dict, *, nchw: bool = False, last_only: bool = False,
+                 compute_dtype: Any = None) -> Callable[[jax.Array], tuple[jax.Array, ...]]:
+    """The eval-mode network: RGB pixels [N, H, W, 3] -> float32 outputs [N, h, w, C], in `output_names` order.
 
-    What export writes and what the predictors run. With `nchw`, images
-    [N, 3, H, W] -> outputs [N, C, h, w].
+    What export writes and what the predictors run (in float32), and a
+    distillation teacher (in the student's `compute_dtype`). With `nchw`,
+    images [N, 3, H, W] -> outputs [N, C, h, w].
     """
-    model = self.create_model()
+    model = self.create_model(compute_dtype=compute_dtype)
     count = len(self.output_names(last_only))
 
     def forward(images: jax.Array) -> tuple[jax.Array, ...]:
       if nchw:
         images = jnp.transpose(images, (0, 2, 3, 1))
-      outputs = models.flat_outputs(model.apply(variables, self.normalize(images), train=False))
+      outputs = models.flat_outputs(model.apply(variables, self.normalize(images), train=False),
+                                     self.output_names())
       outputs = outputs[-count:]
       if nchw:
         outputs = [jnp.transpose(maps, (0, 3, 1, 2)) for maps in outputs]

@@ -28,6 +28,7 @@ from jaxpose.models.hourglass import StackedHourglass
 from jaxpose.models.mmpose_hourglass import MmposeHourglass
 from jaxpose.models.normalization import Normalization
 from jaxpose.models.openpose import LightweightOpenPose
+from jaxpose.models.staf import StafOpenPose
 
 # arch name in checkpoints and on the command line -> model class: the one
 # place where an architecture's name means something.
@@ -36,9 +37,10 @@ ARCHITECTURES = {
     'lightweight_openpose': LightweightOpenPose,
     'mmpose_hourglass': MmposeHourglass,
     'openpose': CmuOpenPose,
+    'staf': StafOpenPose,
 }
 # Fields that describe how a model runs, not what it is.
-_RUNTIME_FIELDS = ('parent', 'name', 'axis_name', 'remat')
+_RUNTIME_FIELDS = ('parent', 'name', 'axis_name', 'remat', 'compute_dtype')
 # A model description's entry that is not a field of the model.
 NORMALIZATION_FIELD = 'normalization'
 
@@ -63,7 +65,7 @@ def model_config(model: nn.Module) -> dict[str, Any]:
 
 
 def create_model(config: Mapping[str, Any], **runtime) -> nn.Module:
-  """{'arch': ..., **options} -> model; `runtime` adds e.g. axis_name='batch'."""
+  """{'arch': ..., **options} -> model; `runtime` adds e.g. axis_name='batch', compute_dtype=jnp.bfloat16."""
   cls = model_class(config)
   options = {k: v for k, v in config.items() if k not in ('arch', NORMALIZATION_FIELD)}
   fields = {f.name for f in dataclasses.fields(cls)}
@@ -104,14 +106,32 @@ def input_normalization(config: Mapping[str, Any]) -> Normalization:
 
 
 def output_names(model: nn.Module) -> list[str]:
-  """A model -> the names of its outputs, in `flat_outputs` order: `{map}_{stage name}{i}`."""
+  """A model -> the names of its outputs, in `flat_outputs` order.
+
+  The model's own `output_names` where its family states them (STAF: every
+  stage's heatmaps and PAFs, then the last stage's TAFs), else
+  `{map}_{stage name}{i}` of every stage and map.
+  """
   cls = type(model)
+  if hasattr(cls, 'output_names'):
+    return list(model.output_names)
   return [f'{name}_{cls.STAGE_NAME}{i}' for i in range(model.num_stages)
           for name in cls.OUTPUT_MAPS]
 
 
-def flat_outputs(outputs: Sequence) -> list[jax.Array]:
-  """A model's outputs (per stage, an array or a tuple of maps) -> one flat list, stage by stage."""
+def flat_outputs(outputs: Sequence | Mapping[str, jax.Array],
+                 names: Sequence[str] | None = None) -> list[jax.Array]:
+  """A model's outputs -> one flat list in `output_names` order.
+
+  Outputs per stage (an array or a tuple of maps) are flattened stage by
+  stage; outputs by name (STAF) are taken in the order of `names`, the
+  model's `output_names`, which they need.
+  """
+  if isinstance(outputs, Mapping):
+    if names is None:
+      raise ValueError(f'flat_outputs: outputs named {sorted(outputs)} need their order '
+                       '(the model\'s output_names)')
+    return [outputs[name] for name in names]
   return [maps for stage in outputs
           for maps in (stage if isinstance(stage, (tuple, list)) else (stage,))]
 

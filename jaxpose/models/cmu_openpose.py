@@ -26,6 +26,8 @@ CMU: 18 keypoints plus background, and the x, y pairs of 19 limbs in
 """
 
 from collections.abc import Mapping
+import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -44,13 +46,15 @@ BACKBONE = (('conv1_1', 64), ('conv1_2', 64), 'pool', ('conv2_1', 128), ('conv2_
 PORT_NORMALIZATION = Normalization('BGR', 256.0, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0))
 
 
-def _conv(x: jax.Array, features: int, kernel: int, name: str, relu: bool = True) -> jax.Array:
-  """Conv with bias, 'same' padding (kernel // 2), then ReLU unless `relu` is False."""
+def _conv(x: jax.Array, features: int, kernel: int, name: str, relu: bool = True,
+          dtype: Any = None) -> jax.Array:
+  """Conv with bias, 'same' padding (kernel // 2), computing in `dtype`, then ReLU unless `relu` is False."""
   if kernel == 1:
-    x = layers.PointwiseConv(features, name=name)(x)
+    x = layers.PointwiseConv(features, dtype=dtype, name=name)(x)
   else:
     pad = kernel // 2
-    x = nn.Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)), name=name)(x)
+    x = nn.Conv(features, (kernel, kernel), padding=((pad, pad), (pad, pad)), dtype=dtype,
+                name=name)(x)
   return nn.relu(x) if relu else x
 
 
@@ -60,9 +64,13 @@ class CmuOpenPose(nn.Module):
   Attributes:
     num_heatmaps: heatmap channels (the L2 branches).
     num_pafs: part affinity field channels (the L1 branches).
+    compute_dtype: what the convolutions and activations compute in (e.g.
+      bfloat16; the maps are returned in float32); None: the inputs' and
+      params'. Not stored in descriptions.
   """
   num_heatmaps: int = 19
   num_pafs: int = 38
+  compute_dtype: Any = None
 
   # What the rest of jaxpose needs to know of the family (`jaxpose.models`).
   OUTPUT_MAPS = ('heatmaps', 'pafs')  # everyone's keypoints and limbs: a bottom-up model
@@ -93,17 +101,18 @@ class CmuOpenPose(nn.Module):
     return '.'.join(flax_path)
 
   def _branch(self, x: jax.Array, stage: int, branch: int, features: int) -> jax.Array:
+    conv = functools.partial(_conv, dtype=self.compute_dtype)
     if stage == 1:
       for k in (1, 2, 3):
-        x = _conv(x, 128, 3, f'conv5_{k}_CPM_L{branch}')
-      x = _conv(x, 512, 1, f'conv5_4_CPM_L{branch}')
-      return _conv(x, features, 1, f'conv5_5_CPM_L{branch}', relu=False)
+        x = conv(x, 128, 3, f'conv5_{k}_CPM_L{branch}')
+      x = conv(x, 512, 1, f'conv5_4_CPM_L{branch}')
+      return conv(x, features, 1, f'conv5_5_CPM_L{branch}', relu=False)
     for k in range(1, 6):
-      x = _conv(x, 128, 7, f'Mconv{k}_stage{stage}_L{branch}')
-    x = _conv(x, 128, 1, f'Mconv6_stage{stage}_L{branch}')
+      x = conv(x, 128, 7, f'Mconv{k}_stage{stage}_L{branch}')
+    x = conv(x, 128, 1, f'Mconv6_stage{stage}_L{branch}')
     # The port's quirk (module docstring): the last heatmaps keep their ReLU.
     last_relu = stage == NUM_STAGES and branch == 2
-    return _conv(x, features, 1, f'Mconv7_stage{stage}_L{branch}', relu=last_relu)
+    return conv(x, features, 1, f'Mconv7_stage{stage}_L{branch}', relu=last_relu)
 
   @nn.compact
   def __call__(self, images: jax.Array, train: bool = False) -> list[tuple[jax.Array, jax.Array]]:
@@ -116,7 +125,7 @@ class CmuOpenPose(nn.Module):
       if layer == 'pool':
         x = nn.max_pool(x, window_shape=(2, 2), strides=(2, 2), padding='VALID')
       else:
-        x = _conv(x, layer[1], 3, layer[0])
+        x = _conv(x, layer[1], 3, layer[0], dtype=self.compute_dtype)
     features = x
     outputs = []
     for stage in range(1, NUM_STAGES + 1):
@@ -124,4 +133,4 @@ class CmuOpenPose(nn.Module):
       heatmaps = self._branch(x, stage, 2, self.num_heatmaps)
       outputs.append((heatmaps, pafs))
       x = jax.numpy.concatenate([pafs, heatmaps, features], axis=-1)
-    return outputs
+    return layers.float32_outputs(outputs, self.compute_dtype)

@@ -17,6 +17,7 @@ thing the converter relies on.
 
 from collections.abc import Mapping
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -59,22 +60,25 @@ class Bottleneck(nn.Module):
 
   BN-ReLU-conv1x1, BN-ReLU-conv3x3, BN-ReLU-conv1x1, plus the input (through a
   1x1 conv when the channel count changes). `depthwise` makes the 3x3 conv
-  depthwise (the 'mobile' student block of Fast Pose Distillation).
+  depthwise (the 'mobile' student block of Fast Pose Distillation); `dtype`
+  is what its convs and BatchNorms compute in (None: as the input's).
   """
   features: int
   depthwise: bool = False
   axis_name: str | None = None
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    norm = functools.partial(layers.batch_norm, train, self.axis_name)
-    pointwise = layers.PointwiseConv
+    norm = functools.partial(layers.batch_norm, train, self.axis_name, dtype=self.dtype)
+    pointwise = functools.partial(layers.PointwiseConv, dtype=self.dtype)
     out = pointwise(self.features, name='conv1')(nn.relu(norm('bn1')(x)))
     out = nn.relu(norm('bn2')(out))
     if self.depthwise:
-      out = layers.DepthwiseConv3x3(name='conv2')(out)
+      out = layers.DepthwiseConv3x3(dtype=self.dtype, name='conv2')(out)
     else:
-      out = nn.Conv(self.features, (3, 3), padding=((1, 1), (1, 1)), name='conv2')(out)
+      out = nn.Conv(self.features, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
+                    name='conv2')(out)
     out_features = EXPANSION * self.features
     out = pointwise(out_features, name='conv3')(nn.relu(norm('bn3')(out)))
     residual = x
@@ -101,11 +105,12 @@ class Hourglass(nn.Module):
   depthwise: bool = False
   axis_name: str | None = None
   remat: bool = False
+  dtype: Any = None
 
   def _residual(self, x: jax.Array, level: int, branch: int, train: bool):
     block = remat_block() if self.remat else Bottleneck
     for k in range(self.num_blocks):
-      x = block(self.features, self.depthwise, self.axis_name,
+      x = block(self.features, self.depthwise, self.axis_name, dtype=self.dtype,
                 name=f'hg_{level}_{branch}_{k}')(x, train)
     return x
 
@@ -156,6 +161,10 @@ class StackedHourglass(nn.Module):
       params, outputs and gradients, less activation memory on accelerators
       for about a third more compute. How the model runs, not what it is:
       not stored in model descriptions.
+    compute_dtype: what the convolutions and activations compute in
+      (`config.compute_dtype`, e.g. bfloat16); params and BatchNorm
+      statistics stay float32 and the heatmaps are returned in float32.
+      None: the inputs' and params' dtype. Not stored in descriptions.
   """
   num_stacks: int = 2
   num_blocks: int = 1
@@ -166,6 +175,7 @@ class StackedHourglass(nn.Module):
   layer2_features: int = EXPANSION * STEM_FEATURES
   axis_name: str | None = None
   remat: bool = False
+  compute_dtype: Any = None
 
   # What the rest of jaxpose needs to know of the family (`jaxpose.models`).
   OUTPUT_MAPS = ('heatmaps',)  # one person's joints: a top-down model
@@ -215,13 +225,14 @@ class StackedHourglass(nn.Module):
     if images.ndim != 4 or images.shape[1] % multiple or images.shape[2] % multiple:
       raise ValueError(f'images: expected [B, H, W, C] with H and W divisible by {multiple} '
                        f'(4 * 2**depth, depth {self.depth}), got {images.shape}')
+    dtype = self.compute_dtype
     block = functools.partial(remat_block() if self.remat else Bottleneck,
-                              depthwise=self.depthwise, axis_name=self.axis_name)
-    pointwise = layers.PointwiseConv
-    norm = functools.partial(layers.batch_norm, train, self.axis_name)
+                              depthwise=self.depthwise, axis_name=self.axis_name, dtype=dtype)
+    pointwise = functools.partial(layers.PointwiseConv, dtype=dtype)
+    norm = functools.partial(layers.batch_norm, train, self.axis_name, dtype=dtype)
     channels = EXPANSION * self.num_features
 
-    x = nn.Conv(STEM_FEATURES, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)),
+    x = nn.Conv(STEM_FEATURES, (7, 7), strides=(2, 2), padding=((3, 3), (3, 3)), dtype=dtype,
                 name='conv1')(images)
     x = nn.relu(norm('bn1')(x))
     x = block(STEM_FEATURES, name='layer1_0')(x, train)
@@ -233,7 +244,7 @@ class StackedHourglass(nn.Module):
     for i in range(self.num_stacks):
       y = Hourglass(self.num_features, self.num_blocks, depth=self.depth,
                     depthwise=self.depthwise, axis_name=self.axis_name, remat=self.remat,
-                    name=f'hg_{i}')(x, train)
+                    dtype=dtype, name=f'hg_{i}')(x, train)
       for k in range(self.num_blocks):
         y = block(self.num_features, name=f'res_{i}_{k}')(y, train)
       y = pointwise(channels, name=f'fc_{i}_0')(y)
@@ -243,4 +254,4 @@ class StackedHourglass(nn.Module):
       if i < self.num_stacks - 1:
         x = (x + pointwise(channels, name=f'fc__{i}')(y)
              + pointwise(channels, name=f'score__{i}')(score))
-    return outputs
+    return layers.float32_outputs(outputs, dtype)

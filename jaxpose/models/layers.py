@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 import contextlib
 import contextvars
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -51,8 +52,13 @@ def _cpu_forms() -> bool:
   return not _PORTABLE_CONVS.get() and jax.default_backend() == 'cpu'
 
 
-def batch_norm(train: bool, axis_name: str | None, name: str) -> nn.BatchNorm:
-  """BatchNorm with PyTorch's momentum and epsilon; batch statistics averaged over `axis_name` in training."""
+def batch_norm(train: bool, axis_name: str | None, name: str, dtype: Any = None) -> nn.BatchNorm:
+  """BatchNorm with PyTorch's momentum and epsilon; batch statistics averaged over `axis_name` in training.
+
+  `dtype` is that of its output (None: the input's and params'). Flax keeps
+  the statistics, scale and bias in float32 and normalises in float32
+  whatever it is: a bfloat16 BatchNorm rounds only its output.
+  """
   return nn.BatchNorm(
       use_running_average=not train,
       momentum=BATCH_NORM_MOMENTUM,
@@ -62,7 +68,24 @@ def batch_norm(train: bool, axis_name: str | None, name: str) -> nn.BatchNorm:
       # variance of near-constant channels (the 1x1 bottom of an hourglass)
       # to cancellation, differently for each way the batch is split.
       use_fast_variance=False,
+      dtype=dtype,
       name=name)
+
+
+def float32_outputs(outputs: Any, compute_dtype: Any) -> Any:
+  """A model's outputs (any tree of arrays) -> float32 when the model computed in `compute_dtype`.
+
+  Targets, losses, metrics and decoding take float32 maps; None (the
+  inputs' and params' dtype, float64 under x64) leaves them as they are.
+  """
+  if compute_dtype is None:
+    return outputs
+  return jax.tree_util.tree_map(lambda maps: maps.astype(jnp.float32), outputs)
+
+
+def _compute_dtype(x: jax.Array, kernel: jax.Array, dtype: Any) -> Any:
+  """As nn.Conv: `dtype` where given, else the wider of the input's and the kernel's (float64 under x64)."""
+  return jnp.result_type(x, kernel) if dtype is None else dtype
 
 
 class DepthwiseConv3x3(nn.Module):
@@ -76,6 +99,8 @@ class DepthwiseConv3x3(nn.Module):
     stride: spatial stride.
     dilation: kernel dilation; the padding equals it, as in upstream's convs.
     use_bias: add a per-channel bias.
+    dtype: dtype of the computation and output (e.g. bfloat16; the params
+      stay float32); None: as nn.Conv, the input's and kernel's.
     by_shifts: compute the conv as nine shifted multiply-adds instead of a
       grouped `lax.conv`. XLA:CPU runs a grouped conv with one group per
       channel at ~1 GFLOP/s (~19 ns per input element, 4-18 ms per layer of
@@ -89,14 +114,14 @@ class DepthwiseConv3x3(nn.Module):
   dilation: int = 1
   use_bias: bool = True
   by_shifts: bool | None = None
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     channels = x.shape[-1]
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, 1, channels),
                         jnp.float32)
-    # As nn.Conv: compute in the wider of the two dtypes (float64 under x64).
-    dtype = jnp.result_type(x, kernel)
+    dtype = _compute_dtype(x, kernel, self.dtype)
     x, kernel = x.astype(dtype), kernel.astype(dtype)
     by_shifts = self.by_shifts
     if by_shifts is None:
@@ -105,6 +130,11 @@ class DepthwiseConv3x3(nn.Module):
     if by_shifts:
       out_height = (x.shape[1] - 1) // self.stride + 1
       out_width = (x.shape[2] - 1) // self.stride + 1
+      # Summed in at least float32 and rounded once, as convs accumulate: a
+      # bfloat16 running sum is rounded to its partial sums' magnitude, which
+      # can be far above the result's.
+      accumulate = jnp.promote_types(dtype, jnp.float32)
+      x, kernel = x.astype(accumulate), kernel.astype(accumulate)
       x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
       y = None
       for row in range(3):
@@ -117,13 +147,15 @@ class DepthwiseConv3x3(nn.Module):
               (1, self.stride, self.stride, 1))
           term = window * kernel[row, column, 0]
           y = term if y is None else y + term
+      y = y.astype(dtype)
     else:
       y = jax.lax.conv_general_dilated(
           x, kernel, (self.stride, self.stride), ((pad, pad), (pad, pad)),
           rhs_dilation=(self.dilation, self.dilation),
           dimension_numbers=('NHWC', 'HWIO', 'NHWC'), feature_group_count=channels)
     if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros_init(), (channels,), jnp.float32)
+      y = y + self.param('bias', nn.initializers.zeros_init(), (channels,),
+                         jnp.float32).astype(dtype)
     return y
 
 
@@ -137,6 +169,7 @@ class PointwiseConv(nn.Module):
   Attributes:
     features: output channels.
     use_bias: add a per-channel bias.
+    dtype: dtype of the computation and output, as `DepthwiseConv3x3`'s.
     by_dot: compute it as one matrix product over the channels instead of a
       `lax.conv`. XLA:CPU runs a 1x1 conv at ~40 % of the rate of the same
       product (165-190 against 400-420 GFLOP/s on the hourglass's shapes on
@@ -149,12 +182,13 @@ class PointwiseConv(nn.Module):
   features: int
   use_bias: bool = True
   by_dot: bool | None = None
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param('kernel', nn.initializers.lecun_normal(),
                         (1, 1, x.shape[-1], self.features), jnp.float32)
-    dtype = jnp.result_type(x, kernel)  # as nn.Conv (float64 under x64)
+    dtype = _compute_dtype(x, kernel, self.dtype)
     x, kernel = x.astype(dtype), kernel.astype(dtype)
     by_dot = self.by_dot
     if by_dot is None:
@@ -165,5 +199,6 @@ class PointwiseConv(nn.Module):
       y = jax.lax.conv_general_dilated(x, kernel, (1, 1), 'VALID',
                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros_init(), (self.features,), jnp.float32)
+      y = y + self.param('bias', nn.initializers.zeros_init(), (self.features,),
+                         jnp.float32).astype(dtype)
     return y

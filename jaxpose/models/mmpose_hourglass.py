@@ -37,6 +37,7 @@ against a transcription of upstream's files).
 from collections.abc import Mapping, Sequence
 import functools
 import re
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -63,13 +64,14 @@ _OLD_HEAD_PREFIX = 'keypoint_head.'
 _PREPROCESSOR_KEYS = ('data_preprocessor.mean', 'data_preprocessor.std')
 
 
-def _conv(x: jax.Array, features: int, kernel: int, stride: int, name: str) -> jax.Array:
+def _conv(x: jax.Array, features: int, kernel: int, stride: int, name: str,
+          dtype: Any = None) -> jax.Array:
   """Conv without bias (a BatchNorm follows each), padding kernel // 2: [B, H, W, C] -> [B, H/stride, W/stride, features]."""
   if kernel == 1 and stride == 1:
-    return layers.PointwiseConv(features, use_bias=False, name=name)(x)
+    return layers.PointwiseConv(features, use_bias=False, dtype=dtype, name=name)(x)
   pad = kernel // 2
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
-                 padding=((pad, pad), (pad, pad)), use_bias=False, name=name)(x)
+                 padding=((pad, pad), (pad, pad)), use_bias=False, dtype=dtype, name=name)(x)
 
 
 class ConvBN(nn.Module):
@@ -82,11 +84,12 @@ class ConvBN(nn.Module):
   stride: int = 1
   relu: bool = True
   axis_name: str | None = None
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = _conv(x, self.features, self.kernel, self.stride, 'conv')
-    x = layers.batch_norm(train, self.axis_name, 'bn')(x)
+    x = _conv(x, self.features, self.kernel, self.stride, 'conv', self.dtype)
+    x = layers.batch_norm(train, self.axis_name, 'bn', self.dtype)(x)
     return nn.relu(x) if self.relu else x
 
 
@@ -100,21 +103,23 @@ class BasicBlock(nn.Module):
   features: int
   stride: int = 1
   axis_name: str | None = None
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    norm = functools.partial(layers.batch_norm, train, self.axis_name)
-    out = nn.relu(norm('bn1')(_conv(x, self.features, 3, self.stride, 'conv1')))
-    out = norm('bn2')(_conv(out, self.features, 3, 1, 'conv2'))
+    norm = functools.partial(layers.batch_norm, train, self.axis_name, dtype=self.dtype)
+    conv = functools.partial(_conv, dtype=self.dtype)
+    out = nn.relu(norm('bn1')(conv(x, self.features, 3, self.stride, 'conv1')))
+    out = norm('bn2')(conv(out, self.features, 3, 1, 'conv2'))
     shortcut = x
     if self.stride != 1 or x.shape[-1] != self.features:
-      shortcut = norm('downsample_1')(_conv(x, self.features, 1, self.stride, 'downsample_0'))
+      shortcut = norm('downsample_1')(conv(x, self.features, 1, self.stride, 'downsample_0'))
     return nn.relu(out + shortcut)
 
 
 def res_layer(x: jax.Array, train: bool, name: str, num_blocks: int, features: int,
-              stride: int = 1, change_first: bool = True, axis_name: str | None = None
-              ) -> jax.Array:
+              stride: int = 1, change_first: bool = True, axis_name: str | None = None,
+              dtype: Any = None) -> jax.Array:
   """mmpose's ResLayer of BasicBlocks `{name}_0`, `{name}_1`, ...: [B, H, W, C] -> [B, H/stride, W/stride, features].
 
   Call it inside a compact method: the blocks belong to the caller. The block
@@ -125,7 +130,7 @@ def res_layer(x: jax.Array, train: bool, name: str, num_blocks: int, features: i
   for k in range(num_blocks):
     changes = k == (0 if change_first else num_blocks - 1)
     block_features = features if changes or change_first else in_features
-    x = BasicBlock(block_features, stride if changes else 1, axis_name,
+    x = BasicBlock(block_features, stride if changes else 1, axis_name, dtype,
                    name=f'{name}_{k}')(x, train)
   return x
 
@@ -138,16 +143,17 @@ class HourglassModule(nn.Module):
   stage_channels: Sequence[int]
   stage_blocks: Sequence[int]
   axis_name: str | None = None
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    res = functools.partial(res_layer, train=train, axis_name=self.axis_name)
+    res = functools.partial(res_layer, train=train, axis_name=self.axis_name, dtype=self.dtype)
     (channels, next_channels), (blocks, next_blocks) = self.stage_channels[:2], self.stage_blocks[:2]
     up = res(x, name='up1', num_blocks=blocks, features=channels)
     low = res(x, name='low1', num_blocks=blocks, features=next_channels, stride=2)
     if len(self.stage_channels) > 2:
       low = HourglassModule(self.stage_channels[1:], self.stage_blocks[1:], self.axis_name,
-                            name='low2')(low, train)
+                            self.dtype, name='low2')(low, train)
     else:
       low = res(low, name='low2', num_blocks=next_blocks, features=next_channels)
     low = res(low, name='low3', num_blocks=blocks, features=channels, change_first=False)
@@ -172,6 +178,10 @@ class MmposeHourglass(nn.Module):
       input.
     axis_name: mapped axis over which BatchNorm averages batch statistics in
       training (e.g. 'batch' under pmap / shard_map); None on one device.
+    compute_dtype: what the convolutions and activations compute in (e.g.
+      bfloat16; params and BatchNorm statistics stay float32, the heatmaps
+      are returned in float32); None: the inputs' and params'. Not stored
+      in descriptions.
   """
   num_stacks: int = 1
   num_joints: int = 17
@@ -179,6 +189,7 @@ class MmposeHourglass(nn.Module):
   stage_blocks: Sequence[int] = STAGE_BLOCKS
   feat_channel: int = FEAT_CHANNEL
   axis_name: str | None = None
+  compute_dtype: Any = None
 
   # What the rest of jaxpose needs to know of the family (`jaxpose.models`).
   OUTPUT_MAPS = ('heatmaps',)  # one person's joints: a top-down model
@@ -238,25 +249,29 @@ class MmposeHourglass(nn.Module):
     if images.ndim != 4 or images.shape[1] % multiple or images.shape[2] % multiple:
       raise ValueError(f'images: expected [B, H, W, C] with H and W divisible by {multiple} '
                        f'(4 * 2**{len(self.stage_channels) - 1}), got {images.shape}')
-    conv_bn = functools.partial(ConvBN, axis_name=self.axis_name)
+    dtype = self.compute_dtype
+    conv_bn = functools.partial(ConvBN, axis_name=self.axis_name, dtype=dtype)
+    block = functools.partial(BasicBlock, axis_name=self.axis_name, dtype=dtype)
     channels = self.stage_channels[0]
     x = conv_bn(STEM_FEATURES[0], 7, stride=2, name='stem_0')(images, train)
-    x = res_layer(x, train, 'stem_1', 1, STEM_FEATURES[1], stride=2, axis_name=self.axis_name)
+    x = res_layer(x, train, 'stem_1', 1, STEM_FEATURES[1], stride=2, axis_name=self.axis_name,
+                  dtype=dtype)
 
     outputs = []
     for i in range(self.num_stacks):
-      y = HourglassModule(self.stage_channels, self.stage_blocks, self.axis_name,
+      y = HourglassModule(self.stage_channels, self.stage_blocks, self.axis_name, dtype,
                           name=f'hourglass_modules_{i}')(x, train)
       y = conv_bn(self.feat_channel, 3, name=f'out_convs_{i}')(y, train)
-      outputs.append(layers.PointwiseConv(self.num_joints, name=f'multi_final_layers_{i}')(y))
+      outputs.append(layers.PointwiseConv(self.num_joints, dtype=dtype,
+                                          name=f'multi_final_layers_{i}')(y))
       if i < self.num_stacks - 1:
         x = (conv_bn(channels, 1, relu=False, name=f'conv1x1s_{i}')(x, train)
              + conv_bn(channels, 1, relu=False, name=f'remap_convs_{i}')(y, train))
-        x = BasicBlock(channels, axis_name=self.axis_name, name=f'inters_{i}')(nn.relu(x), train)
+        x = block(channels, name=f'inters_{i}')(nn.relu(x), train)
     if self.num_stacks == 1 and self.is_initializing():
       # Upstream's ResLayer builds its first block even when asked for none,
       # so one-stack files (hourglass52's) hold an `inters.0` that is never
       # run. Its variables are made here, and never used, so that every
       # upstream weight has a place and conversion can stay strict.
-      BasicBlock(channels, axis_name=self.axis_name, name='inters_0')(x, train)
-    return outputs
+      block(channels, name='inters_0')(x, train)
+    return layers.float32_outputs(outputs, dtype)

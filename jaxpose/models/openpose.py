@@ -32,6 +32,7 @@ too (a depthwise-separable block's pointwise conv is index 3, its BNs 1 and 4).
 
 from collections.abc import Callable, Mapping
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -70,8 +71,8 @@ Norm = Callable[[str], nn.BatchNorm]
 
 
 def _conv(features: int, name: str, kernel_size: int = 3, stride: int = 1,
-          dilation: int = 1, use_bias: bool = True) -> nn.Module:
-  """A square conv padded by dilation * (kernel_size // 2) on every side.
+          dilation: int = 1, use_bias: bool = True, dtype: Any = None) -> nn.Module:
+  """A square conv padded by dilation * (kernel_size // 2) on every side, computing in `dtype`.
 
   That is upstream's explicit padding for every conv of this model (0 for 1x1,
   1 for 3x3, 2 for the dilated 3x3s); with stride 2 on even sizes it halves H
@@ -79,12 +80,12 @@ def _conv(features: int, name: str, kernel_size: int = 3, stride: int = 1,
   the parameters of an `nn.Conv`.
   """
   if kernel_size == 1 and stride == 1:
-    return layers.PointwiseConv(features, use_bias, name=name)
+    return layers.PointwiseConv(features, use_bias, dtype=dtype, name=name)
   pad = dilation * (kernel_size // 2)
   return nn.Conv(
       features, (kernel_size, kernel_size), strides=(stride, stride),
       padding=((pad, pad), (pad, pad)), kernel_dilation=(dilation, dilation),
-      use_bias=use_bias, name=name)
+      use_bias=use_bias, dtype=dtype, name=name)
 
 
 def conv_block(x: jax.Array, features: int, prefix: str, norm: Norm | None = None,
@@ -101,26 +102,28 @@ def conv_block(x: jax.Array, features: int, prefix: str, norm: Norm | None = Non
 
 
 def depthwise_separable(x: jax.Array, features: int, prefix: str, norm: Norm,
-                        stride: int = 1, dilation: int = 1) -> jax.Array:
+                        stride: int = 1, dilation: int = 1, dtype: Any = None) -> jax.Array:
   """[B, H, W, C] -> [B, H/stride, W/stride, features]: upstream's `conv_dw`.
 
   Depthwise 3x3 (`{prefix}_0`), BN (`_1`), ReLU, pointwise 1x1 (`_3`), BN
   (`_4`), ReLU; neither conv has a bias.
   """
-  x = layers.DepthwiseConv3x3(stride, dilation, use_bias=False, name=f'{prefix}_0')(x)
+  x = layers.DepthwiseConv3x3(stride, dilation, use_bias=False, dtype=dtype,
+                              name=f'{prefix}_0')(x)
   x = nn.relu(norm(f'{prefix}_1')(x))
-  x = _conv(features, f'{prefix}_3', kernel_size=1, use_bias=False)(x)
+  x = _conv(features, f'{prefix}_3', kernel_size=1, use_bias=False, dtype=dtype)(x)
   return nn.relu(norm(f'{prefix}_4')(x))
 
 
-def depthwise_separable_elu(x: jax.Array, features: int, prefix: str) -> jax.Array:
+def depthwise_separable_elu(x: jax.Array, features: int, prefix: str,
+                            dtype: Any = None) -> jax.Array:
   """[B, H, W, C] -> [B, H, W, features]: upstream's `conv_dw_no_bn`.
 
   Depthwise 3x3 (`{prefix}_0`), ELU, pointwise 1x1 (`_2`), ELU; no BN, no bias.
   """
-  x = layers.DepthwiseConv3x3(use_bias=False, name=f'{prefix}_0')(x)
+  x = layers.DepthwiseConv3x3(use_bias=False, dtype=dtype, name=f'{prefix}_0')(x)
   x = jax.nn.elu(x)
-  x = _conv(features, f'{prefix}_2', kernel_size=1, use_bias=False)(x)
+  x = _conv(features, f'{prefix}_2', kernel_size=1, use_bias=False, dtype=dtype)(x)
   return jax.nn.elu(x)
 
 
@@ -131,26 +134,28 @@ class Cpm(nn.Module):
   depthwise-separable blocks, and mixes with a 3x3 conv.
   """
   features: int
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = conv_block(x, self.features, 'align', kernel_size=1)
+    x = conv_block(x, self.features, 'align', kernel_size=1, dtype=self.dtype)
     trunk = x
     for i in range(3):
-      trunk = depthwise_separable_elu(trunk, self.features, f'trunk_{i}')
-    return conv_block(x + trunk, self.features, 'conv')
+      trunk = depthwise_separable_elu(trunk, self.features, f'trunk_{i}', self.dtype)
+    return conv_block(x + trunk, self.features, 'conv', dtype=self.dtype)
 
 
-def _heads(x: jax.Array, hidden: int, num_heatmaps: int,
-           num_pafs: int) -> tuple[jax.Array, jax.Array]:
+def _heads(x: jax.Array, hidden: int, num_heatmaps: int, num_pafs: int,
+           dtype: Any) -> tuple[jax.Array, jax.Array]:
   """[B, H, W, C] -> (heatmaps [B, H, W, num_heatmaps], pafs [B, H, W, num_pafs]).
 
   Two independent 1x1 -> ReLU -> 1x1 heads, linear outputs.
   """
   outputs = []
   for name, features in (('heatmaps', num_heatmaps), ('pafs', num_pafs)):
-    y = conv_block(x, hidden, f'{name}_0', kernel_size=1)
-    outputs.append(conv_block(y, features, f'{name}_1', kernel_size=1, relu=False))
+    y = conv_block(x, hidden, f'{name}_0', kernel_size=1, dtype=dtype)
+    outputs.append(conv_block(y, features, f'{name}_1', kernel_size=1, relu=False,
+                              dtype=dtype))
   return outputs[0], outputs[1]
 
 
@@ -159,12 +164,13 @@ class InitialStage(nn.Module):
   num_channels: int
   num_heatmaps: int
   num_pafs: int
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     for i in range(3):
-      x = conv_block(x, self.num_channels, f'trunk_{i}')
-    return _heads(x, INITIAL_HEAD_FEATURES, self.num_heatmaps, self.num_pafs)
+      x = conv_block(x, self.num_channels, f'trunk_{i}', dtype=self.dtype)
+    return _heads(x, INITIAL_HEAD_FEATURES, self.num_heatmaps, self.num_pafs, self.dtype)
 
 
 class RefinementStageBlock(nn.Module):
@@ -175,13 +181,14 @@ class RefinementStageBlock(nn.Module):
   """
   features: int
   axis_name: str | None = None
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    norm = functools.partial(layers.batch_norm, train, self.axis_name)
-    initial = conv_block(x, self.features, 'initial', kernel_size=1)
-    trunk = conv_block(initial, self.features, 'trunk_0', norm)
-    trunk = conv_block(trunk, self.features, 'trunk_1', norm, dilation=2)
+    norm = functools.partial(layers.batch_norm, train, self.axis_name, dtype=self.dtype)
+    initial = conv_block(x, self.features, 'initial', kernel_size=1, dtype=self.dtype)
+    trunk = conv_block(initial, self.features, 'trunk_0', norm, dtype=self.dtype)
+    trunk = conv_block(trunk, self.features, 'trunk_1', norm, dilation=2, dtype=self.dtype)
     return initial + trunk
 
 
@@ -191,12 +198,22 @@ class RefinementStage(nn.Module):
   num_heatmaps: int
   num_pafs: int
   axis_name: str | None = None
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> tuple[jax.Array, jax.Array]:
     for i in range(REFINEMENT_BLOCKS):
-      x = RefinementStageBlock(self.num_channels, self.axis_name, name=f'trunk_{i}')(x, train)
-    return _heads(x, self.num_channels, self.num_heatmaps, self.num_pafs)
+      x = RefinementStageBlock(self.num_channels, self.axis_name, self.dtype,
+                               name=f'trunk_{i}')(x, train)
+    return _heads(x, self.num_channels, self.num_heatmaps, self.num_pafs, self.dtype)
+
+
+def stage_classes(remat: bool) -> tuple[type[nn.Module], type[nn.Module]]:
+  """(initial stage, refinement stage) classes, rematerialised (`nn.remat`) if `remat`: same params."""
+  if not remat:
+    return InitialStage, RefinementStage
+  # `train` (self is 0) selects the refinement stage's graph.
+  return nn.remat(InitialStage), nn.remat(RefinementStage, static_argnums=(2,))
 
 
 class LightweightOpenPose(nn.Module):
@@ -215,12 +232,22 @@ class LightweightOpenPose(nn.Module):
     num_pafs: part affinity field channels.
     axis_name: mapped axis over which BatchNorm averages batch statistics in
       training (e.g. 'batch' under pmap / shard_map); None on one device.
+    remat: recompute the initial and each refinement stage's activations in
+      the backward pass instead of keeping them (`nn.remat`,
+      `config.model.remat`): the same params, outputs and gradients, less
+      activation memory on accelerators. Not stored in descriptions.
+    compute_dtype: what the convolutions and activations compute in (e.g.
+      bfloat16; params and BatchNorm statistics stay float32, the maps are
+      returned in float32); None: the inputs' and params'. Not stored in
+      descriptions.
   """
   num_refinement_stages: int = 1
   num_channels: int = 128
   num_heatmaps: int = 19
   num_pafs: int = 38
   axis_name: str | None = None
+  remat: bool = False
+  compute_dtype: Any = None
 
   # What the rest of jaxpose needs to know of the family (`jaxpose.models`).
   OUTPUT_MAPS = ('heatmaps', 'pafs')  # everyone's keypoints and limbs: a bottom-up model
@@ -261,22 +288,24 @@ class LightweightOpenPose(nn.Module):
       raise ValueError(
           f'images: expected [B, H, W, C] with H and W divisible by {STRIDE}, '
           f'got {images.shape}')
-    norm = functools.partial(layers.batch_norm, train, self.axis_name)
+    dtype = self.compute_dtype
+    norm = functools.partial(layers.batch_norm, train, self.axis_name, dtype=dtype)
 
     # Unlike the refinement stages' conv-BN pairs, upstream's stem conv has no
     # bias (its BN's beta makes one redundant).
     x = conv_block(images, STEM_FEATURES, 'model_0', norm, stride=2,
-                   use_bias=False)
+                   use_bias=False, dtype=dtype)
     for i, (features, stride, dilation) in enumerate(BACKBONE_BLOCKS, start=1):
-      x = depthwise_separable(x, features, f'model_{i}', norm, stride, dilation)
-    features = Cpm(self.num_channels, name='cpm')(x)
+      x = depthwise_separable(x, features, f'model_{i}', norm, stride, dilation, dtype)
+    features = Cpm(self.num_channels, dtype, name='cpm')(x)
 
-    outputs = [InitialStage(self.num_channels, self.num_heatmaps, self.num_pafs,
-                            name='initial_stage')(features)]
+    initial_stage, refinement_stage = stage_classes(self.remat)
+    outputs = [initial_stage(self.num_channels, self.num_heatmaps, self.num_pafs, dtype,
+                             name='initial_stage')(features)]
     for i in range(self.num_refinement_stages):
       # Each stage sees the CPM features again, with the previous stage's maps.
       x = jnp.concatenate([features, *outputs[-1]], axis=-1)
-      outputs.append(RefinementStage(
-          self.num_channels, self.num_heatmaps, self.num_pafs, self.axis_name,
+      outputs.append(refinement_stage(
+          self.num_channels, self.num_heatmaps, self.num_pafs, self.axis_name, dtype,
           name=f'refinement_stages_{i}')(x, train))
-    return outputs
+    return layers.float32_outputs(outputs, dtype)

@@ -41,6 +41,7 @@ resolution.
 
 from collections.abc import Mapping
 import functools
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -65,13 +66,15 @@ class TafStage(nn.Module):
   num_blocks: int
   num_tafs: int
   axis_name: str | None = None
+  dtype: Any = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     for i in range(self.num_blocks):
-      x = RefinementStageBlock(self.features, self.axis_name, name=f'trunk_{i}')(x, train)
-    x = conv_block(x, self.features, 'tafs_0', kernel_size=1)
-    return conv_block(x, self.num_tafs, 'tafs_1', kernel_size=1, relu=False)
+      x = RefinementStageBlock(self.features, self.axis_name, self.dtype,
+                               name=f'trunk_{i}')(x, train)
+    x = conv_block(x, self.features, 'tafs_0', kernel_size=1, dtype=self.dtype)
+    return conv_block(x, self.num_tafs, 'tafs_1', kernel_size=1, relu=False, dtype=self.dtype)
 
 
 class StafOpenPose(nn.Module):
@@ -100,6 +103,10 @@ class StafOpenPose(nn.Module):
       small enough to train on a CPU).
     axis_name: mapped axis over which BatchNorm averages batch statistics in
       training; None on one device.
+    compute_dtype: what the convolutions and activations compute in (e.g.
+      bfloat16; params, BatchNorm statistics and the previous frame's maps
+      stay float32, the outputs are returned in float32); None: the inputs'
+      and params'. Not stored in descriptions.
   """
   num_refinement_stages: int = 1
   num_channels: int = 128
@@ -110,6 +117,7 @@ class StafOpenPose(nn.Module):
   num_taf_blocks: int = REFINEMENT_BLOCKS
   backbone_width: float = 1.0
   axis_name: str | None = None
+  compute_dtype: Any = None
 
   # The family facts (`jaxpose.models`): Lightweight OpenPose's, plus the TAFs.
   OUTPUT_MAPS = ('heatmaps', 'pafs', 'tafs')
@@ -169,15 +177,16 @@ class StafOpenPose(nn.Module):
 
   def _backbone(self, images: jax.Array, train: bool) -> jax.Array:
     """Images [B, H, W, 3] -> CPM features [B, H/8, W/8, num_channels] (Lightweight OpenPose's)."""
-    norm = functools.partial(layers.batch_norm, train, self.axis_name)
+    dtype = self.compute_dtype
+    norm = functools.partial(layers.batch_norm, train, self.axis_name, dtype=dtype)
     widths = [max(1, round(self.backbone_width * features))
               for features in (STEM_FEATURES, *(block[0] for block in BACKBONE_BLOCKS))]
     # Upstream's stem conv has no bias; its BN's beta makes one redundant.
-    x = conv_block(images, widths[0], 'model_0', norm, stride=2, use_bias=False)
+    x = conv_block(images, widths[0], 'model_0', norm, stride=2, use_bias=False, dtype=dtype)
     for i, (features, (_, stride, dilation)) in enumerate(zip(widths[1:], BACKBONE_BLOCKS),
                                                           start=1):
-      x = depthwise_separable(x, features, f'model_{i}', norm, stride, dilation)
-    return Cpm(self.num_channels, name='cpm')(x)
+      x = depthwise_separable(x, features, f'model_{i}', norm, stride, dilation, dtype)
+    return Cpm(self.num_channels, dtype, name='cpm')(x)
 
   @nn.compact
   def __call__(self, images: jax.Array, previous: Mapping[str, jax.Array] | None = None,
@@ -191,16 +200,17 @@ class StafOpenPose(nn.Module):
                        f'{self.backbone_width}')
     previous = self._checked_previous(previous, images)
     features = self._backbone(images, train)
-    stages = [InitialStage(self.num_channels, self.num_heatmaps, self.num_pafs,
+    dtype = self.compute_dtype
+    stages = [InitialStage(self.num_channels, self.num_heatmaps, self.num_pafs, dtype,
                            name='initial_stage')(features)]
     for i in range(self.num_refinement_stages):
       stage_input = jnp.concatenate([features, *stages[-1]], axis=-1)
       stages.append(RefinementStage(self.num_channels, self.num_heatmaps, self.num_pafs,
-                                    self.axis_name, name=f'refinement_stages_{i}')(
+                                    self.axis_name, dtype, name=f'refinement_stages_{i}')(
                                         stage_input, train))
     taf_input = jnp.concatenate(
         [features, *stages[-1], *(previous[name] for name in RECURRENT_MAPS)], axis=-1)
     tafs = TafStage(self.taf_channels, self.num_taf_blocks, self.num_tafs, self.axis_name,
-                    name='taf_stage')(taf_input, train)
+                    dtype, name='taf_stage')(taf_input, train)
     maps = [maps for stage in stages for maps in stage] + [tafs]
-    return dict(zip(self.output_names, maps, strict=True))
+    return layers.float32_outputs(dict(zip(self.output_names, maps, strict=True)), dtype)
