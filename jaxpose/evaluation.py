@@ -12,6 +12,12 @@ the eval annotations and images) and the input size.
 
 COCO results go to `W/eval/results_step{N}.json`; the metrics come back with
 the keys of `jaxpose score` (COCO) or of `pck.pckh_summary` (MPII), and 'step'.
+
+A STAF model is evaluated as a tracker instead (`evaluate_tracking`): on
+held-out generated clips (config.data.track_eval_clips at each of
+config.data.track_eval_frame_steps) or on a PoseTrack18 annotation file and
+its images, PoseTrack's MOTA of TAF tracking and of OKS tracking of the same
+people, and their AP (`approaches.staf_tracking`).
 """
 
 from collections.abc import Callable
@@ -23,7 +29,8 @@ import numpy as np
 
 from jaxpose import approaches, checkpoint, models
 from jaxpose import predictor as predictor_lib
-from jaxpose.data import sources
+from jaxpose.approaches import staf_tracking
+from jaxpose.data import posetrack, sources
 
 # The model as the approach's protocol calls it: images -> the last stage's
 # maps (top-down: uint8 crops [B, h, w, 3] -> heatmaps [B, h', w', J];
@@ -34,6 +41,14 @@ ModelFn = Callable[[np.ndarray], object]
 def _restore(config: ml_collections.ConfigDict, workdir: str, step: int | None
              ) -> tuple[predictor_lib.JaxPredictor, int]:
   """Workdir -> (a jitted predictor of its model, step); raises if the model is not the config's."""
+  variables, description, step = _restore_variables(config, workdir, step)
+  model = predictor_lib.JaxPredictor.from_variables(variables, description, source=workdir)
+  return model, step
+
+
+def _restore_variables(config: ml_collections.ConfigDict, workdir: str, step: int | None
+                       ) -> tuple[dict, dict, int]:
+  """Workdir -> (variables, model description, step); raises if the model is not the config's."""
   variables, description = checkpoint.restore_variables(workdir, step)
   if models.model_class(description) is not models.model_class(config.model):
     raise ValueError(f'{workdir}: the checkpoint holds a {description.get("arch")!r} model, '
@@ -44,8 +59,7 @@ def _restore(config: ml_collections.ConfigDict, workdir: str, step: int | None
   if step is None:
     with checkpoint.Checkpointer(workdir, read_only=True) as checkpointer:
       step = checkpointer.latest_step()
-  model = predictor_lib.JaxPredictor.from_variables(variables, description, source=workdir)
-  return model, int(step)
+  return variables, description, int(step)
 
 
 def eval_files(config: ml_collections.ConfigDict) -> sources.DatasetFiles:
@@ -93,3 +107,44 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, *,
         options, person_boxes=lambda image: bottom_up.approach.person_boxes(bottom_up, image))
   metrics = approach.evaluate(model_fn, config, files, options, results_file)
   return dict(metrics, step=step)
+
+
+def evaluate_tracking(config: ml_collections.ConfigDict, workdir: str, *,
+                      step: int | None = None, posetrack_annotations: str | None = None,
+                      posetrack_images: str = '',
+                      frames_fn: staf_tracking.FramesFn | None = None
+                      ) -> tuple[list[staf_tracking.TrackingResult], dict]:
+  """A STAF workdir's tracking: TAF against OKS, PoseTrack's MOTA and AP (module docstring).
+
+  Args:
+    config: a STAF training config (its model; its data for generated clips).
+    workdir: a workdir of `jaxpose train`.
+    step: the checkpoint step (default: the latest).
+    posetrack_annotations: a PoseTrack18 annotation file or folder to score
+      on, instead of generated clips; its images under `posetrack_images`
+      (the folder holding `images/`).
+    frames_fn: replaces the restored model on generated clips (tests): a
+      clip -> its frames' people; the workdir is then not read.
+
+  Returns:
+    (one result per frame step, or the PoseTrack18 one; their
+    `staf_tracking.summary` and 'step').
+  """
+  approach = approaches.for_config(config)
+  if not isinstance(approach, approaches.StafBottomUp):
+    raise ValueError(f'config.model.arch {config.model.get("arch")!r}: tracking is evaluated '
+                     'for STAF models (ones that predict temporal affinity fields)')
+  runner = None
+  if frames_fn is None:
+    variables, description, step = _restore_variables(config, workdir, step)
+    runner = approaches.for_description(description).recurrent_runner(
+        variables, input_size=tuple(config.input_size))
+    frames_fn = lambda clip: runner.video(clip['images'])
+  if posetrack_annotations:
+    if runner is None:
+      raise ValueError('evaluate_tracking: PoseTrack18 is scored with the workdir\'s model')
+    videos = posetrack.load_posetrack(posetrack_annotations, posetrack_images)
+    results = [staf_tracking.evaluate_posetrack(runner, videos)]
+  else:
+    results = staf_tracking.evaluate_clips(frames_fn, config)
+  return results, dict(staf_tracking.summary(results), step=0 if step is None else int(step))

@@ -243,11 +243,19 @@ def _relative_error(path: str, name: str, onnx_out: np.ndarray, jax_out: jax.Arr
 def export_workdir(workdir: str, out_path: str, step: int | None = None, **kwargs) -> str:
   """Exports a checkpoint of a `jaxpose train` / `convert` workdir (latest step by default).
 
-  Keyword arguments are those of `export_onnx`.
+  Keyword arguments are those of `export_onnx`. A STAF model is written by
+  `export_recurrent_onnx` (channels last only), with its own normalisation.
   """
   variables, model_config = checkpoint.restore_variables(workdir, step)
   models.check_variables(variables, model_config, source=checkpoint.checkpoint_dir(workdir))
-  return export_onnx(variables, model_config, out_path, **kwargs)
+  model = models.create_model(model_config)
+  if not isinstance(model, staf.StafOpenPose):
+    return export_onnx(variables, model_config, out_path, **kwargs)
+  if kwargs.pop('nchw', False):
+    raise ValueError(f'{workdir}: the recurrent STAF model is exported channels last only')
+  kwargs.pop('resize_upsampling', None)  # it has no upsampling
+  return export_recurrent_onnx(variables, model, out_path,
+                               normalization=models.input_normalization(model_config), **kwargs)
 
 
 # The recurrent (STAF) model: the previous frame's maps are extra inputs.

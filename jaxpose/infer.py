@@ -10,6 +10,10 @@ id), or from the people a bottom-up model finds (`boxes_from`), or else
 OpenCV's HOG people detector; a bottom-up model (Lightweight or CMU
 OpenPose) runs on the whole frame, as its upstream's demo. People are linked across frames by
 `jaxpose.inference.tracking.Tracker` (OKS / box IoU, Hungarian matching).
+A STAF model (a workdir) runs frame by frame, each frame given the previous
+frame's maps (`StafEstimator`), and its people can be linked by its temporal
+affinity fields instead (`tracker='taf'`, `TafTracker`; OKS where the fields
+are silent).
 
 Written to OUT:
 
@@ -35,10 +39,11 @@ import time
 import numpy as np
 import tqdm
 
-from jaxpose import approaches, skeletons, visualize
+from jaxpose import approaches, checkpoint, models, skeletons, visualize
 from jaxpose import predictor as predictor_lib
+from jaxpose.approaches import staf_tracking
 from jaxpose.data.detections import DetectionsFile
-from jaxpose.inference import detect, tracking, video
+from jaxpose.inference import detect, taf_tracking, tracking, video
 from jaxpose.metrics import coco_ap
 
 RESULTS_FILE = 'results.json'
@@ -104,6 +109,46 @@ class BottomUpEstimator:
     return self.predictor.approach.predict(self.predictor, frame.image, self.height)
 
 
+class StafEstimator:
+  """Frame -> People (COCO-17) with a STAF model run frame by frame; `last` keeps the frame's TAFs."""
+
+  skeleton = skeletons.COCO
+
+  def __init__(self, workdir: str, step: int | None = None, height: int | None = None):
+    """Restores the workdir's STAF model; the input is scaled to `height` (default the demo's 256)."""
+    variables, description = checkpoint.restore_variables(workdir, step)
+    models.check_variables(variables, description, source=checkpoint.checkpoint_dir(workdir))
+    approach = approaches.for_description(description)
+    if not isinstance(approach, approaches.StafBottomUp):
+      raise ValueError(f'{workdir}: the model is {approach.name}, not STAF (no TAFs)')
+    self.runner = approach.recurrent_runner(variables, height=height)
+    self.last: staf_tracking.FramePeople | None = None
+
+  def __call__(self, frame: video.Frame) -> approaches.People:
+    self.last = self.runner(frame.image)
+    return self.last.people
+
+
+def frame_tracker(kind: str | None, estimator, frame_rate: float):
+  """'oks', 'taf' or None (no tracking) -> people -> track ids [P] (-1 everywhere without tracking)."""
+  sigmas = estimator.skeleton.sigmas or (DEFAULT_SIGMA,) * estimator.skeleton.num_keypoints
+  if kind is None:
+    return lambda people: np.full(len(people.scores), -1, np.int64)
+  if kind == 'oks':
+    tracker = tracking.Tracker(sigmas, frame_rate=frame_rate)
+    return lambda people: tracker.update(people.keypoints, people.keypoint_scores, people.boxes)
+  if kind != 'taf':
+    raise ValueError(f"tracker: expected 'oks' or 'taf', got {kind!r}")
+  if not isinstance(estimator, StafEstimator):
+    raise ValueError('--tracker taf: the model must be a STAF model (a workdir of one that '
+                     'predicts temporal affinity fields)')
+  # The TAFs lie on the network input: the tracker reads the people there.
+  tracker = taf_tracking.TafTracker(sigmas, stride=estimator.runner.stride,
+                                    frame_rate=frame_rate)
+  return lambda people: tracker.update(estimator.last.input_keypoints, people.keypoint_scores,
+                                       tafs=estimator.last.tafs)
+
+
 def frame_records(frame: video.Frame, people: approaches.People, track_ids: np.ndarray
                   ) -> list[dict]:
   """One frame's people -> COCO result records with bbox, frame and track_id."""
@@ -167,18 +212,17 @@ def make_estimator(model: predictor_lib.Predictor, *, detections: str | None = N
 
 
 def run(source, estimator, out: str | os.PathLike, *, track: bool = True,
-        max_frames: int | None = None) -> dict:
+        max_frames: int | None = None, tracker: str = 'oks') -> dict:
   """Frames of `source` -> people by `estimator`, tracked, written to `out` (module docstring).
 
-  Returns a summary {frames, people, seconds, fps, ...}: `fps` counts every
-  frame, the first one's compilation (JAX) included; `fps_after_first` the
-  frames after the first, the steady rate.
+  `tracker`: 'oks' (`Tracker`) or 'taf' (`TafTracker`, a `StafEstimator`'s
+  fields); unused without `track`. Returns a summary {frames, people,
+  seconds, fps, ...}: `fps` counts every frame, the first one's compilation
+  (JAX) included; `fps_after_first` the frames after the first, the steady rate.
   """
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
-  tracker = None if not track else tracking.Tracker(
-      estimator.skeleton.sigmas or (DEFAULT_SIGMA,) * estimator.skeleton.num_keypoints,
-      frame_rate=source.fps)
+  track_ids_of = frame_tracker(tracker if track else None, estimator, source.fps)
   writer = None
   if isinstance(source, video.VideoSource):
     video_path = out / f'{pathlib.Path(source.source).stem}.mp4'
@@ -193,10 +237,7 @@ def run(source, estimator, out: str | os.PathLike, *, track: bool = True,
         if max_frames and frame.index >= max_frames:
           break
         people = estimator(frame)
-        if tracker is None:
-          track_ids = np.full(len(people.scores), -1, np.int64)
-        else:
-          track_ids = tracker.update(people.keypoints, people.keypoint_scores, people.boxes)
+        track_ids = track_ids_of(people)
         records.extend(frame_records(frame, people, track_ids))
         frames.append({'frame': frame.index, 'image_id': frame.image_id, 'name': frame.name,
                        'people': len(people.scores)})
@@ -220,7 +261,9 @@ def run(source, estimator, out: str | os.PathLike, *, track: bool = True,
   summary = {'frames': len(frames), 'people': len(records), 'seconds': seconds,
              'fps': len(frames) / seconds if seconds > 0 else 0.0,
              'fps_after_first': (len(frames) - 1) / after_first if after_first > 0 else 0.0,
-             'approach': 'bottom-up' if isinstance(estimator, BottomUpEstimator) else 'top-down',
+             'approach': ('bottom-up' if isinstance(estimator, (BottomUpEstimator, StafEstimator))
+                          else 'top-down'),
+             'tracker': tracker if track else None,
              'out': os.fspath(out)}
   print(f'{summary["frames"]} frames, {summary["people"]} people ({summary["approach"]}), '
         f'{summary["fps"]:.1f} frames/s -> {out}')

@@ -39,6 +39,11 @@ LAYERS = {
     'jaxpose.sweep_report': (3, 'training'),
     'jaxpose.evaluation': (3, 'evaluation'),
     'jaxpose.inference': (3, 'inference'),
+    # The trackers are host-side algorithms over people, as the metrics are:
+    # STAF's approach scores its tracking with them during training.
+    'jaxpose.inference.smoothing': (1, 'data'),
+    'jaxpose.inference.tracking': (1, 'data'),
+    'jaxpose.inference.taf_tracking': (1, 'data'),
     'jaxpose.infer': (3, 'inference'),
     'jaxpose.export': (3, 'export'),
     'jaxpose.convert': (3, 'convert'),

@@ -12,7 +12,8 @@ model they hold and never look at its architecture's name:
   targets = approach.make_targets(batch, config)
 
 Which approach a model belongs to is a fact of its family (`models/`): a
-model that predicts part affinity fields is bottom-up.
+model that predicts part affinity fields is bottom-up, one that also
+predicts temporal affinity fields is STAF's (`approaches.staf`).
 """
 
 from collections.abc import Mapping
@@ -23,16 +24,23 @@ import ml_collections
 from jaxpose import models
 from jaxpose.approaches.base import Approach, EvalOptions, People, last_output
 from jaxpose.approaches.bottomup import BottomUp
+from jaxpose.approaches.staf import StafBottomUp
 from jaxpose.approaches.topdown import TopDown
 
-__all__ = ['Approach', 'BottomUp', 'EvalOptions', 'People', 'TopDown', 'for_config',
-           'for_description', 'last_output']
+__all__ = ['Approach', 'BottomUp', 'EvalOptions', 'People', 'StafBottomUp', 'TopDown',
+           'for_config', 'for_description', 'last_output']
 
 
 def for_description(description: Mapping[str, Any]) -> TopDown | BottomUp:
-  """A model description ({'arch': ..., **options}) -> the approach of its model."""
-  model_class = models.model_class(description)
-  return BottomUp(description) if 'pafs' in model_class.OUTPUT_MAPS else TopDown(description)
+  """A model description ({'arch': ..., **options}) -> the approach of its model.
+
+  A model that predicts temporal affinity fields is STAF's (`StafBottomUp`),
+  one that predicts part affinity fields bottom-up, any other top-down.
+  """
+  maps = models.model_class(description).OUTPUT_MAPS
+  if 'tafs' in maps:
+    return StafBottomUp(description)
+  return BottomUp(description) if 'pafs' in maps else TopDown(description)
 
 
 def for_config(config: ml_collections.ConfigDict) -> TopDown | BottomUp:

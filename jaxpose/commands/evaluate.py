@@ -1,10 +1,17 @@
-"""`jaxpose eval --config C --workdir W`: a trained model's COCO AP or MPII PCKh; the metrics are the last line, as JSON."""
+"""`jaxpose eval --config C --workdir W`: a trained model's COCO AP or MPII PCKh; the metrics are the last line, as JSON.
+
+A STAF model is scored as a tracker: PoseTrack's MOTA of TAF and of OKS
+tracking of the same people, and their AP, per joint, side by side, on
+held-out generated clips or on --posetrack FILE (with --posetrack_images).
+"""
 
 import json
 
 from absl import flags
+import numpy as np
 
 from jaxpose import approaches, evaluation
+from jaxpose.metrics import posetrack
 
 CONFIG_DRIVEN = True
 
@@ -36,6 +43,10 @@ def define_flags(flag_values: flags.FlagValues) -> None:
                     'published with.', flag_values=flag_values)
   flags.DEFINE_integer('dark_kernel', None, "Top-down, jaxpose's protocol: DARK decoding with "
                        'this odd blur kernel (11 for sigma-2 heatmaps).', flag_values=flag_values)
+  flags.DEFINE_string('posetrack', None, 'STAF: a PoseTrack18 annotation file or folder to '
+                      'track on, instead of generated clips.', flag_values=flag_values)
+  flags.DEFINE_string('posetrack_images', '', "STAF: the folder --posetrack's image paths "
+                      'start from (the one holding images/).', flag_values=flag_values)
   flags.DEFINE_string('results', None,
                       'COCO results JSON to write (default: WORKDIR/eval/results_stepN.json).',
                       flag_values=flag_values)
@@ -54,7 +65,32 @@ def parse_scales(values: list[str] | None) -> tuple[float, ...] | None:
   return scales
 
 
+def tracking_table(result) -> str:
+  """A `staf_tracking.TrackingResult` -> per joint and total: MOTA of TAF and OKS tracking, and AP."""
+  columns = {'MOTA TAF': result.taf.mota, 'MOTA OKS': result.oks.mota}
+  if result.pose is not None:  # None: the people are the ground truth's
+    columns['AP'] = result.pose.ap
+  lines = [result.title, f'{"joint":16}' + ''.join(f'{name:>10}' for name in columns)]
+  rows = list(posetrack.JOINT_NAMES) + ['total']
+  for row, name in enumerate(rows):
+    values = [posetrack.total(v) if name == 'total' else v[row] for v in columns.values()]
+    lines.append(f'{name:16}' + ''.join(f'{value:10.1f}' for value in values))
+  switches = {'TAF': result.taf.num_switches, 'OKS': result.oks.num_switches}
+  lines.append('identity switches: ' + ', '.join(f'{kind} {int(np.sum(count))}'
+                                                 for kind, count in switches.items()))
+  return '\n'.join(lines)
+
+
 def main(flag_values: flags.FlagValues) -> dict:
+  if isinstance(approaches.for_config(flag_values.config), approaches.StafBottomUp):
+    results, metrics = evaluation.evaluate_tracking(
+        flag_values.config, flag_values.workdir, step=flag_values.step,
+        posetrack_annotations=flag_values.posetrack,
+        posetrack_images=flag_values.posetrack_images)
+    for result in results:
+      print(tracking_table(result))
+    print(json.dumps(metrics))
+    return metrics
   options = approaches.EvalOptions(
       detections=flag_values.detections, detection_threshold=flag_values.detection_threshold,
       flip_test=flag_values.flip_test, scales=parse_scales(flag_values.scales),

@@ -2,12 +2,16 @@
 
   jaxpose infer --workdir DIR | --onnx model.onnx
                 (--image PATH | --images DIR | --video PATH) --out OUT
-                [--detections FILE] [--flip_test] [--notrack]
+                [--detections FILE] [--flip_test] [--notrack] [--tracker oks|taf]
+
+A STAF model (--workdir) runs frame by frame on its own previous maps; its
+people are linked by its temporal affinity fields (--tracker taf, its
+default) or by OKS (--tracker oks); other models track by OKS.
 """
 
 from absl import flags
 
-from jaxpose import infer
+from jaxpose import approaches, infer
 from jaxpose import predictor as predictor_lib
 from jaxpose.commands import export as export_command
 
@@ -47,6 +51,10 @@ def define_flags(flag_values: flags.FlagValues) -> None:
                        'this odd blur kernel (11 for sigma-2 heatmaps).', **define)
   flags.DEFINE_bool('track', True, 'Link people across frames (--notrack: every track_id is -1).',
                     **define)
+  flags.DEFINE_enum('tracker', None, ['oks', 'taf'],
+                    'How --track links people: by OKS / box IoU, or by the temporal affinity '
+                    'fields of a STAF model (OKS where they are silent). Default: taf for a '
+                    'STAF model, else oks.', **define)
   flags.DEFINE_integer('max_frames', None, 'Stop after this many frames.', **define)
   flags.mark_flag_as_required('out', flag_values=flag_values)
   flags.mark_flags_as_mutual_exclusive(['workdir', 'onnx'], required=True, **define)
@@ -57,13 +65,18 @@ def main(flag_values: flags.FlagValues) -> dict:
   source = infer.open_source(flag_values.image, flag_values.images, flag_values.video)
   model = predictor_lib.load(workdir=flag_values.workdir, onnx_path=flag_values.onnx,
                              step=flag_values.step)
-  estimator = infer.make_estimator(
-      model, detections=flag_values.detections,
-      detection_threshold=flag_values.detection_threshold, flip_test=flag_values.flip_test,
-      input_size=export_command.parse_size(flag_values.input_size, 'input_size'),
-      height=flag_values.height, protocol=flag_values.protocol,
-      dark_kernel=flag_values.dark_kernel,
-      boxes_from=(predictor_lib.load_path(flag_values.boxes_from, what='--boxes_from')
-                  if flag_values.boxes_from else None))
+  staf = isinstance(model.approach, approaches.StafBottomUp)
+  tracker = flag_values.tracker or ('taf' if staf else 'oks')
+  if staf:  # recurrent: run on its own previous maps (a workdir: ONNX has one input)
+    estimator = infer.StafEstimator(flag_values.workdir, flag_values.step, flag_values.height)
+  else:
+    estimator = infer.make_estimator(
+        model, detections=flag_values.detections,
+        detection_threshold=flag_values.detection_threshold, flip_test=flag_values.flip_test,
+        input_size=export_command.parse_size(flag_values.input_size, 'input_size'),
+        height=flag_values.height, protocol=flag_values.protocol,
+        dark_kernel=flag_values.dark_kernel,
+        boxes_from=(predictor_lib.load_path(flag_values.boxes_from, what='--boxes_from')
+                    if flag_values.boxes_from else None))
   return infer.run(source, estimator, flag_values.out, track=flag_values.track,
-                   max_frames=flag_values.max_frames)
+                   max_frames=flag_values.max_frames, tracker=tracker)

@@ -2,6 +2,9 @@
 
 `config.data.source` picks the examples:
 - 'synthetic': generated people (`jaxpose.data.synthetic`), COCO-17.
+- 'synthetic_clips': generated clips of walking people with track ids
+  (`jaxpose.data.synthetic_clips`), COCO-17; an example is a pair of
+  consecutive frames, for the STAF model (`clip_sources`).
 - 'coco': COCO 2017 person keypoints in its download layout under
   `config.data.coco_dir`: `annotations/person_keypoints_{train,val}2017.json`
   and the image folders `train2017/`, `val2017/`.
@@ -27,7 +30,7 @@ import os
 import ml_collections
 
 from jaxpose import skeletons
-from jaxpose.data import coco, mpii, persons, synthetic
+from jaxpose.data import coco, mpii, persons, synthetic, synthetic_clips
 
 # The eval split of generated data is drawn with a seed no training run uses.
 _EVAL_SEED_OFFSET = 1_000_003
@@ -93,7 +96,7 @@ def dataset_files(config: ml_collections.ConfigDict) -> DatasetFiles:
 def data_skeleton(config: ml_collections.ConfigDict) -> skeletons.Skeleton:
   """The keypoint layout of the config's dataset: COCO (17) or MPII (16)."""
   source = config.data.source
-  if source in ('synthetic', 'coco'):
+  if source in ('synthetic', 'synthetic_clips', 'coco'):
     return skeletons.COCO
   if source == 'mpii':
     return skeletons.MPII
@@ -104,7 +107,8 @@ def data_skeleton(config: ml_collections.ConfigDict) -> skeletons.Skeleton:
       raise ValueError(f'config.data.tfds_name {config.data.tfds_name!r}: keypoints of '
                        f'{num_joints} joints; expected COCO (17) or MPII (16)')
     return by_size[num_joints]
-  raise ValueError(f"config.data.source: expected 'synthetic', 'coco', 'mpii' or 'tfds', "
+  raise ValueError(f"config.data.source: expected 'synthetic', 'synthetic_clips', 'coco', "
+                   f"'mpii' or 'tfds', "
                    f'got {source!r}')
 
 
@@ -171,6 +175,38 @@ def _synthetic_sources(config: ml_collections.ConfigDict, per_person: bool):
   return train, evaluation
 
 
+def generated_clips(config: ml_collections.ConfigDict, num_clips: int, *, held_out: bool,
+                    frame_steps=None) -> synthetic_clips.SyntheticClips:
+  """config.data's generated clips: the training ones, or held-out ones (another seed).
+
+  `frame_steps` replaces config.data.clip_frame_steps. Crossing pairs where
+  clips hold two people or more (config.data.max_people >= 2).
+  """
+  data = config.data
+  crossing = data.max_people >= 2
+  return synthetic_clips.SyntheticClips(
+      num_clips, clip_length=data.clip_length, image_size=tuple(data.image_size),
+      min_people=2 if crossing else 1, max_people=data.max_people,
+      seed=config.seed + (_EVAL_SEED_OFFSET if held_out else 0),
+      frame_step=tuple(frame_steps or data.clip_frame_steps), crossing=crossing)
+
+
+def clip_sources(config: ml_collections.ConfigDict, per_person: bool):
+  """'synthetic_clips' -> train and eval sources of (frame t-1, frame t) pairs of generated clips."""
+  data = config.data
+  if per_person:
+    raise ValueError("config.data.source 'synthetic_clips' gives pairs of whole frames, for a "
+                     'bottom-up tracking model (STAF), not per-person crops')
+  if data.num_train_examples <= 0 or data.num_eval_examples <= 0 or data.clip_length < 2:
+    raise ValueError(f'config.data: synthetic_clips needs positive num_train_examples and '
+                     f'num_eval_examples (clips) and clip_length >= 2, got '
+                     f'{data.num_train_examples}, {data.num_eval_examples}, {data.clip_length}')
+  return tuple(synthetic_clips.SyntheticClipWindows(
+      generated_clips(config, num, held_out=held_out), length=2)
+               for num, held_out in ((data.num_train_examples, False),
+                                     (data.num_eval_examples, True)))
+
+
 def create_sources(config: ml_collections.ConfigDict, per_person: bool):
   """config.data -> (train source, eval source), grain random-access sources.
 
@@ -181,6 +217,8 @@ def create_sources(config: ml_collections.ConfigDict, per_person: bool):
   source = config.data.source
   if source == 'synthetic':
     return _synthetic_sources(config, per_person)
+  if source == 'synthetic_clips':
+    return clip_sources(config, per_person)
   if source == 'tfds':
     return _tfds_sources(config, per_person)
   files = dataset_files(config)

@@ -1,0 +1,337 @@
+"""A STAF model on videos: frame-by-frame people and TAFs, TAF and OKS tracking of them, PoseTrack's MOTA.
+
+`RecurrentRunner` runs the recurrent model (`jaxpose.models.staf`) on a
+video one frame at a time, each frame given the previous frame's last-stage
+heatmaps, PAFs and TAFs (zeros on the first frame, or after the input size
+changes), and decodes each frame's people as `BottomUp`'s demo does
+(`bottomup.letterbox`, `paf.decode`, COCO-17). It keeps the people's
+keypoints in network-input pixels too, where the TAFs lie
+(`codecs.taf.score` reads them there).
+
+`score` tracks the same people twice, by `TafTracker` (the TAFs first, OKS
+where they are silent) and by the OKS `Tracker` alone, both on the
+network-input keypoints with their default settings, and scores both with
+PoseTrack's MOTA (`jaxpose.metrics.posetrack`), and the people with its AP.
+On generated clips it does so twice: for the people the model found, and
+for the clip's own people given the model's TAFs (`ground_truth_people`),
+which measures the linking alone, whatever the detections' quality.
+
+Ground truth of generated clips (`clip_ground_truth`): each person present
+in a frame with its labelled keypoints (COCO visibility 1 or 2; occluded
+ones count, as PoseTrack labels them) and its track id. PoseTrack measures
+distances in head sizes, from the head box; a generated head is a disc whose
+rim holds both ears (`synthetic.figure_points`: the ears are one radius to
+either side of its centre, whatever the yaw), so its box is the square of
+side the ears' distance centred between them. Generated people have COCO's
+keypoints, scored in PoseTrack's slots: the eyes where PoseTrack has
+head_bottom and head_top, so those two columns measure eyes here.
+On a PoseTrack18 file the model's eyes are not PoseTrack's head_bottom and
+head_top: predictions leave those two joints out (they count as misses).
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxpose import skeletons
+from jaxpose.approaches import base, bottomup
+from jaxpose.data import sources
+from jaxpose.data.images import read_image
+from jaxpose.data.posetrack import PoseTrackFrame, PoseTrackVideo
+from jaxpose.inference import taf_tracking, tracking
+from jaxpose.metrics import posetrack
+from jaxpose.metrics.oks import boxes_from_keypoints
+from jaxpose.models import staf
+
+# The network input as its own image: decoded positions stay in input pixels.
+_INPUT = bottomup.Letterbox(scale=(1.0, 1.0), pad=(0, 0))
+# COCO's eyes sit in PoseTrack18's head_bottom and head_top slots.
+_HEAD_SLOTS = [1, 2]
+# COCO's ears (the generated head's rim).
+_EARS = [3, 4]
+
+
+@dataclasses.dataclass
+class FramePeople:
+  """One frame's people from a STAF model.
+
+  Attributes:
+    people: COCO-17 in image pixels (`base.People`); a keypoint not found is
+      (0, 0) with score 0.
+    input_keypoints: [P, 17, 2] the same keypoints in network-input pixels.
+    tafs: [h, w, 66] the frame's TAFs (from the previous frame's people to
+      this frame's), None on a video's first frame.
+    placement: how the frame lies in the network input.
+  """
+  people: base.People
+  input_keypoints: np.ndarray
+  tafs: np.ndarray | None
+  placement: bottomup.Letterbox = _INPUT
+
+
+# A generated clip (`SyntheticClips` example) -> its frames' people.
+FramesFn = Callable[[dict], Sequence[FramePeople]]
+
+
+def decode_frame(heatmaps: np.ndarray, pafs: np.ndarray, tafs: np.ndarray | None,
+                 placement: bottomup.Letterbox, stride: int) -> FramePeople:
+  """A frame's last-stage maps [h, w, 19], [h, w, 38], [h, w, 66] (or None) -> its people, as `BottomUp`'s demo.
+
+  `placement`: how the frame lies in the network input (`bottomup.letterbox`).
+  """
+  found_people, person_scores = bottomup.people_in_image(heatmaps, pafs, _INPUT, stride)
+  keypoints, keypoint_scores, scores = bottomup.coco_keypoints(found_people, person_scores)
+  found = keypoint_scores[..., None] > 0
+  image_keypoints = np.where(found, placement.to_image(keypoints), 0).astype(np.float32)
+  boxes = boxes_from_keypoints(image_keypoints, keypoint_scores, score_threshold=0.0)
+  return FramePeople(base.People(image_keypoints, keypoint_scores, boxes.astype(np.float32),
+                                 scores), keypoints, tafs, placement)
+
+
+def ground_truth_people(clip: dict, frames: Sequence[FramePeople]) -> list[FramePeople]:
+  """A generated clip and the model's frames -> the clip's own people in each frame, with the model's TAFs.
+
+  Each present person with its labelled keypoints (score 1; (0, 0) and
+  score 0 where unlabelled), in image and in network-input pixels (through
+  the frame's placement, where the TAFs lie). Both trackers then get the
+  same, perfect detections, so their MOTAs differ only by how they link.
+  """
+  if len(frames) != len(clip['frame_ids']):
+    raise ValueError(f'ground_truth_people: {len(frames)} frames of people for a clip of '
+                     f'{len(clip["frame_ids"])} frames')
+  people = []
+  for index, frame in enumerate(frames):
+    present = np.asarray(clip['present'][index])
+    scores = (np.asarray(clip['visible'][index])[present] > 0).astype(np.float32)
+    keypoints = np.where(scores[..., None] > 0,
+                         np.asarray(clip['keypoints'][index], np.float32)[present], 0)
+    # input = (image + 0.5) * scale + pad - 0.5, `Letterbox.to_image` inverted.
+    placement = frame.placement
+    input_keypoints = ((keypoints + 0.5) * np.asarray(placement.scale)
+                       + np.asarray(placement.pad) - 0.5)
+    input_keypoints = np.where(scores[..., None] > 0, input_keypoints, 0).astype(np.float32)
+    boxes = boxes_from_keypoints(keypoints, scores, score_threshold=0.0).astype(np.float32)
+    people.append(FramePeople(base.People(keypoints, scores, boxes, scores.sum(axis=-1)),
+                              input_keypoints, frame.tafs, placement))
+  return people
+
+
+# One compilation per model and input shape, whichever runner calls it
+# (the trainer makes a runner at each evaluation).
+@functools.partial(jax.jit, static_argnames=('model', 'normalization'))
+def _apply(variables: dict, images: jax.Array, previous: dict[str, jax.Array], *,
+           model: staf.StafOpenPose, normalization) -> dict[str, jax.Array]:
+  """The eval-mode model on RGB pixels [N, H, W, 3] and the previous frame's maps."""
+  return model.apply(variables, normalization.normalize(images), previous, train=False)
+
+
+class RecurrentRunner:
+  """Runs a STAF model frame by frame, feeding each frame's last-stage maps to the next."""
+
+  def __init__(self, approach: base.Approach, variables: dict, *,
+               input_size: tuple[int, int] | None = None, height: int = bottomup.DEFAULT_HEIGHT):
+    """Jits the eval-mode model.
+
+    Args:
+      approach: the model's approach (`StafBottomUp`).
+      variables: {'params', 'batch_stats'} of the model.
+      input_size: (width, height): every frame letterboxed into it (as the
+        training transform fits it into its square); None: scaled to `height`
+        and padded to a multiple of 8, as upstream's demo.
+      height: the input height without `input_size`.
+    """
+    model = approach.create_model()
+    if not isinstance(model, staf.StafOpenPose):
+      raise ValueError(f'RecurrentRunner: {approach.description.get("arch")!r} is not a STAF '
+                       'model (one that predicts TAFs)')
+    self.model = model
+    self.stride = approach.stride
+    self.input_size = None if input_size is None else approach.check_input_size(input_size)
+    self.height = int(height)
+    self.normalization = approach.normalization
+    self.variables = jax.tree_util.tree_map(jnp.asarray, variables)
+    self.reset()
+
+  def reset(self) -> None:
+    """The next frame starts a video (previous maps zero)."""
+    self._previous = None
+    self._input_shape = None
+
+  def __call__(self, image: np.ndarray) -> FramePeople:
+    """RGB image [H, W, 3] uint8, the video's next frame -> its people and TAFs."""
+    network_input, placement = bottomup.letterbox(image, self.height, self.model.input_multiple,
+                                                  self.input_size)
+    shape = network_input.shape[:2]
+    first = self._previous is None or shape != self._input_shape
+    if first:
+      self._previous = {name: np.zeros(size, np.float32) for name, size in
+                        self.model.previous_shapes(1, *shape).items()}
+    self._input_shape = shape
+    outputs = _apply(self.variables, network_input[None].astype(np.float32), self._previous,
+                     model=self.model, normalization=self.normalization)
+    self._previous = self.model.previous_of(outputs)
+    heatmaps, pafs, tafs = (np.asarray(self._previous[name])[0] for name in staf.RECURRENT_MAPS)
+    return decode_frame(heatmaps, pafs, None if first else tafs, placement, self.stride)
+
+  def video(self, images: Iterable[np.ndarray]) -> list[FramePeople]:
+    """A video's frames, in order -> each one's people (the runner starts afresh)."""
+    self.reset()
+    return [self(image) for image in images]
+
+
+def new_trackers() -> dict[str, tracking.Tracker]:
+  """{'taf': TafTracker, 'oks': Tracker} with their defaults, for COCO-17 people."""
+  sigmas = skeletons.COCO.sigmas
+  return {'taf': taf_tracking.TafTracker(sigmas), 'oks': tracking.Tracker(sigmas)}
+
+
+def track_frames(frames: Sequence[FramePeople]) -> dict[str, list[np.ndarray]]:
+  """A video's people -> {'taf': track ids per frame, 'oks': ...}, both on the network-input keypoints."""
+  trackers = new_trackers()
+  ids = {kind: [] for kind in trackers}
+  for frame in frames:
+    scores = frame.people.keypoint_scores
+    ids['taf'].append(trackers['taf'].update(frame.input_keypoints, scores, tafs=frame.tafs))
+    ids['oks'].append(trackers['oks'].update(frame.input_keypoints, scores))
+  return ids
+
+
+def predicted_frame(people: base.People, track_ids: np.ndarray, truth: PoseTrackFrame,
+                    head_slots: bool = True) -> PoseTrackFrame:
+  """One frame's tracked people -> a PoseTrack prediction frame paired with `truth`.
+
+  Keypoints not found are (0, 0, 0); people without a track id (-1) or a
+  keypoint are left out; without `head_slots`, COCO's eyes too (PoseTrack18's
+  head_bottom and head_top are other points).
+  """
+  found = people.keypoint_scores > 0
+  if not head_slots:
+    found[:, _HEAD_SLOTS] = False
+  keypoints = np.concatenate([people.keypoints, people.keypoint_scores[..., None]], axis=-1)
+  keypoints = np.where(found[..., None], keypoints, 0)
+  keep = (np.asarray(track_ids) >= 0) & found.any(axis=-1)
+  missing = np.full((int(keep.sum()), 4), np.nan)
+  return PoseTrackFrame(truth.file_name, truth.image_path, truth.image_id, truth.is_labeled,
+                        keypoints[keep], np.asarray(track_ids)[keep],
+                        people.keypoint_scores[keep], missing, people.boxes[keep])
+
+
+def clip_ground_truth(clip: dict, name: str) -> PoseTrackVideo:
+  """A generated clip (`SyntheticClips` example) -> its PoseTrack ground truth (module docstring)."""
+  frames = []
+  for index, frame_id in enumerate(clip['frame_ids']):
+    present = np.asarray(clip['present'][index])
+    visible = np.asarray(clip['visible'][index])[present]
+    keypoints = np.asarray(clip['keypoints'][index], np.float64)[present]
+    labelled = np.concatenate([keypoints, visible[..., None]], axis=-1)
+    ears = keypoints[:, _EARS]
+    side = np.linalg.norm(ears[:, 0] - ears[:, 1], axis=-1)[:, None]
+    head_boxes = np.concatenate([ears.mean(axis=1) - side / 2, side, side], axis=-1)
+    frames.append(PoseTrackFrame(
+        f'{name}/{int(frame_id):06d}.png', '', index, True,
+        np.where(visible[..., None] > 0, labelled, 0), np.asarray(clip['track_ids'])[present],
+        np.full(visible.shape, np.nan), head_boxes, np.asarray(clip['boxes'][index])[present]))
+  return PoseTrackVideo(name, tuple(frames))
+
+
+@dataclasses.dataclass(frozen=True)
+class TrackingResult:
+  """TAF and OKS tracking of the same people on a set of videos, scored as PoseTrack.
+
+  Attributes:
+    title: what was scored, for printing.
+    key: the suffix of its `summary` keys.
+    taf: MOTA etc. of `TafTracker`'s ids.
+    oks: the same of the OKS `Tracker`'s ids.
+    pose: AP of the people (the trackers do not change it); None when the
+      people are the ground truth's (`ground_truth_people`).
+  """
+  title: str
+  key: str
+  taf: posetrack.TrackingMetrics
+  oks: posetrack.TrackingMetrics
+  pose: posetrack.PoseMetrics | None
+
+
+def score(title: str, key: str, ground_truth: Sequence[PoseTrackVideo],
+          detections: Sequence[Sequence[FramePeople]], head_slots: bool = True,
+          with_ap: bool = True) -> TrackingResult:
+  """Ground-truth videos and each one's frames of people -> both trackers' MOTA and (`with_ap`) the AP.
+
+  `head_slots`: as `predicted_frame`'s.
+  """
+  predictions = {'taf': [], 'oks': []}
+  for video, frames in zip(ground_truth, detections, strict=True):
+    if len(frames) != len(video.frames):
+      raise ValueError(f'video {video.name!r}: {len(frames)} frames of people for '
+                       f'{len(video.frames)} ground-truth frames')
+    ids = track_frames(frames)
+    for kind, videos in predictions.items():
+      videos.append(PoseTrackVideo(video.name, tuple(
+          predicted_frame(frame.people, frame_ids, truth, head_slots)
+          for frame, frame_ids, truth in zip(frames, ids[kind], video.frames))))
+  if not with_ap:
+    pose = None
+  elif any(len(frame.track_ids) for video in predictions['taf'] for frame in video.frames):
+    pose = posetrack.average_precision(ground_truth, predictions['taf'])
+  else:  # no one found: AP 0 (posetrack.average_precision needs a prediction)
+    pose = posetrack.PoseMetrics(*np.zeros((3, posetrack.NUM_JOINTS)))
+  return TrackingResult(title, key, posetrack.mota(ground_truth, predictions['taf']),
+                        posetrack.mota(ground_truth, predictions['oks']), pose)
+
+
+def evaluate_clips(frames_fn: FramesFn,
+                   config: ml_collections.ConfigDict) -> list[TrackingResult]:
+  """config.data.track_eval_clips held-out generated clips at each of config.data.track_eval_frame_steps -> results.
+
+  For each frame step k two results: the people `frames_fn` found (key
+  `step{k}`), and the clips' own people linked by its TAFs
+  (`ground_truth_people`, key `gt_people_step{k}`, no AP).
+
+  `frames_fn`: a clip (`SyntheticClips` example) -> its frames' people, e.g.
+  `lambda clip: runner.video(clip['images'])`.
+  """
+  results = []
+  for frame_step in config.data.track_eval_frame_steps:
+    clips = sources.generated_clips(config, config.data.track_eval_clips, held_out=True,
+                                    frame_steps=(int(frame_step),))
+    truths, detections, true_people = [], [], []
+    for index in range(len(clips)):
+      clip = clips[index]
+      truths.append(clip_ground_truth(clip, f'clip{index}'))
+      detections.append(frames_fn(clip))
+      true_people.append(ground_truth_people(clip, detections[-1]))
+    title = f'{len(clips)} generated clips, frame_step {frame_step}'
+    results.append(score(f'{title}, the people found (head_bottom, head_top: the eyes)',
+                         f'step{frame_step}', truths, detections))
+    results.append(score(f'{title}, the clips\' own people linked by the TAFs',
+                         f'gt_people_step{frame_step}', truths, true_people, with_ap=False))
+  return results
+
+
+def evaluate_posetrack(runner: RecurrentRunner, videos: Sequence[PoseTrackVideo]
+                       ) -> TrackingResult:
+  """PoseTrack18 ground-truth videos (`load_posetrack`, with their images) -> the runner's result."""
+  detections = [runner.video(read_image(frame.image_path, frame.image_id)
+                             for frame in video.frames) for video in videos]
+  return score(f'PoseTrack18, {len(videos)} videos', 'posetrack', videos, detections,
+               head_slots=False)
+
+
+def summary(results: Sequence[TrackingResult]) -> dict[str, float]:
+  """Results -> {mota_taf_<key>, mota_oks_<key>, ap_<key> (with AP)} totals, and mota_taf, mota_oks of the first."""
+  metrics = {}
+  for result in results:
+    metrics[f'mota_taf_{result.key}'] = result.taf.totals()['mota']
+    metrics[f'mota_oks_{result.key}'] = result.oks.totals()['mota']
+    if result.pose is not None:
+      metrics[f'ap_{result.key}'] = result.pose.totals()['ap']
+  if results:
+    metrics['mota_taf'] = metrics[f'mota_taf_{results[0].key}']
+    metrics['mota_oks'] = metrics[f'mota_oks_{results[0].key}']
+  return metrics
