@@ -1,4 +1,4 @@
-"""Step performance: XLA's FLOP count of the compiled train step, MFU, and the profiler window.
+"""Step performance: XLA's FLOP count of the compiled train step, MFU, activation memory, and the profiler window.
 
 MFU (model FLOPs utilisation) = achieved FLOP/s / the chip's peak dense
 FLOP/s. The achieved figure is XLA's count of the compiled step
@@ -11,11 +11,16 @@ work counts it (XLA:CPU computes a depthwise conv's kernel gradient as a dense
 conv, C times the multiply-adds), so compare counts of one backend only.
 """
 
+from collections.abc import Callable
+import contextlib
+import io
 import re
 from typing import Any, NamedTuple
 
 from absl import logging
 import jax
+from jax.ad_checkpoint import print_saved_residuals
+import numpy as np
 
 
 def step_flops(compiled: Any) -> float | None:
@@ -36,6 +41,39 @@ def step_flops(compiled: Any) -> float | None:
     analysis = analysis[0] if analysis else None
   flops = (analysis or {}).get('flops')
   return float(flops) if flops and flops > 0 else None
+
+
+# A line of `print_saved_residuals`: "f32[8,64,64,256] output of ..." or "... from the argument x".
+_RESIDUAL = re.compile(r'^(?P<dtype>[a-z]+[0-9]*)\[(?P<shape>[0-9,]*)\] (?P<what>.*)$')
+
+
+def saved_activation_bytes(fn: Callable[..., jax.Array], *args) -> int:
+  """Bytes that reverse-mode differentiation of scalar `fn(*args)` keeps from the forward pass for the backward one, the arguments left out.
+
+  JAX's own account of the residuals (`jax.ad_checkpoint.print_saved_residuals`),
+  whatever the backend: what `nn.remat` / `jax.checkpoint` exists to shrink.
+  XLA:CPU's buffer assignment does not show that saving in a compiled step's
+  peak memory (`compiled.memory_analysis()`, the same with and without remat:
+  BENCHMARKS.md), so this count is the measure that holds on any backend.
+  """
+  printed = io.StringIO()
+  with contextlib.redirect_stdout(printed):
+    print_saved_residuals(fn, *args)
+  total = 0
+  for line in printed.getvalue().splitlines():
+    match = _RESIDUAL.match(line.strip())
+    if match is None:
+      raise ValueError(f'saved_activation_bytes: unexpected residual line {line!r}')
+    if match['what'].startswith('from the argument'):
+      continue
+    name = match['dtype']  # f32, bf16, i32, u8, bool (e.g. a ReLU's mask)
+    bits = name.lstrip('abcdefghijklmnopqrstuvwxyz')
+    if name not in ('bool', 'pred') and not bits:
+      raise ValueError(f'saved_activation_bytes: unknown dtype in {line!r}')
+    itemsize = 1 if name in ('bool', 'pred') else int(bits) // 8
+    count = int(np.prod([int(d) for d in match['shape'].split(',') if d]))
+    total += count * itemsize
+  return total
 
 
 class Peak(NamedTuple):

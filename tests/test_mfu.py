@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpose import approaches, mfu, train
+from jaxpose import approaches, mfu, models, train
 from test_train import tiny_config
 
 
@@ -180,3 +180,45 @@ def test_a_trace_left_open_is_stopped_when_the_run_ends(tmp_path):
   jax.profiler.stop_trace()
   with pytest.raises(ValueError, match='profile_steps'):
     mfu.StepTrace((0, 2), str(tmp_path))
+
+
+def test_saved_activations_are_the_forward_values_the_backward_pass_reads():
+  # tanh(tanh(x @ w) @ w): reverse mode keeps each tanh's output and its
+  # derivative 1 - tanh^2 (four [2, 3] float32 arrays, 96 bytes), and the
+  # arguments, which are not counted. Checkpointed, it keeps nothing else:
+  # the backward pass recomputes the forward from the arguments.
+  def f(w, x):
+    return jnp.sum(jnp.tanh(jnp.tanh(x @ w) @ w))
+  w, x = jnp.ones((3, 3)), jnp.ones((2, 3))
+  assert mfu.saved_activation_bytes(f, w, x) == 4 * 2 * 3 * 4
+  assert mfu.saved_activation_bytes(jax.checkpoint(f), w, x) == 0
+  assert mfu.saved_activation_bytes(f, w.astype(jnp.bfloat16), x.astype(jnp.bfloat16)) == 48
+
+
+@pytest.mark.parametrize('remat_arch, most_kept', [
+    (dict(arch='hourglass', num_stacks=2, num_features=16, num_joints=5, depth=2,
+          layer2_features=64), 0.7),
+    (dict(arch='lightweight_openpose', num_refinement_stages=2, num_channels=16), 0.99)],
+    ids=['hourglass', 'lightweight_openpose'])
+def test_remat_keeps_fewer_activations(remat_arch, most_kept):
+  # The issue asks remat to lower hg8's compiled peak memory at batch 8 by
+  # 30 %. XLA:CPU's buffer assignment does not show it (BENCHMARKS.md); JAX's
+  # own account of the activations kept for the backward pass does, on any
+  # backend: hg8 at batch 8, 256x256 keeps 2.3 GiB with remat, 9.2 without.
+  # Lightweight OpenPose rematerialises its stages, which run at 1/8 of the
+  # input; its MobileNet backbone, at 1/2 to 1/8, keeps most of the rest, so
+  # the saving is small (here 5 %).
+  images = jnp.zeros((2, 64, 64, 3))
+  kept = {}
+  for remat in (False, True):
+    model = models.create_model(remat_arch, remat=remat)
+    # Shapes are enough: JAX traces the backward pass without running it.
+    variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
+                               images)
+
+    def loss(params, batch_stats, model=model):
+      outputs, _ = model.apply({'params': params, 'batch_stats': batch_stats}, images,
+                               train=True, mutable=['batch_stats'])
+      return sum(jnp.sum(maps ** 2) for maps in jax.tree_util.tree_leaves(outputs))
+    kept[remat] = mfu.saved_activation_bytes(loss, variables['params'], variables['batch_stats'])
+  assert kept[False] > 0 and kept[True] < most_kept * kept[False], kept
