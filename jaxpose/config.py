@@ -171,8 +171,8 @@ def lightweight_openpose_model(num_refinement_stages: int = 1,
                                remat: bool = False) -> ml_collections.ConfigDict:
   """A LightweightOpenPose description (upstream's published model has 1 refinement stage).
 
-  `remat`: recompute each stage's activations in the backward pass (how it
-  trains; checkpoints do not store it).
+  `remat`: recompute each backbone block's and stage's activations in the
+  backward pass (how it trains; checkpoints do not store it).
   """
   return ml_collections.ConfigDict(dict(
       arch='lightweight_openpose', num_refinement_stages=num_refinement_stages,

@@ -198,16 +198,16 @@ def test_saved_activations_are_the_forward_values_the_backward_pass_reads():
 @pytest.mark.parametrize('remat_arch, most_kept', [
     (dict(arch='hourglass', num_stacks=2, num_features=16, num_joints=5, depth=2,
           layer2_features=64), 0.7),
-    (dict(arch='lightweight_openpose', num_refinement_stages=2, num_channels=16), 0.99)],
+    (dict(arch='lightweight_openpose', num_refinement_stages=2, num_channels=16), 0.7)],
     ids=['hourglass', 'lightweight_openpose'])
 def test_remat_keeps_fewer_activations(remat_arch, most_kept):
   # The issue asks remat to lower hg8's compiled peak memory at batch 8 by
   # 30 %. XLA:CPU's buffer assignment does not show it (BENCHMARKS.md); JAX's
   # own account of the activations kept for the backward pass does, on any
   # backend: hg8 at batch 8, 256x256 keeps 2.3 GiB with remat, 9.2 without.
-  # Lightweight OpenPose rematerialises its stages, which run at 1/8 of the
-  # input; its MobileNet backbone, at 1/2 to 1/8, keeps most of the rest, so
-  # the saving is small (here 5 %).
+  # Lightweight OpenPose rematerialises its backbone blocks as well as its
+  # stages: the MobileNet backbone, at 1/2 to 1/8 of the input, holds most of
+  # its activations (remat of the stages alone kept 95 % here).
   images = jnp.zeros((2, 64, 64, 3))
   kept = {}
   for remat in (False, True):

@@ -208,6 +208,19 @@ class RefinementStage(nn.Module):
     return _heads(x, self.num_channels, self.num_heatmaps, self.num_pafs, self.dtype)
 
 
+def backbone_block(remat: bool, features: int, prefix: str, norm: Norm, stride: int,
+                   dilation: int, dtype: Any) -> Callable[[nn.Module, jax.Array], jax.Array]:
+  """`depthwise_separable` as a function of (module, x), rematerialised (`nn.remat`) if `remat`.
+
+  The block's convs and BNs are the calling module's submodules whichever:
+  the same names and params.
+  """
+  def block(module: nn.Module, x: jax.Array) -> jax.Array:
+    del module  # the lifted transform binds the submodules to it
+    return depthwise_separable(x, features, prefix, norm, stride, dilation, dtype)
+  return nn.remat(block) if remat else block
+
+
 def stage_classes(remat: bool) -> tuple[type[nn.Module], type[nn.Module]]:
   """(initial stage, refinement stage) classes, rematerialised (`nn.remat`) if `remat`: same params."""
   if not remat:
@@ -232,8 +245,8 @@ class LightweightOpenPose(nn.Module):
     num_pafs: part affinity field channels.
     axis_name: mapped axis over which BatchNorm averages batch statistics in
       training (e.g. 'batch' under pmap / shard_map); None on one device.
-    remat: recompute the initial and each refinement stage's activations in
-      the backward pass instead of keeping them (`nn.remat`,
+    remat: recompute each backbone block's, the initial and each refinement
+      stage's activations in the backward pass instead of keeping them (`nn.remat`,
       `config.model.remat`): the same params, outputs and gradients, less
       activation memory on accelerators. Not stored in descriptions.
     compute_dtype: what the convolutions and activations compute in (e.g.
@@ -296,7 +309,8 @@ class LightweightOpenPose(nn.Module):
     x = conv_block(images, STEM_FEATURES, 'model_0', norm, stride=2,
                    use_bias=False, dtype=dtype)
     for i, (features, stride, dilation) in enumerate(BACKBONE_BLOCKS, start=1):
-      x = depthwise_separable(x, features, f'model_{i}', norm, stride, dilation, dtype)
+      x = backbone_block(self.remat, features, f'model_{i}', norm, stride, dilation,
+                         dtype)(self, x)
     features = Cpm(self.num_channels, dtype, name='cpm')(x)
 
     initial_stage, refinement_stage = stage_classes(self.remat)
