@@ -11,7 +11,7 @@ import pytest
 from jaxpose import approaches, checkpoint, models, parallel, predictor, sweep, train
 from jaxpose import config as config_lib
 from jaxpose.models import layers
-from test_train import QUICKSTART, tiny_config
+from test_train import QUICKSTART, compiled_train_step, tiny_config
 
 # The matrix products of a network: where its FLOPs are, and what bfloat16 is for.
 _PRODUCTS = ('conv_general_dilated', 'dot_general')
@@ -162,11 +162,7 @@ def _lightweight_openpose_config(**overrides):
 
 def _step(config, mode: str, learning_rate_fn, tx):
   data = parallel.DataParallel(mode)
-  step = data.compile(functools.partial(
-      train.train_step, approach=approaches.for_config(config),
-      model=train.create_model(config, data.axis_name), teacher=None, tx=tx,
-      learning_rate_fn=learning_rate_fn, config=config, axis_name=data.axis_name),
-      num_replicated_args=1)
+  step = compiled_train_step(data, config, tx, learning_rate_fn)
 
   def one_step(state, batch):
     new_state, metrics = step(data.replicate(state), data.shard_batch(batch), None)

@@ -1,6 +1,5 @@
 """STAF in the workflows: pair transform, TAF loss, train step, tracking evaluation, `jaxpose infer` and `eval`."""
 
-import functools
 import json
 import pathlib
 
@@ -17,6 +16,7 @@ from jaxpose.data import geometry, synthetic_clips
 from jaxpose.inference import taf_tracking
 from jaxpose.metrics.oks import boxes_from_keypoints
 import test_staf_model
+from test_train import compiled_train_step
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 STAF_QUICKSTART = REPO / 'configs' / 'staf_quickstart.py'
@@ -151,11 +151,7 @@ def test_one_train_step_under_none_and_pmap_includes_the_taf_loss():
   metrics = {}
   for mode in ('none', 'pmap'):
     data = parallel.DataParallel(mode)
-    step = data.compile(functools.partial(
-        train.train_step, approach=approaches.for_config(config),
-        model=train.create_model(config, data.axis_name), teacher=None, tx=tx,
-        learning_rate_fn=learning_rate_fn, config=config, axis_name=data.axis_name),
-        num_replicated_args=1)
+    step = compiled_train_step(data, config, tx, learning_rate_fn)
     _, metrics[mode] = data.unreplicate(step(data.replicate(state), data.shard_batch(batch), None))
   for mode, values in metrics.items():
     assert np.isfinite(values['loss']) and values['taf_loss'] > 0, mode

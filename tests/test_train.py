@@ -57,7 +57,7 @@ def _leaves(workdir):
   return jax.tree_util.tree_leaves_with_path(variables)
 
 
-def _compiled_train_step(data: parallel.DataParallel, config, tx, learning_rate_fn):
+def compiled_train_step(data: parallel.DataParallel, config, tx, learning_rate_fn):
   """train.train_step without a teacher, wrapped for `data`'s mode: (state, batch, None) -> (state, metrics)."""
   return data.compile(functools.partial(
       train.train_step, approach=approaches.for_config(config),
@@ -115,7 +115,7 @@ def test_pmap_shard_map_and_one_device_give_the_same_update():
   steps = {}
   for mode in ('none', 'pmap', 'shard_map'):
     data = parallel.DataParallel(mode)
-    steps[mode] = data, _compiled_train_step(data, config, tx, learning_rate_fn)
+    steps[mode] = data, compiled_train_step(data, config, tx, learning_rate_fn)
 
   def one_step(mode, state, batch):
     data, step = steps[mode]
@@ -178,7 +178,7 @@ def _three_steps_per_wrapper(config, reorderings: int = 0) -> dict:
   states = {}
   for name, mode, order in runs:
     data = parallel.DataParallel(mode)
-    step = _compiled_train_step(data, config, tx, learning_rate_fn)
+    step = compiled_train_step(data, config, tx, learning_rate_fn)
     state = data.replicate(start)
     for batch in batches:
       if order is not None:  # the same examples, so the same mean loss, summed in another order
@@ -234,7 +234,7 @@ def test_a_remat_step_under_a_wrapper_is_the_step_without_remat(mode):
   updates = {}
   for remat in (False, True):
     config.model.remat = remat
-    step = _compiled_train_step(data, config, tx, learning_rate_fn)
+    step = compiled_train_step(data, config, tx, learning_rate_fn)
     new_state, metrics = step(data.replicate(start), data.shard_batch(batches[0]), None)
     updates[remat] = data.unreplicate(new_state), data.unreplicate(metrics)
   (plain, plain_metrics), (ours, metrics) = updates[False], updates[True]
@@ -253,7 +253,7 @@ def test_adam_leaves_the_biases_batchnorm_cancels_where_they_were():
   tx = train.create_optimizer(config, learning_rate_fn)
   start = train.create_train_state(config, train.create_model(config), tx)
   data = parallel.DataParallel('none')
-  step = _compiled_train_step(data, config, tx, learning_rate_fn)
+  step = compiled_train_step(data, config, tx, learning_rate_fn)
   state, _ = step(data.replicate(start), data.shard_batch(batch), None)
   state = data.unreplicate(state)
   frozen = models.batchnorm_cancelled_biases('hourglass', start.params)
@@ -519,7 +519,7 @@ def test_two_processes_and_one_train_alike_and_resume_each_other(tmp_path):
   source, _ = train.create_sources(longer)
   batches = iter(train.train_loader(source, longer, start_step=3))
   data = parallel.DataParallel('shard_map')
-  step = _compiled_train_step(data, longer, tx, learning_rate_fn)
+  step = compiled_train_step(data, longer, tx, learning_rate_fn)
   state = data.replicate(state)
   for _ in range(2):
     state, _ = step(state, data.shard_batch(next(batches)), None)

@@ -1,4 +1,12 @@
-"""Random weights for the PyTorch reference models, so that parity tests can tell layers apart."""
+"""Random weights for the PyTorch reference models, so that parity tests can tell layers apart.
+
+Not a transcription of upstream code: no upstream initialises weights this
+way (bearpaw's, Daniil-Osokin's and mmpose's models start from PyTorch's or
+their own defaults, or load checkpoints). This is jaxpose's test fixture,
+applied to the references (`torch_*.py`, each citing its upstream file), so
+that a parity test compares layers whose weights and BatchNorm statistics
+all differ from their defaults; nothing here is matched against upstream.
+"""
 
 import torch
 from torch import nn
