@@ -79,6 +79,9 @@ def default_config() -> ml_collections.ConfigDict:
   # evaluation, at each of these frame steps (4: a quarter of the frame rate).
   config.data.track_eval_clips = 8
   config.data.track_eval_frame_steps = (1, 4)
+  # ... and MOTA of the keypoints scored at least this (0: all, as poseval
+  # takes a submission; PoseTrack entries submit confident keypoints only).
+  config.data.track_keypoint_threshold = 0.0
   config.data.worker_count = 0  # grain worker processes (0: in the main process)
   config.data.augment = True
   config.data.scale_factor = 0.25

@@ -144,7 +144,8 @@ def evaluate_tracking(config: ml_collections.ConfigDict, workdir: str, *,
     if runner is None:
       raise ValueError('evaluate_tracking: PoseTrack18 is scored with the workdir\'s model')
     videos = posetrack.load_posetrack(posetrack_annotations, posetrack_images)
-    results = [staf_tracking.evaluate_posetrack(runner, videos)]
+    results = [staf_tracking.evaluate_posetrack(
+        runner, videos, keypoint_threshold=config.data.track_keypoint_threshold)]
   else:
     results = staf_tracking.evaluate_clips(frames_fn, config)
   return results, dict(staf_tracking.summary(results), step=0 if step is None else int(step))

@@ -207,6 +207,68 @@ def test_ground_truth_fields_track_without_switches_where_oks_switches():
   assert 'ap_gt_people_step4' not in summary and summary['mota_oks_gt_people_step4'] < 95
 
 
+def test_evaluate_clips_scores_mota_at_the_config_s_keypoint_threshold():
+  # Above every ground-truth score (1) nobody is submitted for MOTA: each
+  # frame is poseval's frame without predictions (one object, one miss, one
+  # false positive per joint: MOTA -100); AP still counts every keypoint.
+  config = tiny_config(**{'data.track_keypoint_threshold': 1.5})
+  found, _ = staf_tracking.evaluate_clips(_ground_truth_frames, config)
+  assert '>= 1.5' in found.title
+  for metrics in (found.taf, found.oks):
+    np.testing.assert_allclose(metrics.mota, -100)
+    np.testing.assert_array_equal(metrics.num_misses, metrics.num_objects)
+    np.testing.assert_array_equal(metrics.num_false_positives, metrics.num_objects)
+  np.testing.assert_allclose(found.pose.ap, 100)
+  with pytest.raises(ValueError, match='track_keypoint_threshold: expected a score >= 0'):
+    staf_tracking.evaluate_clips(_ground_truth_frames,
+                                 tiny_config(**{'data.track_keypoint_threshold': -0.1}))
+
+
+def _with_a_doubtful_person(frame: staf_tracking.FramePeople, score: float
+                            ) -> staf_tracking.FramePeople:
+  """The frame plus one person far below the image, every keypoint scored `score`."""
+  people = frame.people
+  keypoints = np.concatenate([people.keypoints, people.keypoints[:1] * 0 + [50.0, 500.0]])
+  scores = np.concatenate([people.keypoint_scores, np.full((1, 17), score, np.float32)])
+  return staf_tracking.FramePeople(
+      base.People(keypoints, scores, boxes_from_keypoints(keypoints, scores, 0.0),
+                  scores.sum(-1)), keypoints, frame.tafs)
+
+
+def test_mota_counts_only_keypoints_scored_above_the_threshold_and_ap_counts_all():
+  # The clip's own people (scores 1) and a spurious person (scores 0.3)
+  # nowhere near anyone: with every keypoint submitted, each of its 15
+  # PoseTrack joints is a false positive in each scored frame (poseval
+  # leaves a video's last one out: 2 of 3); above 0.5 it is gone.
+  clip = synthetic_clips.SyntheticClips(1, clip_length=3, image_size=(96, 96), max_people=2,
+                                        min_people=2)[0]
+  truth = [staf_tracking.clip_ground_truth(clip, 'clip0')]
+  frames = [[_with_a_doubtful_person(frame, 0.3) for frame in _ground_truth_frames(clip)]]
+  everything = staf_tracking.score('all', 'all', truth, frames)
+  confident = staf_tracking.score('confident', 'confident', truth, frames, keypoint_threshold=0.5)
+  scored_joints = [k for k in range(17) if k not in (3, 4)]  # PoseTrack18 labels no ears
+  labelled = sum(int((frame.keypoints[:, scored_joints, 2] > 0).sum())
+                 for frame in truth[0].frames[:-1])
+  for kind in ('taf', 'oks'):
+    metrics = getattr(everything, kind)
+    np.testing.assert_array_equal(metrics.num_false_positives, 2)  # per joint
+    assert metrics.num_misses.sum() == 0 and metrics.num_switches.sum() == 0
+    np.testing.assert_allclose(metrics.totals()['mota'],
+                               100 * (1 - 30 / labelled))
+    assert metrics.num_objects.sum() == labelled
+    assert metrics.num_false_positives.sum() == 30
+    np.testing.assert_allclose(getattr(confident, kind).mota, 100)
+  # AP ranks keypoints by score: the same predictions, whatever the threshold.
+  np.testing.assert_array_equal(everything.pose.ap, confident.pose.ap)
+  # A person with no keypoint at the threshold leaves; the others keep theirs.
+  frame = frames[0][1]
+  kept = staf_tracking.confident_people(frame, 0.5)
+  assert len(kept.people.keypoints) == len(frame.people.keypoints) - 1
+  np.testing.assert_array_equal(kept.people.keypoint_scores, frame.people.keypoint_scores[:-1])
+  np.testing.assert_allclose(kept.people.boxes, frame.people.boxes[:-1], rtol=1e-6)
+  assert kept.tafs is frame.tafs
+
+
 def test_ground_truth_people_lie_where_the_frame_s_placement_puts_them():
   # A 96x64 frame letterboxed into a 96x96 input (16 rows of padding): the
   # clip's people in image pixels, and in input pixels where the TAFs lie.

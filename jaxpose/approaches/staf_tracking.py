@@ -201,6 +201,28 @@ def track_frames(frames: Sequence[FramePeople]) -> dict[str, list[np.ndarray]]:
   return ids
 
 
+def confident_people(frame: FramePeople, threshold: float) -> FramePeople:
+  """A frame's people keeping only the keypoints scored at least `threshold`; people left with none dropped.
+
+  PoseTrack's MOTA counts every submitted keypoint: one not matched is a
+  false positive, whatever its score. Tracking benchmarks therefore submit
+  only confident keypoints, as DetectAndTrack's evaluation does with
+  EVAL_MPII_KPT_THRESHOLD (github.com/facebookresearch/DetectAndTrack at
+  9fe354006339ede4cfe7af6ef18d07718316f7e5, lib/core/config.py). AP ranks
+  keypoints by score instead, so it is computed on all of them (`score`).
+  Boxes are recomputed from the kept keypoints; the person scores are kept.
+  """
+  scores = frame.people.keypoint_scores
+  kept = scores >= threshold
+  keep = kept.any(axis=-1)
+  scores = np.where(kept, scores, 0).astype(np.float32)[keep]
+  keypoints = np.where(kept[..., None], frame.people.keypoints, 0).astype(np.float32)[keep]
+  input_keypoints = np.where(kept[..., None], frame.input_keypoints, 0).astype(np.float32)[keep]
+  boxes = boxes_from_keypoints(keypoints, scores, score_threshold=0.0).astype(np.float32)
+  people = base.People(keypoints, scores, boxes, np.asarray(frame.people.scores)[keep])
+  return dataclasses.replace(frame, people=people, input_keypoints=input_keypoints)
+
+
 def predicted_frame(people: base.People, track_ids: np.ndarray, truth: PoseTrackFrame,
                     head_slots: bool = True) -> PoseTrackFrame:
   """One frame's tracked people -> a PoseTrack prediction frame paired with `truth`.
@@ -260,25 +282,35 @@ class TrackingResult:
 
 def score(title: str, key: str, ground_truth: Sequence[PoseTrackVideo],
           detections: Sequence[Sequence[FramePeople]], head_slots: bool = True,
-          with_ap: bool = True) -> TrackingResult:
+          with_ap: bool = True, keypoint_threshold: float = 0.0) -> TrackingResult:
   """Ground-truth videos and each one's frames of people -> both trackers' MOTA and (`with_ap`) the AP.
 
-  `head_slots`: as `predicted_frame`'s.
+  `head_slots`: as `predicted_frame`'s. The trackers and MOTA see only the
+  keypoints scored at least `keypoint_threshold` (`confident_people`; 0:
+  all); AP is of all keypoints.
   """
-  predictions = {'taf': [], 'oks': []}
+  if keypoint_threshold < 0:
+    raise ValueError(f'config.data.track_keypoint_threshold: expected a score >= 0, '
+                     f'got {keypoint_threshold}')
+  predictions = {'taf': [], 'oks': [], 'all': []}
   for video, frames in zip(ground_truth, detections, strict=True):
     if len(frames) != len(video.frames):
       raise ValueError(f'video {video.name!r}: {len(frames)} frames of people for '
                        f'{len(video.frames)} ground-truth frames')
-    ids = track_frames(frames)
-    for kind, videos in predictions.items():
-      videos.append(PoseTrackVideo(video.name, tuple(
+    confident = [confident_people(frame, keypoint_threshold) for frame in frames]
+    ids = track_frames(confident)
+    for kind in ('taf', 'oks'):
+      predictions[kind].append(PoseTrackVideo(video.name, tuple(
           predicted_frame(frame.people, frame_ids, truth, head_slots)
-          for frame, frame_ids, truth in zip(frames, ids[kind], video.frames))))
+          for frame, frame_ids, truth in zip(confident, ids[kind], video.frames))))
+    # AP needs no identities: every person, numbered within its frame.
+    predictions['all'].append(PoseTrackVideo(video.name, tuple(
+        predicted_frame(frame.people, np.arange(len(frame.people.keypoints)), truth,
+                        head_slots) for frame, truth in zip(frames, video.frames))))
   if not with_ap:
     pose = None
-  elif any(len(frame.track_ids) for video in predictions['taf'] for frame in video.frames):
-    pose = posetrack.average_precision(ground_truth, predictions['taf'])
+  elif any(len(frame.track_ids) for video in predictions['all'] for frame in video.frames):
+    pose = posetrack.average_precision(ground_truth, predictions['all'])
   else:  # no one found: AP 0 (posetrack.average_precision needs a prediction)
     pose = posetrack.PoseMetrics(*np.zeros((3, posetrack.NUM_JOINTS)))
   return TrackingResult(title, key, posetrack.mota(ground_truth, predictions['taf']),
@@ -291,7 +323,8 @@ def evaluate_clips(frames_fn: FramesFn,
 
   For each frame step k two results: the people `frames_fn` found (key
   `step{k}`), and the clips' own people linked by its TAFs
-  (`ground_truth_people`, key `gt_people_step{k}`, no AP).
+  (`ground_truth_people`, key `gt_people_step{k}`, no AP). MOTA counts the
+  keypoints scored at least config.data.track_keypoint_threshold (`score`).
 
   `frames_fn`: a clip (`SyntheticClips` example) -> its frames' people, e.g.
   `lambda clip: runner.video(clip['images'])`.
@@ -307,20 +340,32 @@ def evaluate_clips(frames_fn: FramesFn,
       detections.append(frames_fn(clip))
       true_people.append(ground_truth_people(clip, detections[-1]))
     title = f'{len(clips)} generated clips, frame_step {frame_step}'
-    results.append(score(f'{title}, the people found (head_bottom, head_top: the eyes)',
-                         f'step{frame_step}', truths, detections))
+    threshold = float(config.data.track_keypoint_threshold)
+    results.append(score(f'{title}, the people found (head_bottom, head_top: the eyes)'
+                         f'{_threshold_note(threshold)}', f'step{frame_step}', truths, detections,
+                         keypoint_threshold=threshold))
     results.append(score(f'{title}, the clips\' own people linked by the TAFs',
-                         f'gt_people_step{frame_step}', truths, true_people, with_ap=False))
+                         f'gt_people_step{frame_step}', truths, true_people, with_ap=False,
+                         keypoint_threshold=threshold))
   return results
 
 
-def evaluate_posetrack(runner: RecurrentRunner, videos: Sequence[PoseTrackVideo]
-                       ) -> TrackingResult:
-  """PoseTrack18 ground-truth videos (`load_posetrack`, with their images) -> the runner's result."""
+def evaluate_posetrack(runner: RecurrentRunner, videos: Sequence[PoseTrackVideo],
+                       keypoint_threshold: float = 0.0) -> TrackingResult:
+  """PoseTrack18 ground-truth videos (`load_posetrack`, with their images) -> the runner's result.
+
+  `keypoint_threshold`: as `score`'s.
+  """
   detections = [runner.video(read_image(frame.image_path, frame.image_id)
                              for frame in video.frames) for video in videos]
-  return score(f'PoseTrack18, {len(videos)} videos', 'posetrack', videos, detections,
-               head_slots=False)
+  return score(f'PoseTrack18, {len(videos)} videos{_threshold_note(keypoint_threshold)}',
+               'posetrack', videos, detections, head_slots=False,
+               keypoint_threshold=keypoint_threshold)
+
+
+def _threshold_note(threshold: float) -> str:
+  return f'; MOTA of keypoints scored >= {threshold:g}' if threshold > 0 else ''
+
 
 
 def summary(results: Sequence[TrackingResult]) -> dict[str, float]:
