@@ -51,6 +51,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.lr_decay_factor = 0.1
 
   config.input_size = (256, 256)  # (width, height) of the network input
+  # Progressive resizing: ((until_step, (width, height)), ...), the steps up
+  # to each until_step trained at its smaller size, the rest and evaluation
+  # at input_size (jaxpose/progressive.py); () trains at input_size only.
+  config.input_size_schedule = ()
   # Gaussian sigma: in heatmap pixels for the hourglass, in input pixels for
   # Lightweight OpenPose (as each upstream defines it).
   config.sigma = 2.0

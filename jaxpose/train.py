@@ -19,7 +19,6 @@ the steps `config.profile_steps` names.
 import functools
 import json
 import os
-import signal
 import time
 from typing import Any
 
@@ -32,7 +31,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxpose import approaches, checkpoint, mfu, models, parallel
+from jaxpose import approaches, checkpoint, mfu, models, parallel, preemption, progressive
 from jaxpose import config as config_lib
 from jaxpose.data import loader, sources
 from jaxpose import metric_writers
@@ -215,33 +214,6 @@ def _summarise(sums: dict) -> dict:
   return out
 
 
-class _Preemption:
-  """Turns SIGTERM (TPU preemption, scheduler kill) into a flag checked between steps."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = None
-
-  def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread: cannot install handlers
-      self._previous = None
-    return self
-
-  def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-
-
-class Preempted(SystemExit):
-  """Raised after the checkpoint that a SIGTERM asked for is written."""
-
-
 def evaluate_model(state, eval_fn, data: parallel.DataParallel, eval_source, eval_transform,
                    config) -> dict:
   """One pass over the eval split -> summarised metrics."""
@@ -284,6 +256,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   train_source, eval_source = create_sources(config)
   eval_transform = create_transform(config, train=False)
+  progressive.check(config, approach)
 
   state = create_train_state(config, eval_model, tx)
   checkpointer = checkpoint.Checkpointer(workdir, best_metric=config.best_metric,
@@ -295,20 +268,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
 
-  p_train_step = data.compile(
-      functools.partial(train_step, approach=approach, model=model, teacher=teacher, tx=tx,
-                        learning_rate_fn=learning_rate_fn, config=config,
-                        axis_name=data.axis_name),
-      num_replicated_args=1)
+  def start_phase(step):
+    """The loader and train step of the phase that trains `step`, at its input size (`progressive`)."""
+    phase = progressive.phase_config(config, step)
+    p_train_step = data.compile(
+        functools.partial(train_step, approach=approach, model=model, teacher=teacher, tx=tx,
+                          learning_rate_fn=learning_rate_fn, config=phase,
+                          axis_name=data.axis_name),
+        num_replicated_args=1)
+    # The data position is the step: the loader starts at it, whatever the topology.
+    batches = loader.TimedIterator(parallel.prefetch_to_device(
+        train_loader(train_source, phase, step - 1), data))
+    return progressive.phase_end(config, step), batches, p_train_step
+
   p_eval_step = data.compile(
       functools.partial(eval_step, approach=approach, model=eval_model, config=config,
                         axis_name=data.axis_name), donate_state=False)
 
   start_step = int(state.step)
   device_state = data.replicate(state)
-  # The data position is the step: the loader starts at it, whatever the topology.
-  batches = loader.TimedIterator(parallel.prefetch_to_device(
-      train_loader(train_source, config, start_step), data))
+  phase_end, batches, p_train_step = start_phase(start_step + 1)
   device_teacher = data.replicate(teacher_variables) if teacher is not None else None
   writer = metric_writers.MetricWriter(workdir, enabled=jax.process_index() == 0)
   final = {}
@@ -334,9 +313,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                      enabled=jax.process_index() == 0)
   window, window_start = [], time.perf_counter()
   compiled_step = throughput = None
-  with _Preemption() as preemption, mfu.StepTrace(
+  with preemption.Preemption() as sigterm, mfu.StepTrace(
       config.profile_steps, os.path.join(workdir, 'profile')) as trace:
     for step in range(start_step + 1, config.num_train_steps + 1):
+      if step > phase_end:  # the next input size: its loader and compiled step
+        phase_end, batches, p_train_step = start_phase(step)
+        compiled_step = None
       if not window:  # a log window starts; evaluating and saving are not training
         window_start, _ = time.perf_counter(), batches.take_waited()
       batch = next(batches)
@@ -372,12 +354,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         writer.write(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
         final = eval_metrics
       if (step % config.checkpoint_every_steps == 0 or step == config.num_train_steps
-          or eval_metrics is not None or preemption.requested):
-        save(step, eval_metrics, wait=preemption.requested)
-      if preemption.requested:
+          or eval_metrics is not None or sigterm.requested):
+        save(step, eval_metrics, wait=sigterm.requested)
+      if sigterm.requested:
         checkpointer.close()
         writer.close()
-        raise Preempted(f'SIGTERM: saved {checkpointer.directory}/{step}; run the same '
+        raise preemption.Preempted(f'SIGTERM: saved {checkpointer.directory}/{step}; run the same '
                         'command to resume')
   checkpointer.close()
   progress.close()

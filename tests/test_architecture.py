@@ -34,6 +34,8 @@ LAYERS = {
     'jaxpose.config': (3, 'training'),
     'jaxpose.metric_writers': (3, 'training'),
     'jaxpose.mfu': (3, 'training'),
+    'jaxpose.preemption': (3, 'training'),
+    'jaxpose.progressive': (3, 'training'),
     'jaxpose.sweep': (3, 'training'),
     'jaxpose.sweep_processes': (3, 'training'),
     'jaxpose.sweep_report': (3, 'training'),
