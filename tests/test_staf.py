@@ -26,7 +26,7 @@ TINY_OVERRIDES = {
     'input_size': (64, 64), 'data.image_size': (64, 64), 'batch_size': 8,
     'num_train_steps': 2, 'eval_every_steps': 2, 'log_every_steps': 1, 'warmup_steps': 0,
     'data.num_train_examples': 8, 'data.num_eval_examples': 2, 'data.clip_length': 4,
-    'data.track_eval_clips': 1, 'data.track_eval_frame_steps': (1,)}
+    'data.track_eval_clips': 1, 'data.track_eval_frame_steps': (1,), 'input_size_schedule': ()}
 
 
 def tiny_config(**overrides):
@@ -41,10 +41,9 @@ def tiny_config(**overrides):
 
 
 def _flags(config_overrides: dict) -> list[str]:
-  """Overrides -> --config.FIELD=VALUE flags (tuples as absl reads them)."""
-  def text(value):
-    return f'({",".join(map(str, value))},)' if isinstance(value, tuple) else str(value)
-  return [f'--config.{name}={text(value)}' for name, value in config_overrides.items()]
+  """Overrides -> --config.FIELD=VALUE flags (tuples, nested or empty, as ml_collections reads them)."""
+  return [f'--config.{name}={value!r}' if isinstance(value, tuple) else f'--config.{name}={value}'
+          for name, value in config_overrides.items()]
 
 
 # --- data ----------------------------------------------------------------------
@@ -412,7 +411,8 @@ def test_staf_quickstart_trains_and_reports_mota_at_each_evaluation(tmp_path):
   workdir = tmp_path / 'staf'
   cli.main(['train', f'--config={STAF_QUICKSTART}', f'--workdir={workdir}',
             *_flags({'num_train_steps': 2, 'eval_every_steps': 2, 'log_every_steps': 1,
-                     'batch_size': 4, 'data.num_eval_examples': 2, 'data.track_eval_clips': 1})])
+                     'batch_size': 4, 'data.num_eval_examples': 2, 'data.track_eval_clips': 1,
+                     'input_size_schedule': ((1, (96, 96)),)})])
   with open(workdir / 'summary.json') as f:
     summary = json.load(f)
   for key in ('mota_taf_step1', 'mota_oks_step1', 'mota_taf_step4', 'mota_oks_step4', 'loss'):
