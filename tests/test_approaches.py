@@ -7,6 +7,7 @@ import pytest
 
 from jaxpose import approaches, models, skeletons
 from jaxpose import config as config_lib
+import random_weights
 
 HOURGLASS = {'arch': 'hourglass', 'num_stacks': 2, 'num_blocks': 1, 'num_joints': 17,
              'num_features': 8, 'depth': 2}
@@ -35,14 +36,7 @@ def test_network_fn_is_the_model_on_normalised_pixels(description):
   approach = approaches.for_description(description)
   model = models.create_model(description)
   images = np.random.default_rng(0).uniform(0, 255, (2, 32, 48, 3)).astype(np.float32)
-  # Random values of the variables' shapes: compiling the initialisers
-  # would take longer than the test (BatchNorm variances positive).
-  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 48, 3)))
-  rng = np.random.default_rng(1)
-  variables = jax.tree_util.tree_map_with_path(
-      lambda path, leaf: jnp.asarray(
-          rng.uniform(0.5, 1.5, leaf.shape) if 'var' in jax.tree_util.keystr(path)
-          else rng.normal(scale=0.1, size=leaf.shape), jnp.float32), shapes)
+  variables = random_weights.random_variables(model, jnp.zeros((1, 32, 48, 3)))
   outputs = jax.jit(approach.network_fn(variables))(images)
   expected = models.flat_outputs(jax.jit(lambda x: model.apply(
       variables, approach.normalize(x), train=False))(images))

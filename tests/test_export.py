@@ -1,7 +1,6 @@
 """jaxpose.export: ONNX files that onnxruntime runs to the JAX (and PyTorch) outputs."""
 
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 import torch
 
 from jaxpose import approaches, checkpoint, cli, convert, export, models
+import random_weights
 import torch_hourglass
 
 TOLERANCE = 1e-4  # of the output's largest magnitude
@@ -22,29 +22,9 @@ OPENPOSE = {'arch': 'lightweight_openpose', 'num_refinement_stages': 1, 'num_cha
 
 
 def _randomized(config: dict, input_shape: tuple[int, ...], seed: int = 0) -> dict:
-  """Variables with fan-in scaled kernels and random BatchNorm statistics.
-
-  Flax's default init with untrained BatchNorm shrinks Lightweight OpenPose's
-  activations to ~1e-4, where onnxruntime's Elu (exp(x) - 1, not expm1) has
-  1e-3 relative error; trained models, like these weights, keep them O(1).
-  """
-  model = models.create_model(config)
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(input_shape),
-                                             train=False))
-  rng = np.random.default_rng(seed)
-  flat = {}
-  for path, leaf in flax.traverse_util.flatten_dict(flax.core.unfreeze(shapes)).items():
-    shape, name = leaf.shape, path[-1]
-    if name == 'kernel':
-      value = rng.normal(size=shape) * np.sqrt(1.5 / np.prod(shape[:-1]))
-    elif name == 'scale':
-      value = 1 + 0.2 * rng.normal(size=shape)
-    elif name == 'var':
-      value = 0.5 + rng.random(shape)
-    else:  # conv and BatchNorm biases, running means
-      value = 0.1 * rng.normal(size=shape)
-    flat[path] = jnp.asarray(value, jnp.float32)
-  return flax.traverse_util.unflatten_dict(flat)
+  """`random_weights.random_variables` of the family `config` describes, for inputs of `input_shape`."""
+  return random_weights.random_variables(models.create_model(config), jnp.zeros(input_shape),
+                                         seed=seed, train=False)
 
 
 def _pixels(shape: tuple[int, ...], seed: int = 1) -> np.ndarray:

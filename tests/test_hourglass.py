@@ -12,6 +12,7 @@ from jaxpose import checkpoint, models
 from jaxpose.convert import variables_from_torch
 from jaxpose.models import hourglass
 from jaxpose.models.hourglass import StackedHourglass
+import random_weights
 import torch_hourglass
 
 
@@ -144,14 +145,10 @@ def test_remat_gives_the_same_params_and_gradients_and_is_not_stored():
   images = jnp.asarray(np.random.default_rng(0).normal(size=(2, 32, 32, 3)), jnp.float32)
   plain = models.create_model(description)
   remat = models.create_model(dict(description, remat=True))
-  shapes = jax.eval_shape(lambda: plain.init(jax.random.PRNGKey(0), images, train=False))
+  variables = random_weights.random_variables(plain, images, train=False)
   remat_shapes = jax.eval_shape(lambda: remat.init(jax.random.PRNGKey(0), images, train=False))
   assert jax.tree_util.tree_map(jnp.shape, remat_shapes) == jax.tree_util.tree_map(jnp.shape,
-                                                                                    shapes)
-  # Random values without compiling or running the initialisers.
-  rng = np.random.default_rng(1)
-  variables = jax.tree_util.tree_map(
-      lambda leaf: jnp.asarray(rng.normal(scale=0.1, size=leaf.shape), jnp.float32), shapes)
+                                                                                    variables)
 
   def loss_of(model):
     def loss(params):

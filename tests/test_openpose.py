@@ -10,6 +10,7 @@ import torch
 from jaxpose import convert, models
 from jaxpose.models import openpose
 from jaxpose.models.openpose import LightweightOpenPose
+import random_weights
 import torch_openpose
 
 SIZES = [(256, 456), (368, 368)]
@@ -200,14 +201,10 @@ def test_remat_gives_the_same_params_and_gradients_and_is_not_stored():
   images = jnp.asarray(np.random.default_rng(0).normal(size=(2, 16, 16, 3)), jnp.float32)
   plain = models.create_model(description)
   remat = models.create_model(dict(description, remat=True))
-  shapes = jax.eval_shape(lambda: plain.init(jax.random.PRNGKey(0), images, train=False))
+  variables = random_weights.random_variables(plain, images, train=False)
   remat_shapes = jax.eval_shape(lambda: remat.init(jax.random.PRNGKey(0), images, train=False))
   assert jax.tree_util.tree_map(jnp.shape, remat_shapes) == jax.tree_util.tree_map(jnp.shape,
-                                                                                    shapes)
-  # Random values without compiling the initialisers (30 s of CPU time here, jitted).
-  rng = np.random.default_rng(1)
-  variables = jax.tree_util.tree_map(
-      lambda leaf: jnp.asarray(rng.normal(scale=0.1, size=leaf.shape), jnp.float32), shapes)
+                                                                                    variables)
   stages = variables['params']
 
   def gradient(model):

@@ -9,6 +9,7 @@ import pytest
 
 from jaxpose import export
 from jaxpose.models import openpose, staf
+import random_weights
 
 # A tiny model (quarter-width backbone, 8-channel stages) on 64x64 frames: 8x8 maps.
 TINY = dict(num_refinement_stages=1, num_channels=8, num_heatmaps=19, num_pafs=38,
@@ -18,27 +19,8 @@ TOLERANCE = 1e-4  # of the output's largest magnitude, as tests/test_export.py
 
 
 def _randomized(model, input_shape: tuple[int, ...], seed: int = 0) -> dict:
-  """Variables with fan-in scaled kernels and random BatchNorm statistics.
-
-  As tests/test_export.py's: flax's default init with untrained BatchNorm
-  shrinks the activations to where onnxruntime's Elu is 1e-3 off; these keep
-  them O(1), like trained weights.
-  """
-  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(input_shape)))
-  rng = np.random.default_rng(seed)
-  flat = {}
-  for path, leaf in flax.traverse_util.flatten_dict(flax.core.unfreeze(shapes)).items():
-    shape, name = leaf.shape, path[-1]
-    if name == 'kernel':
-      value = rng.normal(size=shape) * np.sqrt(1.5 / np.prod(shape[:-1]))
-    elif name == 'scale':
-      value = 1 + 0.2 * rng.normal(size=shape)
-    elif name == 'var':
-      value = 0.5 + rng.random(shape)
-    else:  # conv and BatchNorm biases, running means
-      value = 0.1 * rng.normal(size=shape)
-    flat[path] = jnp.asarray(value, jnp.float32)
-  return flax.traverse_util.unflatten_dict(flat)
+  """`random_weights.random_variables` of `model` for inputs of `input_shape`."""
+  return random_weights.random_variables(model, jnp.zeros(input_shape), seed=seed)
 
 
 def _random_previous(model, batch: int, seed: int) -> dict[str, np.ndarray]:

@@ -32,7 +32,7 @@ import functools
 import torch
 from torch import nn
 
-import torch_random
+import random_weights
 
 NO_RELU = {'conv5_5_CPM_L1', 'conv5_5_CPM_L2'} | {
     f'Mconv7_stage{i}_L{b}' for i in range(2, 6) for b in (1, 2)} | {'Mconv7_stage6_L1'}
@@ -102,4 +102,4 @@ def published_state_dict(model: BodyPoseModel) -> dict:
   return {'.'.join(key.split('.')[1:]): value for key, value in model.state_dict().items()}
 
 
-randomize = functools.partial(torch_random.randomize, gain=2.0)
+randomize = functools.partial(random_weights.randomize, gain=2.0)

@@ -32,7 +32,7 @@ fixed `self.num_feats = 128`) is an argument for benchmarks at other widths.
 from torch import nn
 import torch.nn.functional as F
 
-import torch_random
+import random_weights
 
 EXPANSION = 2
 
@@ -131,4 +131,4 @@ class HourglassNet(nn.Module):
     return out
 
 
-randomize = torch_random.randomize
+randomize = random_weights.randomize

@@ -54,7 +54,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-import torch_random
+import random_weights
 
 STAGE_CHANNELS = (256, 256, 384, 384, 384, 512)
 STAGE_BLOCKS = (2, 2, 2, 2, 2, 4)
@@ -192,7 +192,7 @@ def normalize(pixels):
   return ((x - mean) / std).contiguous()
 
 
-randomize = torch_random.randomize
+randomize = random_weights.randomize
 
 
 def published_checkpoint(model, layout='1.x'):

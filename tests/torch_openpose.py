@@ -25,7 +25,7 @@ import functools
 import torch
 from torch import nn
 
-import torch_random
+import random_weights
 
 
 def conv(cin, cout, k=3, stride=1, dilation=1, bn=False, relu=True, bias=True):
@@ -126,4 +126,4 @@ class PoseEstimationWithMobileNet(nn.Module):
     return out  # [heatmaps, pafs] per stage, flat
 
 
-randomize = functools.partial(torch_random.randomize, gain=1.5)
+randomize = functools.partial(random_weights.randomize, gain=1.5)
