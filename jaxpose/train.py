@@ -323,10 +323,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         window_start, _ = time.perf_counter(), batches.take_waited()
       batch = next(batches)
       if compiled_step is None:
-        # Compiled ahead of time, once, to hold the program whose FLOPs XLA counts.
+        # Compiled ahead of time, once per input size, to hold the program whose FLOPs XLA
+        # counts. Compiling is not training either: a window the next input size starts in
+        # the middle of leaves its compile time out.
+        compile_start = time.perf_counter()
         compiled_step = p_train_step.lower(device_state, batch, device_teacher).compile()
         throughput = mfu.Throughput(compiled_step, compute_dtype_name(config))
-        window_start, _ = time.perf_counter(), batches.take_waited()  # nor is compiling
+        if window:
+          window_start += time.perf_counter() - compile_start
+        else:
+          window_start, _ = time.perf_counter(), batches.take_waited()
       trace.before(step)
       device_state, metrics = compiled_step(device_state, batch, device_teacher)
       trace.after(step, (device_state, metrics))
@@ -359,8 +365,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if sigterm.requested:
         checkpointer.close()
         writer.close()
-        raise preemption.Preempted(f'SIGTERM: saved {checkpointer.directory}/{step}; run the same '
-                        'command to resume')
+        raise preemption.Preempted(f'SIGTERM: saved {checkpointer.directory}/{step}; run the '
+                                   'same command to resume')
   checkpointer.close()
   progress.close()
   if not final:  # a rerun of a finished run: nothing was evaluated now; keep the last summary

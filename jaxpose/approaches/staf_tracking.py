@@ -303,6 +303,8 @@ def score(title: str, key: str, ground_truth: Sequence[PoseTrackVideo],
       predictions[kind].append(PoseTrackVideo(video.name, tuple(
           predicted_frame(frame.people, frame_ids, truth, head_slots)
           for frame, frame_ids, truth in zip(confident, ids[kind], video.frames))))
+    if not with_ap:
+      continue
     # AP needs no identities: every person, numbered within its frame.
     predictions['all'].append(PoseTrackVideo(video.name, tuple(
         predicted_frame(frame.people, np.arange(len(frame.people.keypoints)), truth,
@@ -365,7 +367,6 @@ def evaluate_posetrack(runner: RecurrentRunner, videos: Sequence[PoseTrackVideo]
 
 def _threshold_note(threshold: float) -> str:
   return f'; MOTA of keypoints scored >= {threshold:g}' if threshold > 0 else ''
-
 
 
 def summary(results: Sequence[TrackingResult]) -> dict[str, float]:
