@@ -9,9 +9,10 @@ symbolic batch dimension. Its interface:
   normalisation (from its description: ImageNet mean and std for hourglasses
   trained here, BGR (x - 128) / 256 for Lightweight OpenPose) is inside the
   graph, so a consumer feeds plain RGB pixels. H and W are fixed at export
-  (`input_size`, (width, height); by default the model family's
-  `DEFAULT_INPUT_SIZE`: 256x256 for the hourglass, 456x256 for Lightweight
-  OpenPose).
+  (`input_size`, (width, height); by default the size the model was trained
+  at, recorded in its description; a converted published checkpoint records
+  its upstream's, and a workdir older than the record its family's
+  `DEFAULT_INPUT_SIZE`).
 - outputs, channels last [N, h, w, C] (with `nchw=True`, [N, C, h, w]):
   `heatmaps_stack{i}` for each hourglass stack (h, w = H/4, W/4), or
   `heatmaps_stage{i}` and `pafs_stage{i}` for each Lightweight OpenPose stage,
@@ -34,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 import contextlib
 import logging
 import os
+import sys
 from typing import Any
 
 import jax
@@ -41,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import onnx
 
-from jaxpose import approaches, checkpoint, models, predictor
+from jaxpose import approaches, checkpoint, files, models, predictor
 from jaxpose.models import layers, staf
 from jaxpose.models.normalization import Normalization
 
@@ -88,8 +90,8 @@ def export_onnx(variables: dict, model_config: dict[str, Any], out_path: str, *,
     variables: {'params', 'batch_stats'} of the model.
     model_config: the model description (`jaxpose.models.model_config`).
     out_path: the .onnx file to write (one file, initializers included).
-    input_size: (width, height) of the input; default the model family's
-      `DEFAULT_INPUT_SIZE`.
+    input_size: (width, height) of the input; default the size the model
+      was trained at (`models.trained_input_size` of `model_config`).
     nchw: input [N, 3, H, W] and outputs [N, C, h, w] instead of channels last.
     last_only: export only the last stack's (stage's) outputs.
     check: run the file with onnxruntime and compare with JAX (`check_onnx`).
@@ -115,13 +117,16 @@ def export_onnx(variables: dict, model_config: dict[str, Any], out_path: str, *,
                     input_names=[INPUT_NAME], output_names=names)
   if resize_upsampling:
     upsampling_as_resize(proto.graph)
-  _save_model(proto, out_path)
-  if check:
-    _raise_on_mismatch(out_path, check_onnx(out_path, forward, (CHECK_BATCH, *shape[1:])))
+  # Checked before it takes the name: a failed check leaves any earlier file.
+  with files.replacing(out_path) as temporary:
+    _save_model(proto, temporary)
+    if check:
+      _raise_on_mismatch(out_path, check_onnx(str(temporary), forward,
+                                              (CHECK_BATCH, *shape[1:])))
   return out_path
 
 
-def _save_model(proto: onnx.ModelProto, out_path: str) -> None:
+def _save_model(proto: onnx.ModelProto, out_path: str | os.PathLike) -> None:
   """Writes `proto` to `out_path`, creating its folder."""
   # jax2onnx leaves value_info of the layout it traced before it removed
   # transposes (NHWC shapes on NCHW values); onnxruntime infers shapes itself
@@ -129,13 +134,20 @@ def _save_model(proto: onnx.ModelProto, out_path: str) -> None:
   del proto.graph.value_info[:]
   out_dir = os.path.dirname(os.path.abspath(out_path))
   os.makedirs(out_dir, exist_ok=True)
-  onnx.save_model(proto, out_path)
+  onnx.save_model(proto, os.fspath(out_path))
+
+
+def onnx_inputs(path: str | os.PathLike) -> dict[str, list[int | str]]:
+  """An ONNX file -> {input name: its shape}, a symbolic dimension by its name ('N')."""
+  graph = onnx.load(os.fspath(path), load_external_data=False).graph
+  return {value.name: [dim.dim_param or dim.dim_value for dim in value.type.tensor_type.shape.dim]
+          for value in graph.input}
 
 
 def _raise_on_mismatch(out_path: str, errors: dict[str, float]) -> None:
   """Prints each output's relative error; OnnxMismatchError naming those over `CHECK_TOLERANCE`."""
   for name, error in errors.items():
-    print(f'{out_path}: {name}: max |onnx - jax| / max |jax| = {error:.2e}')
+    print(f'{out_path}: {name}: max |onnx - jax| / max |jax| = {error:.2e}', file=sys.stderr)
   bad = {name: error for name, error in errors.items() if not error <= CHECK_TOLERANCE}
   if bad:
     raise OnnxMismatchError(
@@ -249,6 +261,8 @@ def export_workdir(workdir: str, out_path: str, step: int | None = None, **kwarg
   variables, model_config = checkpoint.restore_variables(workdir, step)
   models.check_variables(variables, model_config, source=checkpoint.checkpoint_dir(workdir))
   model = models.create_model(model_config)
+  if kwargs.get('input_size') is None:
+    kwargs['input_size'] = models.trained_input_size(model_config)
   if not isinstance(model, staf.StafOpenPose):
     return export_onnx(variables, model_config, out_path, **kwargs)
   if kwargs.pop('nchw', False):
@@ -334,10 +348,11 @@ def export_recurrent_onnx(variables: dict, model: staf.StafOpenPose, out_path: s
   with _quiet_onnx_ir(), layers.portable_convs():
     proto = to_onnx(forward, inputs=inputs, opset=opset, model_name='jaxpose_staf',
                     input_names=input_names, output_names=names)
-  _save_model(proto, out_path)
-  if check:
-    _raise_on_mismatch(out_path, check_recurrent_onnx(
-        out_path, forward, recurrent_feedback(model), (CHECK_BATCH, height, width, 3)))
+  with files.replacing(out_path) as temporary:
+    _save_model(proto, temporary)
+    if check:
+      _raise_on_mismatch(out_path, check_recurrent_onnx(
+          str(temporary), forward, recurrent_feedback(model), (CHECK_BATCH, height, width, 3)))
   return out_path
 
 

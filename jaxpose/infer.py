@@ -30,16 +30,17 @@ Written to OUT:
   skeletons colored by track id.
 """
 
-import json
+import contextlib
 import logging
 import os
+import sys
 import pathlib
 import time
 
 import numpy as np
 import tqdm
 
-from jaxpose import approaches, checkpoint, models, skeletons, visualize
+from jaxpose import approaches, checkpoint, files, models, skeletons, visualize
 from jaxpose import predictor as predictor_lib
 from jaxpose.approaches import staf_tracking
 from jaxpose.data.detections import DetectionsFile
@@ -48,8 +49,6 @@ from jaxpose.metrics import coco_ap
 
 RESULTS_FILE = 'results.json'
 FRAMES_FILE = 'frames.json'
-# Default top-down input (width, height) for a checkpoint, whose size is not stored.
-DEFAULT_TOPDOWN_INPUT_SIZE = (256, 256)
 # OKS sigma for every joint of a layout that has none (MPII): COCO's for
 # shoulders, about the middle of COCO's range.
 DEFAULT_SIGMA = 0.079
@@ -68,9 +67,12 @@ class TopDownEstimator:
   """Frame -> People with a stacked hourglass on person boxes."""
 
   def __init__(self, predictor: predictor_lib.Predictor, boxes_fn, flip_test: bool = False,
-               input_size: tuple[int, int] = DEFAULT_TOPDOWN_INPUT_SIZE,
+               input_size: tuple[int, int] | None = None,
                protocol: str = 'jaxpose', dark_kernel: int | None = None):
     """`boxes_fn(frame) -> (boxes [P, 4], scores [P])`; `input_size` (width, height) unless the model fixes it.
+
+    The input size: an ONNX model's own, else `input_size`, else the size
+    the model was trained at (`Approach.default_input_size`).
 
     `protocol`, `dark_kernel`: the crop, flip test and decoding of `TopDown.predict`.
     """
@@ -80,7 +82,8 @@ class TopDownEstimator:
     self.approach = predictor.approach
     self.boxes_fn = boxes_fn
     self.flip_test = flip_test
-    self.input_size = tuple(predictor.input_size or input_size)
+    self.input_size = tuple(predictor.input_size or input_size
+                            or predictor.approach.default_input_size)
     width, height = self.input_size
     probe = predictor(np.zeros((1, height, width, 3), np.uint8))
     self.skeleton = skeleton_for_joints(self.approach.last_maps(probe).shape[-1],
@@ -172,7 +175,7 @@ def open_source(image: str | None = None, images: str | None = None, video_path:
 
 def make_estimator(model: predictor_lib.Predictor, *, detections: str | None = None,
                    detection_threshold: float = 0.0, flip_test: bool = False,
-                   input_size: tuple[int, int] = DEFAULT_TOPDOWN_INPUT_SIZE,
+                   input_size: tuple[int, int] | None = None,
                    height: int | None = None,
                    boxes_from: predictor_lib.Predictor | None = None,
                    protocol: str = 'jaxpose', dark_kernel: int | None = None):
@@ -182,7 +185,8 @@ def make_estimator(model: predictor_lib.Predictor, *, detections: str | None = N
   of the bottom-up model `boxes_from` (`BottomUp.person_boxes`, at `height`),
   else OpenCV's HOG people detector. `input_size` (width, height) and
   `height` are the top-down crop and the bottom-up input height for a JAX
-  model (None: the protocol's). `protocol`: top-down's, 'jaxpose' or 'mmpose';
+  model (None: the size the top-down model was trained at; the bottom-up
+  protocol's height, as its upstream demo runs it). `protocol`: top-down's, 'jaxpose' or 'mmpose';
   `dark_kernel`: DARK decoding in jaxpose's.
   """
   if isinstance(model.approach, approaches.BottomUp):
@@ -208,7 +212,7 @@ def make_estimator(model: predictor_lib.Predictor, *, detections: str | None = N
   else:
     hog = detect.HogPeopleDetector(score_threshold=detection_threshold)
     boxes_fn = lambda frame: hog(frame.image)
-  return TopDownEstimator(model, boxes_fn, flip_test, tuple(input_size), protocol, dark_kernel)
+  return TopDownEstimator(model, boxes_fn, flip_test, input_size, protocol, dark_kernel)
 
 
 def run(source, estimator, out: str | os.PathLike, *, track: bool = True,
@@ -223,40 +227,40 @@ def run(source, estimator, out: str | os.PathLike, *, track: bool = True,
   out = pathlib.Path(out)
   out.mkdir(parents=True, exist_ok=True)
   track_ids_of = frame_tracker(tracker if track else None, estimator, source.fps)
-  writer = None
-  if isinstance(source, video.VideoSource):
-    video_path = out / f'{pathlib.Path(source.source).stem}.mp4'
-    writer = video.VideoWriter(video_path, source.fps, source.size)
   records, frames = [], []
   start = time.perf_counter()
   first_done = None  # the first frame also compiles (JAX) or warms up the model
   total = min(len(source), max_frames) if max_frames else len(source)
-  try:
-    with tqdm.tqdm(total=total or None, unit='frame', desc='jaxpose infer') as progress:
-      for frame in source:
-        if max_frames and frame.index >= max_frames:
-          break
-        people = estimator(frame)
-        track_ids = track_ids_of(people)
-        records.extend(frame_records(frame, people, track_ids))
-        frames.append({'frame': frame.index, 'image_id': frame.image_id, 'name': frame.name,
-                       'people': len(people.scores)})
-        drawn = visualize.draw_people(frame.image, people.keypoints, people.keypoint_scores,
-                                      track_ids, estimator.skeleton)
-        if writer is not None:
-          writer.write(drawn)
-        else:
-          video.write_png(out / f'{frame.name}.png', drawn)
-        progress.update()
-        first_done = first_done or time.perf_counter()
-  finally:
-    if writer is not None:
-      writer.close()
+  with contextlib.ExitStack() as stack:
+    writer = None
+    if isinstance(source, video.VideoSource):
+      # Under a temporary name until the last frame: a failed run leaves any
+      # earlier video whole.
+      video_path = stack.enter_context(
+          files.replacing(out / f'{pathlib.Path(source.source).stem}.mp4'))
+      writer = stack.enter_context(video.VideoWriter(video_path, source.fps, source.size))
+    progress = stack.enter_context(
+        tqdm.tqdm(total=total or None, unit='frame', desc='jaxpose infer'))
+    for frame in source:
+      if max_frames and frame.index >= max_frames:
+        break
+      people = estimator(frame)
+      track_ids = track_ids_of(people)
+      records.extend(frame_records(frame, people, track_ids))
+      frames.append({'frame': frame.index, 'image_id': frame.image_id, 'name': frame.name,
+                     'people': len(people.scores)})
+      drawn = visualize.draw_people(frame.image, people.keypoints, people.keypoint_scores,
+                                    track_ids, estimator.skeleton)
+      if writer is not None:
+        writer.write(drawn)
+      else:
+        video.write_png(out / f'{frame.name}.png', drawn)
+      progress.update()
+      first_done = first_done or time.perf_counter()
   end = time.perf_counter()
   seconds = end - start
   coco_ap.write_coco_results(out / RESULTS_FILE, records)
-  with open(out / FRAMES_FILE, 'w') as f:
-    json.dump(frames, f)
+  files.write_json(out / FRAMES_FILE, frames)
   after_first = end - first_done if first_done else 0.0
   summary = {'frames': len(frames), 'people': len(records), 'seconds': seconds,
              'fps': len(frames) / seconds if seconds > 0 else 0.0,
@@ -266,5 +270,5 @@ def run(source, estimator, out: str | os.PathLike, *, track: bool = True,
              'tracker': tracker if track else None,
              'out': os.fspath(out)}
   print(f'{summary["frames"]} frames, {summary["people"]} people ({summary["approach"]}), '
-        f'{summary["fps"]:.1f} frames/s -> {out}')
+        f'{summary["fps"]:.1f} frames/s -> {out}', file=sys.stderr)
   return summary

@@ -250,9 +250,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   learning_rate_fn = create_learning_rate_fn(config)
   tx = create_optimizer(config, learning_rate_fn)
   teacher, teacher_variables = load_teacher(config, approach)
-  # What the weights need to be rebuilt and fed: the model and its normalisation.
-  model_description = dict(models.model_config(eval_model),
-                           normalization=approach.normalization.to_dict())
+  # What the weights need to be rebuilt and fed as they were trained.
+  model_description = models.describe(eval_model, approach.normalization, config.input_size)
 
   train_source, eval_source = create_sources(config)
   eval_transform = create_transform(config, train=False)

@@ -20,6 +20,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'jaxpose'
 # from its own group; never from a higher layer or another group of its layer.
 LAYERS = {
     'jaxpose.skeletons': (0, 'core'),
+    'jaxpose.files': (0, 'core'),
     'jaxpose.codecs': (0, 'core'),
     'jaxpose.losses': (0, 'core'),
     'jaxpose.models': (0, 'core'),

@@ -175,7 +175,7 @@ def test_command_line_loads_the_bottom_up_model_and_refuses_a_top_down_one(tmp_p
   monkeypatch.setattr(predictor, 'load_path', load_path)
   monkeypatch.setattr(predictor, 'load', lambda **kwargs: CanonicalPose())
   standin.show(images.read_image(str(DATA / 'coco' / name), 196141).shape, people)
-  cli.main(['infer', '--workdir', 'hourglass', '--boxes_from', 'standin',
+  cli.run(['infer', '--workdir', 'hourglass', '--boxes_from', 'standin',
             '--image', str(DATA / 'coco' / name), '--out', str(tmp_path / 'out')])
   records = json.loads((tmp_path / 'out' / infer.RESULTS_FILE).read_text())
   boxes = np.array([r['bbox'] for r in records])
@@ -183,10 +183,10 @@ def test_command_line_loads_the_bottom_up_model_and_refuses_a_top_down_one(tmp_p
   assert (box_iou(padded_extents(people), boxes).max(1) > 0.85).all()
   # A top-down model is no source of boxes; nor are two sources at once.
   with pytest.raises(SystemExit, match='--boxes-from .*expected a bottom-up model'):
-    cli.main(['infer', '--workdir', 'hourglass', '--boxes_from', 'top-down',
+    cli.run(['infer', '--workdir', 'hourglass', '--boxes_from', 'top-down',
               '--image', str(DATA / 'coco' / name), '--out', str(tmp_path / 'out2')])
   with pytest.raises(SystemExit, match='--detections or --boxes-from, not both'):
-    cli.main(['infer', '--workdir', 'hourglass', '--boxes_from', 'standin',
+    cli.run(['infer', '--workdir', 'hourglass', '--boxes_from', 'standin',
               '--detections', str(DATA / 'coco' / 'test_coco_det_AP_H_56.json'),
               '--image', str(DATA / 'coco' / name), '--out', str(tmp_path / 'out3')])
 

@@ -1,6 +1,7 @@
 """jaxpose.convert and `jaxpose convert`: published checkpoints in, clear errors on bad ones."""
 
 import functools
+import json
 
 import jax
 import numpy as np
@@ -74,9 +75,14 @@ def test_cli_writes_an_orbax_checkpoint_with_pytorch_outputs(torch_model, tmp_pa
               'state_dict': {f'module.{k}': v for k, v in torch_model.state_dict().items()}},
              path)
   workdir = tmp_path / 'converted'
-  cli.main(['convert', '--arch', 'hourglass', '--num-stacks', '2', '--num-blocks', '1',
-            '--checkpoint', str(path), '--out', str(workdir)])
-  assert 'converted' in capsys.readouterr().out
+  cli.run(['convert', '--arch', 'hourglass', '--num-stacks', '2', '--num-blocks', '1',
+           '--checkpoint', str(path), '--out', str(workdir)])
+  output = capsys.readouterr()
+  # --out still works for one release, with a warning naming --workdir.
+  assert '--out is deprecated, use --workdir' in output.err
+  printed = json.loads(output.out.strip().splitlines()[-1])
+  assert printed['workdir'] == str(workdir) and printed['input_size'] == [256, 256]
+  assert printed['parameters'] == sum(p.numel() for p in torch_model.parameters())
 
   variables, model_config = checkpoint.restore_variables(str(workdir))
   # bearpaw's hourglasses always halve four times: depth 4.
@@ -87,7 +93,8 @@ def test_cli_writes_an_orbax_checkpoint_with_pytorch_outputs(torch_model, tmp_pa
                           'normalization': {'channels': 'RGB', 'divisor': 255.0,
                                             'mean': [0.440442830324173, 0.4440267086029053,
                                                      0.4326828420162201],
-                                            'std': [1.0, 1.0, 1.0]}}
+                                            'std': [1.0, 1.0, 1.0]},
+                          'input_size': [256, 256], 'stride': 4}
   model = StackedHourglass(num_stacks=2, num_blocks=1, num_joints=16)
   images = np.random.default_rng(0).normal(size=(1, 64, 64, 3)).astype(np.float32)
   with torch.no_grad():
@@ -101,8 +108,8 @@ def test_cli_names_the_checkpoint_and_key_on_a_wrong_architecture(torch_model, t
   path = tmp_path / 'two_stacks.pth'
   torch.save(torch_model.state_dict(), path)
   with pytest.raises(SystemExit, match=rf"{path}.*unknown key"):
-    cli.main(['convert', '--arch', 'hourglass', '--num-stacks', '1', '--checkpoint',
-              str(path), '--out', str(tmp_path / 'out')])
+    cli.run(['convert', '--arch', 'hourglass', '--num-stacks', '1', '--checkpoint',
+              str(path), '--workdir', str(tmp_path / 'out')])
   assert not (tmp_path / 'out').exists()  # nothing half-written
 
 
@@ -110,8 +117,8 @@ def test_cli_names_a_file_that_is_not_a_checkpoint(tmp_path):
   path = tmp_path / 'notes.pth'
   path.write_text('not a checkpoint')
   with pytest.raises(SystemExit, match=rf'{path}: not a readable PyTorch checkpoint'):
-    cli.main(['convert', '--arch', 'hourglass', '--checkpoint', str(path),
-              '--out', str(tmp_path / 'out')])
+    cli.run(['convert', '--arch', 'hourglass', '--checkpoint', str(path),
+              '--workdir', str(tmp_path / 'out')])
 
 
 def test_cli_converts_lightweight_openpose(tmp_path):
@@ -122,8 +129,8 @@ def test_cli_converts_lightweight_openpose(tmp_path):
   path = tmp_path / 'checkpoint_iter_370000.pth'
   # Lightweight OpenPose saves {'state_dict', 'optimizer', 'scheduler', 'iter', ...}.
   torch.save({'state_dict': torch_model.state_dict(), 'iter': 370000}, path)
-  cli.main(['convert', '--arch', 'lightweight_openpose', '--num-refinement-stages', '1',
-            '--checkpoint', str(path), '--out', str(tmp_path / 'lwop')])
+  cli.run(['convert', '--arch', 'lightweight_openpose', '--num-refinement-stages', '1',
+            '--checkpoint', str(path), '--workdir', str(tmp_path / 'lwop')])
   variables, model_config = checkpoint.restore_variables(str(tmp_path / 'lwop'))
   assert model_config['arch'] == 'lightweight_openpose'
   assert model_config['num_refinement_stages'] == 1

@@ -147,9 +147,9 @@ def test_pytorch_checkpoint_to_onnx_gives_pytorch_outputs(tmp_path, capsys):
                                            input_shape=(1, 64, 64, 3))
   checkpoint.save_variables(str(tmp_path / 'workdir'), variables, models.model_config(model))
 
-  cli.main(['export', '--workdir', str(tmp_path / 'workdir'), '--out', str(tmp_path / 'hg.onnx'),
+  cli.run(['export', '--workdir', str(tmp_path / 'workdir'), '--out', str(tmp_path / 'hg.onnx'),
             '--input-size=64,64', '--nchw'])
-  assert 'heatmaps_stack0: max |onnx - jax|' in capsys.readouterr().out
+  assert 'heatmaps_stack0: max |onnx - jax|' in capsys.readouterr().err
 
   images = _pixels((2, 3, 64, 64))
   session = ort.InferenceSession(str(tmp_path / 'hg.onnx'), providers=['CPUExecutionProvider'])

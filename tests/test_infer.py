@@ -43,7 +43,7 @@ def video_detections(tmp_path_factory):
 
 
 def _run(out: pathlib.Path, *flags: str) -> tuple[dict, list[dict], list[dict]]:
-  summary = cli.main(['infer', *flags, '--out', str(out)])
+  summary = cli.run(['infer', *flags, '--out', str(out)])
   return (summary, json.loads((out / infer.RESULTS_FILE).read_text()),
           json.loads((out / infer.FRAMES_FILE).read_text()))
 

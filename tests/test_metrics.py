@@ -319,22 +319,24 @@ def test_write_coco_results_is_atomic(tmp_path):
 def test_verbose_false_silences_pycocotools(capsys):
   results = coco_ap.coco_results(*_as_arrays(_ground_truth_people()), np.ones(12))
   coco_ap.coco_keypoint_ap(COCO_ANNOTATIONS, results, verbose=False)
-  assert capsys.readouterr().out == ''
+  assert capsys.readouterr() == ('', '')
   coco_ap.coco_keypoint_ap(COCO_ANNOTATIONS, results)
-  assert 'Average Precision  (AP) @[ IoU=0.50:0.95' in capsys.readouterr().out
+  output = capsys.readouterr()
+  # On stderr, where a command's logs go: its stdout ends with the metrics.
+  assert 'Average Precision  (AP) @[ IoU=0.50:0.95' in output.err and output.out == ''
 
 
 def test_score_command_prints_metrics_as_last_json_line(tmp_path, capsys):
   image_ids, keypoints, visibility = _as_arrays(_ground_truth_people())
   results = coco_ap.coco_results(image_ids, keypoints + 3.0, visibility, np.ones(12))
   results_file = coco_ap.write_coco_results(tmp_path / 'r.json', results)
-  cli.main(['score', '--coco_annotations', str(COCO_ANNOTATIONS), '--results', str(results_file)])
+  cli.run(['score', '--coco_annotations', str(COCO_ANNOTATIONS), '--results', str(results_file)])
   printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
   assert list(printed) == list(coco_ap.COCO_STAT_NAMES)
   assert printed == dict(zip(coco_ap.COCO_STAT_NAMES,
                              _pycocotools_stats(COCO_ANNOTATIONS, results_file)[:10]))
   # The spelling of `jaxpose eval` before `score` existed still works, with a warning.
-  cli.main(['eval', '--coco-annotations', str(COCO_ANNOTATIONS), '--results', str(results_file)])
+  cli.run(['eval', '--coco-annotations', str(COCO_ANNOTATIONS), '--results', str(results_file)])
   output = capsys.readouterr()
   assert json.loads(output.out.strip().splitlines()[-1]) == printed
   assert 'deprecated: use jaxpose score' in output.err

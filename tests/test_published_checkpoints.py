@@ -57,9 +57,9 @@ def _convert_and_export(tmp_path, state_dict: dict, arch: str, size: tuple[int, 
                         *options: str) -> tuple[str, str]:
   torch.save(state_dict, tmp_path / 'published.pth')
   workdir, onnx_path = str(tmp_path / 'workdir'), str(tmp_path / 'model.onnx')
-  cli.main(['convert', '--arch', arch, '--checkpoint', str(tmp_path / 'published.pth'),
-            '--out', workdir, *options])
-  cli.main(['export', '--workdir', workdir, '--out', onnx_path,
+  cli.run(['convert', '--arch', arch, '--checkpoint', str(tmp_path / 'published.pth'),
+            '--workdir', workdir, *options])
+  cli.run(['export', '--workdir', workdir, '--out', onnx_path,
             f'--input_size={size[0]},{size[1]}'])
   return workdir, onnx_path
 
@@ -134,10 +134,12 @@ def test_cmu_openpose(tmp_path):
 def test_normalisation_travels_with_the_converted_weights(tmp_path):
   model = torch_hourglass.HourglassNet(1, 1, 16)
   torch.save(model.state_dict(), tmp_path / 'bare.pth')  # a bare state_dict loads too
-  cli.main(['convert', '--arch', 'hourglass', '--num_stacks=1', '--num_blocks=1',
-            '--checkpoint', str(tmp_path / 'bare.pth'), '--out', str(tmp_path / 'w')])
+  cli.run(['convert', '--arch', 'hourglass', '--num_stacks=1', '--num_blocks=1',
+            '--checkpoint', str(tmp_path / 'bare.pth'), '--workdir', str(tmp_path / 'w')])
   _, description = checkpoint.restore_variables(str(tmp_path / 'w'))
   assert description['normalization'] == hourglass.BEARPAW_MPII.to_dict()
+  # bearpaw trains and evaluates at 256x256: the size export and infer default to.
+  assert description['input_size'] == [256, 256] and description['stride'] == 4
   assert description['normalization']['mean'][0] == pytest.approx(0.4404, abs=1e-4)
 
 
@@ -149,8 +151,8 @@ def test_bearpaw_checkpoint_scores_bearpaws_mpii_pckh(tmp_path):
   torch.save({'state_dict': {f'module.{k}': v for k, v in model.state_dict().items()}},
              tmp_path / 'hg.pth')
   workdir = str(tmp_path / 'hg')
-  cli.main(['convert', '--arch', 'hourglass', '--num_stacks=1', '--num_blocks=1',
-            '--checkpoint', str(tmp_path / 'hg.pth'), '--out', workdir])
+  cli.run(['convert', '--arch', 'hourglass', '--num_stacks=1', '--num_blocks=1',
+            '--checkpoint', str(tmp_path / 'hg.pth'), '--workdir', workdir])
   jax_model = predictor.JaxPredictor(workdir)
   heatmaps_fn = lambda pixels: jax_model.approach.last_maps(jax_model(pixels))
 

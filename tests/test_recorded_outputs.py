@@ -73,7 +73,7 @@ def _assert_close(found, expected, where: str) -> None:
 
 
 def _infer(out: pathlib.Path, *flags: str) -> dict:
-  cli.main(['infer', *flags, '--out', str(out)])
+  cli.run(['infer', *flags, '--out', str(out)])
   return {'results': json.loads((out / 'results.json').read_text()),
           'frames': json.loads((out / 'frames.json').read_text())}
 
@@ -99,7 +99,7 @@ def test_infer_bottomup_on_the_demo_video(workdirs, tmp_path):
 
 
 def _eval(config: str, workdir: str, results: pathlib.Path, *flags: str) -> dict:
-  metrics = cli.main(['eval', f'--config={CONFIGS / config}', f'--workdir={workdir}',
+  metrics = cli.run(['eval', f'--config={CONFIGS / config}', f'--workdir={workdir}',
                       f'--config.data.eval_annotations={COCO_JSON}',
                       f'--config.data.eval_images={COCO_DIR}', f'--results={results}', *flags])
   return {'metrics': metrics, 'results': json.loads(results.read_text())}

@@ -349,7 +349,7 @@ def test_infer_tracks_a_staf_model_by_its_fields(staf_workdir, tmp_path, monkeyp
     fields.append(None if tafs is None else tafs.shape)
     return update(self, keypoints, scores, boxes, timestamp, tafs)
   monkeypatch.setattr(taf_tracking.TafTracker, 'update', spy)
-  summary = cli.main(['infer', '--workdir', staf_workdir, '--images', str(tmp_path),
+  summary = cli.run(['infer', '--workdir', staf_workdir, '--images', str(tmp_path),
                       '--height', '64', '--tracker', 'taf', '--out', str(tmp_path / 'out')])
   assert summary['frames'] == 4 and summary['tracker'] == 'taf'
   # The first frame has no fields; the others the TAFs of their 8x8 maps.
@@ -359,7 +359,7 @@ def test_infer_tracks_a_staf_model_by_its_fields(staf_workdir, tmp_path, monkeyp
   assert len(results) == summary['people'] > 0
   assert all(r['track_id'] >= 0 for r in results)
   # --notrack still turns tracking off.
-  summary = cli.main(['infer', '--workdir', staf_workdir, '--images', str(tmp_path),
+  summary = cli.run(['infer', '--workdir', staf_workdir, '--images', str(tmp_path),
                       '--height', '64', '--notrack', '--out', str(tmp_path / 'untracked')])
   with open(tmp_path / 'untracked' / infer.RESULTS_FILE) as f:
     assert {r['track_id'] for r in json.load(f)} == {-1}
@@ -370,12 +370,13 @@ def test_infer_tracks_a_staf_model_by_its_fields(staf_workdir, tmp_path, monkeyp
 def test_eval_prints_both_trackers_mota(staf_workdir, capsys):
   overrides = {name: value for name, value in TINY_OVERRIDES.items()
                if name.startswith(('model.', 'input_size', 'data.'))}
-  metrics = cli.main(['eval', f'--config={STAF_QUICKSTART}', f'--workdir={staf_workdir}',
+  metrics = cli.run(['eval', f'--config={STAF_QUICKSTART}', f'--workdir={staf_workdir}',
                       *_flags({**overrides, 'data.track_eval_frame_steps': (1, 4)})])
-  printed = capsys.readouterr().out
+  output = capsys.readouterr()
+  printed = output.err  # the tables are logs; stdout ends with the metrics as JSON
   assert 'MOTA TAF' in printed and 'MOTA OKS' in printed and 'identity switches' in printed
   assert '1 generated clips, frame_step 4' in printed
-  assert json.loads(printed.strip().splitlines()[-1]) == metrics
+  assert json.loads(output.out.strip().splitlines()[-1]) == metrics
   assert {'mota_taf_step1', 'mota_oks_step1', 'mota_taf_step4', 'mota_oks_step4',
           'ap_step1', 'ap_step4', 'mota_taf', 'mota_oks', 'step', 'mota_taf_gt_people_step1',
           'mota_oks_gt_people_step1', 'mota_taf_gt_people_step4',
@@ -383,10 +384,10 @@ def test_eval_prints_both_trackers_mota(staf_workdir, capsys):
   assert all(np.isfinite(value) for value in metrics.values())
   # The bundled PoseTrack18 sample: one frame per video, so no frame for MOTA.
   posetrack = REPO / 'tests' / 'data' / 'posetrack18'
-  metrics = cli.main(['eval', f'--config={STAF_QUICKSTART}', f'--workdir={staf_workdir}',
+  metrics = cli.run(['eval', f'--config={STAF_QUICKSTART}', f'--workdir={staf_workdir}',
                       *_flags(overrides), f'--posetrack={posetrack / "annotations" / "val"}',
                       f'--posetrack_images={posetrack}'])
-  assert 'PoseTrack18, 3 videos' in capsys.readouterr().out
+  assert 'PoseTrack18, 3 videos' in capsys.readouterr().err
   assert set(metrics) == {'mota_taf_posetrack', 'mota_oks_posetrack', 'ap_posetrack',
                           'mota_taf', 'mota_oks', 'step'}
 
@@ -409,7 +410,7 @@ def test_export_of_a_staf_workdir_feeds_back_the_previous_maps(staf_workdir, tmp
 @pytest.mark.slow  # ~5 min on a loaded 2-core CPU: compiles the two-frame train step
 def test_staf_quickstart_trains_and_reports_mota_at_each_evaluation(tmp_path):
   workdir = tmp_path / 'staf'
-  cli.main(['train', f'--config={STAF_QUICKSTART}', f'--workdir={workdir}',
+  cli.run(['train', f'--config={STAF_QUICKSTART}', f'--workdir={workdir}',
             *_flags({'num_train_steps': 2, 'eval_every_steps': 2, 'log_every_steps': 1,
                      'batch_size': 4, 'data.num_eval_examples': 2, 'data.track_eval_clips': 1,
                      'input_size_schedule': ((1, (96, 96)),)})])

@@ -46,8 +46,8 @@ class Approach:
 
   @property
   def default_input_size(self) -> tuple[int, int]:
-    """(width, height) of the input when none is given (export, inference)."""
-    return self.model_class.DEFAULT_INPUT_SIZE
+    """(width, height) of the input when none is given (export, inference): the size it was trained at."""
+    return models.trained_input_size(self.description)
 
   def check_input_size(self, input_size, what: str = 'input_size') -> tuple[int, int]:
     """(width, height) -> itself as ints; ValueError naming `what` unless both are positive multiples of the model's."""

@@ -2,19 +2,48 @@
 
 `jaxpose.cli` parses each command's own absl flags (a `flags.FlagValues` per
 command, so a command accepts only its flags) and calls its `main`, which
-turns them into typed arguments of the library. A command whose module sets
-`CONFIG_DRIVEN = True` also gets --config (an ml_collections config file,
-with --config.FIELD=VALUE overrides) and --workdir, as the flax examples.
+turns them into typed arguments of the library and returns what the command
+prints as JSON on the last line of stdout (a dict), or None. A command
+module may also set:
+- `CONFIG_DRIVEN = True`: it gets --config (an ml_collections config file,
+  with --config.FIELD=VALUE overrides) and --workdir, as the flax examples;
+- `OUTPUT_FLAGS = {flag: 'file' | 'folder'}`: the flags naming what it
+  writes, checked writable before any work (a usage error otherwise).
 """
 
 from absl import flags
 from ml_collections import config_flags
+
+from jaxpose import files
+
+
+class UsageError(ValueError):
+  """A mistake in how a command was called (exit status 2): a flag's value, an output that cannot be written."""
 
 
 def define_config_flags(flag_values: flags.FlagValues, argv: list[str]) -> None:
   """--config and --workdir; `argv` (the command line) names the --config.FIELD overrides."""
   config_flags.DEFINE_config_file('config', None, 'Config file (configs/*.py).',
                                   flag_values=flag_values, lock_config=True, sys_argv=argv)
-  flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and the config.',
+  flags.DEFINE_string('workdir', None, "The run's folder: checkpoints, metrics and its config.",
                       flag_values=flag_values)
   flags.mark_flags_as_required(['config', 'workdir'], flag_values=flag_values)
+
+
+def check_writable(path: str, flag: str, *, folder: bool = False) -> None:
+  """UsageError naming `flag` unless `path` (a file, or with `folder` a folder) can be written."""
+  try:
+    files.check_writable(path, flag, folder=folder)
+  except OSError as e:
+    raise UsageError(str(e)) from None
+
+
+def parse_size(values: list[str] | None, flag: str) -> tuple[int, int] | None:
+  """--FLAG=W,H -> (width, height); UsageError naming the flag otherwise."""
+  if values is None:
+    return None
+  try:
+    width, height = (int(v) for v in values)
+  except ValueError:
+    raise UsageError(f'--{flag}: expected WIDTH,HEIGHT, got {",".join(values)}') from None
+  return width, height

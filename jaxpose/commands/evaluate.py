@@ -1,19 +1,21 @@
-"""`jaxpose eval --config C --workdir W`: a trained model's COCO AP or MPII PCKh; the metrics are the last line, as JSON.
+"""`jaxpose eval --config C --workdir W`: a trained model's COCO AP, MPII PCKh or PCK; the metrics are the last line of stdout, as JSON.
 
 A STAF model is scored as a tracker: PoseTrack's MOTA of TAF and of OKS
 tracking of the same people, and their AP, per joint, side by side, on
 held-out generated clips or on --posetrack FILE (with --posetrack_images).
 """
 
-import json
+import sys
 
 from absl import flags
 import numpy as np
 
 from jaxpose import approaches, evaluation
+from jaxpose.commands import UsageError
 from jaxpose.metrics import posetrack
 
 CONFIG_DRIVEN = True
+OUTPUT_FLAGS = {'results': 'file'}
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
@@ -59,9 +61,9 @@ def parse_scales(values: list[str] | None) -> tuple[float, ...] | None:
   try:
     scales = tuple(float(scale) for scale in values)
   except ValueError:
-    raise ValueError(f'--scales: expected numbers, got {",".join(values)}') from None
+    raise UsageError(f'--scales: expected numbers, got {",".join(values)}') from None
   if not scales or min(scales) <= 0:
-    raise ValueError(f'--scales: expected positive numbers, got {",".join(values)}')
+    raise UsageError(f'--scales: expected positive numbers, got {",".join(values)}')
   return scales
 
 
@@ -88,8 +90,7 @@ def main(flag_values: flags.FlagValues) -> dict:
         posetrack_annotations=flag_values.posetrack,
         posetrack_images=flag_values.posetrack_images)
     for result in results:
-      print(tracking_table(result))
-    print(json.dumps(metrics))
+      print(tracking_table(result), file=sys.stderr)
     return metrics
   options = approaches.EvalOptions(
       detections=flag_values.detections, detection_threshold=flag_values.detection_threshold,
@@ -100,5 +101,4 @@ def main(flag_values: flags.FlagValues) -> dict:
   metrics = evaluation.evaluate_workdir(flag_values.config, flag_values.workdir,
                                         step=flag_values.step, options=options,
                                         results_file=flag_values.results)
-  print(json.dumps(metrics))
   return metrics

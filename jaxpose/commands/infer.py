@@ -11,9 +11,10 @@ default) or by OKS (--tracker oks); other models track by OKS.
 
 from absl import flags
 
-from jaxpose import approaches, infer
+from jaxpose import approaches, commands, infer
 from jaxpose import predictor as predictor_lib
-from jaxpose.commands import export as export_command
+
+OUTPUT_FLAGS = {'out': 'folder'}
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
@@ -27,7 +28,8 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_string('image', None, 'One image file.', **define)
   flags.DEFINE_string('images', None, 'A folder of images, read in name order.', **define)
   flags.DEFINE_string('video', None, 'A video file (anything cv2 decodes).', **define)
-  flags.DEFINE_string('out', None, 'Folder for results.json and pictures.', **define)
+  flags.DEFINE_string('out', None, 'The folder to write results.json, frames.json and the '
+                      'pictures to.', **define)
   flags.DEFINE_string('detections', None, 'Top-down: COCO results-format person boxes, matched '
                       'by image id (default: --boxes_from, else OpenCV HOG people detector).',
                       **define)
@@ -38,9 +40,8 @@ def define_flags(flag_values: flags.FlagValues) -> None:
                      **define)
   flags.DEFINE_bool('flip_test', False, "Top-down: average with the mirrored crops' heatmaps.",
                     **define)
-  flags.DEFINE_list('input_size', [str(s) for s in infer.DEFAULT_TOPDOWN_INPUT_SIZE],
-                    'Top-down crop width,height with --workdir (an ONNX model fixes its own).',
-                    **define)
+  flags.DEFINE_list('input_size', None, 'Top-down crop width,height with --workdir (default: the '
+                    'size the model was trained at; an ONNX model fixes its own).', **define)
   flags.DEFINE_integer('height', None,
                        "Bottom-up network input height with --workdir; default: the protocol's "
                        '(Lightweight OpenPose demo: 256, CMU OpenPose body.py: 184).', **define)
@@ -73,7 +74,7 @@ def main(flag_values: flags.FlagValues) -> dict:
     estimator = infer.make_estimator(
         model, detections=flag_values.detections,
         detection_threshold=flag_values.detection_threshold, flip_test=flag_values.flip_test,
-        input_size=export_command.parse_size(flag_values.input_size, 'input_size'),
+        input_size=commands.parse_size(flag_values.input_size, 'input_size'),
         height=flag_values.height, protocol=flag_values.protocol,
         dark_kernel=flag_values.dark_kernel,
         boxes_from=(predictor_lib.load_path(flag_values.boxes_from, what='--boxes_from')

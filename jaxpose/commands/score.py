@@ -1,9 +1,8 @@
 """`jaxpose score --coco_annotations A --results R`: COCO keypoint AP of a results file (pycocotools).
 
-Prints pycocotools' table, then the ten metrics as one JSON object on the last line.
+Prints pycocotools' table on stderr, then the ten metrics as one JSON object
+on the last line of stdout.
 """
-
-import json
 
 from absl import flags
 
@@ -20,6 +19,5 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   flags.mark_flags_as_required(['coco_annotations', 'results'], flag_values=flag_values)
 
 
-def main(flag_values: flags.FlagValues) -> None:
-  metrics = coco_ap.score_results_file(flag_values.coco_annotations, flag_values.results)
-  print(json.dumps(metrics))
+def main(flag_values: flags.FlagValues) -> dict:
+  return coco_ap.score_results_file(flag_values.coco_annotations, flag_values.results)

@@ -11,6 +11,7 @@ from ml_collections import config_flags
 from jaxpose import sweep
 
 CONFIG_DRIVEN = True
+OUTPUT_FLAGS = {'workdir': 'folder'}
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:

@@ -1,5 +1,8 @@
 """`jaxpose train --config configs/X.py --workdir DIR [--config.FIELD=VALUE ...]`: train and evaluate.
 
+Rerunning the same command resumes from the workdir's latest checkpoint.
+The last line of stdout is the final metrics as JSON.
+
 On several hosts (a TPU pod slice) each host runs the same command and
 `jax.distributed.initialize()` connects them; where JAX cannot detect the
 cluster, add --coordinator_address=HOST:PORT --num_processes=N --process_id=I.
@@ -18,6 +21,7 @@ _COORDINATOR_VARIABLES = ('JAX_COORDINATOR_ADDRESS', 'COORDINATOR_ADDRESS', 'TPU
 
 
 CONFIG_DRIVEN = True
+OUTPUT_FLAGS = {'workdir': 'folder'}
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
@@ -49,8 +53,6 @@ def initialize_distributed(flag_values: flags.FlagValues) -> None:
                jax.process_count(), jax.local_device_count(), jax.device_count())
 
 
-def main(flag_values: flags.FlagValues) -> None:
+def main(flag_values: flags.FlagValues) -> dict:
   initialize_distributed(flag_values)
-  metrics = train.train_and_evaluate(flag_values.config, flag_values.workdir)
-  print('final:', ' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}'
-                           for k, v in metrics.items()))
+  return train.train_and_evaluate(flag_values.config, flag_values.workdir)

@@ -21,6 +21,7 @@ import pathlib
 import cv2
 import numpy as np
 
+from jaxpose import files
 from jaxpose.data.images import read_image
 
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -156,9 +157,10 @@ class VideoWriter:
 def write_png(path: str | os.PathLike, image: np.ndarray) -> str:
   """Writes an RGB image [H, W, 3] uint8 as PNG; returns the path."""
   path = os.fspath(path)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  if not cv2.imwrite(path, cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)):
-    raise ValueError(f'{path}: cv2 cannot write this PNG')
+  with files.replacing(path) as temporary:  # whole or not at all
+    if not cv2.imwrite(os.fspath(temporary),
+                       cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)):
+      raise ValueError(f'{path}: cv2 cannot write this PNG')
   return path
 
 

@@ -11,14 +11,14 @@ import io
 import json
 import os
 import pathlib
-import tempfile
+import sys
 
 from absl import logging
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from jaxpose import skeletons
+from jaxpose import files, skeletons
 
 # COCOeval(..., 'keypoints').stats, in pycocotools' order.
 COCO_STAT_NAMES = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl')
@@ -54,26 +54,12 @@ def coco_results(image_ids: np.ndarray, keypoints: np.ndarray, keypoint_scores: 
 
 
 def write_coco_results(path: str | os.PathLike, results: list[dict]) -> pathlib.Path:
-  """Writes `results` as JSON to `path` atomically (a temporary file renamed over it); -> the path.
+  """Writes `results` as JSON to `path` atomically (`jaxpose.files.write_json`); -> the path.
 
   A crash or a value JSON cannot hold leaves any earlier file at `path` as it
   was, and no partial file behind.
   """
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  # The temporary file sits beside the target so the rename stays on one filesystem.
-  descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-  try:
-    with os.fdopen(descriptor, 'w') as f:
-      os.fchmod(f.fileno(), 0o644)  # mkstemp's 0600 would hide the file from other readers
-      json.dump(results, f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(temporary, path)
-  except BaseException:
-    pathlib.Path(temporary).unlink(missing_ok=True)
-    raise
-  return path
+  return files.write_json(path, results)
 
 
 def _read_json(path: str | os.PathLike, what: str):
@@ -167,7 +153,9 @@ def coco_keypoint_ap(annotation_file: str | os.PathLike, results: str | os.PathL
   else:
     source = 'results'
   _check_results(results, source, dataset, str(annotation_file))
-  printing = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+  # pycocotools prints its table: to stderr, where a command's logs go (its
+  # stdout ends with the metrics as JSON).
+  printing = contextlib.redirect_stdout(sys.stderr if verbose else io.StringIO())
   with printing:
     ground_truth = COCO()
     ground_truth.dataset = dataset

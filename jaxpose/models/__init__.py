@@ -41,8 +41,13 @@ ARCHITECTURES = {
 }
 # Fields that describe how a model runs, not what it is.
 _RUNTIME_FIELDS = ('parent', 'name', 'axis_name', 'remat', 'compute_dtype')
-# A model description's entry that is not a field of the model.
+# A model description's entries that are not fields of the model: how its
+# weights were trained (the input normalisation, the input size (width,
+# height)) and its output stride, which every consumer reads.
 NORMALIZATION_FIELD = 'normalization'
+INPUT_SIZE_FIELD = 'input_size'
+STRIDE_FIELD = 'stride'
+_DESCRIPTION_FIELDS = (NORMALIZATION_FIELD, INPUT_SIZE_FIELD, STRIDE_FIELD)
 
 
 def model_class(config: Mapping[str, Any]) -> type[nn.Module]:
@@ -67,7 +72,7 @@ def model_config(model: nn.Module) -> dict[str, Any]:
 def create_model(config: Mapping[str, Any], **runtime) -> nn.Module:
   """{'arch': ..., **options} -> model; `runtime` adds e.g. axis_name='batch', compute_dtype=jnp.bfloat16."""
   cls = model_class(config)
-  options = {k: v for k, v in config.items() if k not in ('arch', NORMALIZATION_FIELD)}
+  options = {k: v for k, v in config.items() if k not in ('arch', *_DESCRIPTION_FIELDS)}
   fields = {f.name for f in dataclasses.fields(cls)}
   # A training config's model may say how it runs (`remat`), where the family has it.
   if 'remat' in options and 'remat' in fields:
@@ -78,6 +83,32 @@ def create_model(config: Mapping[str, Any], **runtime) -> nn.Module:
     raise ValueError(f'model config: unknown field(s) {unknown} for arch {config["arch"]!r}; '
                      f'known: {sorted(known)}')
   return cls(**options, **runtime)
+
+
+def describe(model: nn.Module, normalization: Normalization,
+             input_size: Sequence[int]) -> dict[str, Any]:
+  """A model, the normalisation and (width, height) its weights were trained at -> its description.
+
+  What a checkpoint stores beside the weights: `model_config(model)` plus
+  `normalization`, `input_size` [width, height] and the output `stride`, so
+  that evaluation, export and inference run it as it was trained.
+  """
+  width, height = (int(size) for size in input_size)
+  return dict(model_config(model), normalization=normalization.to_dict(),
+              input_size=[width, height], stride=type(model).OUTPUT_STRIDE)
+
+
+def trained_input_size(config: Mapping[str, Any]) -> tuple[int, int]:
+  """A model description -> the (width, height) its weights were trained at.
+
+  The description's `input_size` where it has one, else its family's
+  `DEFAULT_INPUT_SIZE` (workdirs written before the size was recorded).
+  """
+  size = config.get(INPUT_SIZE_FIELD)
+  if size is None:
+    return tuple(model_class(config).DEFAULT_INPUT_SIZE)
+  width, height = (int(s) for s in size)
+  return width, height
 
 
 def upgrade_description(config: Mapping[str, Any], params: Mapping) -> dict:
