@@ -13,7 +13,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from jaxpose import approaches, checkpoint, evaluation, models, skeletons
+from jaxpose import approaches, checkpoint, cli, evaluation, models, skeletons
 from jaxpose import config as config_lib
 from jaxpose.approaches import bottomup, topdown
 from jaxpose.codecs import heatmap, paf
@@ -365,22 +365,23 @@ def test_random_lightweight_openpose_checkpoint_runs_end_to_end(tmp_path):
   assert (tmp_path / 'lwop' / 'eval' / 'results_step5.json').is_file()
 
 
-def test_eval_command_takes_scales_and_refuses_bad_ones(tmp_path):
+def test_eval_command_takes_scales_and_refuses_bad_ones(tmp_path, capsys):
+  # In-process: tests/test_cli.py runs the installed executable's eval.
   model = models.create_model(
       config_lib.lightweight_openpose_model(num_refinement_stages=1).to_dict())
   variables = model.init(jax.random.key(0), np.zeros((1, 64, 64, 3)), train=False)
   checkpoint.save_variables(str(tmp_path / 'lwop'), variables, models.model_config(model), step=3)
   results = tmp_path / 'results.json'
-  command = [sys.executable, '-m', 'jaxpose.cli', 'eval',
+  command = ['eval',
              f'--config={pathlib.Path(__file__).parent.parent / "configs" / "lightweight_openpose_coco.py"}',
              f'--workdir={tmp_path / "lwop"}', f'--config.data.eval_annotations={COCO_JSON}',
              f'--config.data.eval_images={COCO_DIR}', f'--results={results}']
   # Half scale only: every sample image is one 368 x 368 input, one compilation.
-  done = subprocess.run(command + ['--scales=0.5'], capture_output=True, text=True)
-  assert done.returncode == 0, done.stderr[-3000:]
-  metrics = json.loads(done.stdout.strip().splitlines()[-1])
+  metrics = cli.run(command + ['--scales=0.5'])
+  assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == metrics
   assert metrics['step'] == 3 and set(metrics) == set(coco_ap.COCO_STAT_NAMES) | {'step'}
   assert isinstance(json.loads(results.read_text()), list)
-  refused = subprocess.run(command + ['--scales=1,0'], capture_output=True, text=True)
-  assert refused.returncode != 0
-  assert '--scales: expected positive numbers, got 1,0' in refused.stderr
+  with pytest.raises(cli.CommandFailed, match='--scales: expected positive numbers, got 1,0'
+                     ) as refused:
+    cli.run(command + ['--scales=1,0'])
+  assert refused.value.status == 2

@@ -39,8 +39,9 @@ def conv_multiply_adds(model, variables, images) -> dict[tuple[str, ...], int]:
 
 def test_train_step_flops_are_three_forward_passes_of_the_convs():
   # test_train.py's one-stack hourglass of 16 channels on the quick start's
-  # 64x64 input, batch 16, one device. Shapes only: nothing is initialised.
-  config = tiny_config(parallel='none')
+  # 64x64 input at depth 3, batch 16, one device. Shapes only: nothing is
+  # initialised.
+  config = tiny_config(parallel='none', input_size=(64, 64), **{'model.depth': 3})
   model = train.create_model(config)
   learning_rate_fn = train.create_learning_rate_fn(config)
   tx = train.create_optimizer(config, learning_rate_fn)

@@ -9,7 +9,7 @@ from test_train import _leaves, tiny_config
 
 
 def _scheduled_config(**overrides):
-  config = tiny_config(**overrides)  # a 64x64 input, sigma 1
+  config = tiny_config(**{"input_size": (64, 64), **overrides})  # sigma 1
   config.num_train_steps = 8
   config.input_size_schedule = ((3, (32, 32)), (5, (32, 64)))
   return config
@@ -32,7 +32,7 @@ def test_each_step_trains_at_its_phase_s_size_and_scaled_sigma():
     (((3, (32, 32)), (3, (64, 64))), r'input_size_schedule\[1\]: until_step must increase'),
     (((8, (32, 32)),), r'input_size_schedule\[0\]: until_step must increase and stay below '
                        r'config.num_train_steps \(8\), got 8'),
-    (((3, (40, 32)),), r'input_size_schedule\[0\]: .*multiples of 32, got 40x32'),
+    (((3, (40, 32)),), r'input_size_schedule\[0\]: .*multiples of 16, got 40x32'),
     (((3, 32),), r'input_size_schedule\[0\]: expected \(until_step, \(width, height\)\)'),
 ])
 def test_a_schedule_the_trainer_cannot_follow_is_named(schedule, message):
@@ -59,7 +59,7 @@ def test_the_trainer_changes_loader_and_step_at_the_phase_boundary(tmp_path, mon
   # Steps 1-2 at 32x32 (sigma 0.5), steps 3-4 at 64x64; a step compiled for
   # 32x32 batches would refuse the 64x64 ones.
   loaders = _recorded_loaders(monkeypatch)
-  config = tiny_config(num_train_steps=4, input_size_schedule=((2, (32, 32)),))
+  config = tiny_config(num_train_steps=4, input_size=(64, 64), input_size_schedule=((2, (32, 32)),))
   final = train.train_and_evaluate(config, str(tmp_path / 'scheduled'))
   assert loaders == [((32, 32), 0.5, 0), ((64, 64), 1.0, 2)]
   assert final['step'] == 4 and np.isfinite(final['loss'])
@@ -69,21 +69,22 @@ def test_the_trainer_changes_loader_and_step_at_the_phase_boundary(tmp_path, mon
 def test_a_scheduled_run_is_a_small_run_resumed_at_the_full_size(tmp_path, monkeypatch):
   # The same variables as a 2-step run at 32x32 whose checkpoint a 4-step
   # run at 64x64 resumes, and not those of 4 steps at 64x64.
-  config = tiny_config(num_train_steps=4, input_size_schedule=((2, (32, 32)),))
+  config = tiny_config(num_train_steps=4, input_size=(64, 64), input_size_schedule=((2, (32, 32)),))
   train.train_and_evaluate(config, str(tmp_path / 'scheduled'))
   small = tiny_config(num_train_steps=2, input_size=(32, 32), sigma=0.5)
   train.train_and_evaluate(small, str(tmp_path / 'resumed'))
-  train.train_and_evaluate(tiny_config(num_train_steps=4), str(tmp_path / 'resumed'))
+  train.train_and_evaluate(tiny_config(num_train_steps=4, input_size=(64, 64)), str(tmp_path / 'resumed'))
   scheduled, resumed = _leaves(tmp_path / 'scheduled'), _leaves(tmp_path / 'resumed')
   assert [path for path, _ in scheduled] == [path for path, _ in resumed]
   for (path, ours), (_, theirs) in zip(scheduled, resumed):
     np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7,
                                err_msg=jax.tree_util.keystr(path))
-  train.train_and_evaluate(tiny_config(num_train_steps=4), str(tmp_path / 'full'))
+  train.train_and_evaluate(tiny_config(num_train_steps=4, input_size=(64, 64)), str(tmp_path / 'full'))
   assert any(not np.allclose(ours, theirs, rtol=1e-3) for (_, ours), (_, theirs)
              in zip(scheduled, _leaves(tmp_path / 'full')))
   # A rerun resumes in the last phase: its loader starts at the checkpoint.
   loaders = _recorded_loaders(monkeypatch)
-  train.train_and_evaluate(tiny_config(num_train_steps=5, input_size_schedule=((2, (32, 32)),)),
+  train.train_and_evaluate(tiny_config(num_train_steps=5, input_size=(64, 64),
+                                       input_size_schedule=((2, (32, 32)),)),
                            str(tmp_path / 'scheduled'))
   assert loaders == [((64, 64), 1.0, 4)]

@@ -147,7 +147,7 @@ def test_half_body_and_read_threads_reach_the_transform_and_the_loader(monkeypat
   source, _ = train.create_sources(config)
   batch = next(iter(train.train_loader(source, config)))
   assert seen['read_threads'] == 2
-  assert batch['image'].shape == (4, 64, 64, 3) and batch['joints'].shape == (4, 17, 2)
+  assert batch['image'].shape == (4, 32, 32, 3) and batch['joints'].shape == (4, 17, 2)
   # The default lets make_loader share the cores among the decoding processes.
   train.train_loader(source, coco_sample_config())
   assert seen['read_threads'] is None and config_lib.default_config().data.read_threads is None

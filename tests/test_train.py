@@ -30,10 +30,18 @@ QUICKSTART = REPO / 'configs' / 'quickstart.py'
 
 
 def tiny_config(**overrides):
-  """The quick start, shrunk so that a step compiles and runs in seconds."""
+  """The quick start, shrunk so that a step compiles and runs in seconds.
+
+  Depth 2 at 32x32 (8x8 heatmaps halved to a 2x2 bottom): what these tests
+  check (equal updates under every wrapper, the losses, resumption) does not
+  depend on the size, and XLA's compile time, most of a test here, grows
+  with the hourglass's depth.
+  """
   config = sweep.load_config_file(str(QUICKSTART))
   config.model.num_features = 8
   config.model.num_stacks = 1
+  config.model.depth = 2
+  config.input_size = (32, 32)
   config.batch_size = 16
   config.num_train_steps = 3
   config.log_every_steps = 1
@@ -41,7 +49,7 @@ def tiny_config(**overrides):
   config.checkpoint_every_steps = 1000
   config.data.num_train_examples = 64
   config.data.num_eval_examples = 8
-  config.data.image_size = (64, 64)
+  config.data.image_size = (48, 48)
   config.warmup_steps = 0
   for dotted, value in overrides.items():
     node = config
@@ -280,7 +288,7 @@ def test_gradients_are_averaged_not_summed_under_shard_map():
 
 def test_distillation_loss_is_alpha_kd_plus_one_minus_alpha_gt(tmp_path):
   teacher_model = models.create_model(dict(tiny_config().model.to_dict(), num_stacks=2))
-  teacher_variables = teacher_model.init(jax.random.key(7), jnp.zeros((1, 64, 64, 3)))
+  teacher_variables = teacher_model.init(jax.random.key(7), jnp.zeros((1, 32, 32, 3)))
   teacher_dir = tmp_path / 'teacher'
   checkpoint.save_variables(str(teacher_dir), teacher_variables,
                             models.model_config(teacher_model))
@@ -306,8 +314,8 @@ def test_distillation_loss_is_alpha_kd_plus_one_minus_alpha_gt(tmp_path):
   student_out, _ = model.apply({'params': state.params, 'batch_stats': state.batch_stats},
                                images, train=True, mutable=['batch_stats'])
   teacher_out = teacher_model.apply(teacher_variables, images, train=False)[-1]
-  target, weight = heatmap.encode(batch['joints'], batch['visible'], image_size=(64, 64),
-                                        heatmap_size=(16, 16), sigma=config.sigma)
+  target, weight = heatmap.encode(batch['joints'], batch['visible'], image_size=(32, 32),
+                                        heatmap_size=(8, 8), sigma=config.sigma)
   kd = sum(losses.heatmap_mse(o, teacher_out, weight) for o in student_out)
   gt = sum(losses.heatmap_mse(o, target, weight) for o in student_out)
   assert abs(kd - gt) > 1e-3  # the two terms differ, so alpha matters
@@ -332,7 +340,7 @@ def test_distillation_runs_end_to_end_and_rejects_a_missing_teacher(tmp_path):
   teacher_model = models.create_model(dict(tiny_config().model.to_dict(), num_stacks=2))
   checkpoint.save_variables(
       str(tmp_path / 'teacher'),
-      teacher_model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))),
+      teacher_model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))),
       models.model_config(teacher_model))
   metrics = train.train_and_evaluate(
       tiny_config(**{'teacher.workdir': str(tmp_path / 'teacher'),
@@ -412,7 +420,8 @@ def _train_command(workdir, steps):
           '--config.batch_size=16', f'--config.num_train_steps={steps}',
           '--config.log_every_steps=1', '--config.eval_every_steps=1000',
           '--config.checkpoint_every_steps=4', '--config.data.num_train_examples=64',
-          '--config.data.num_eval_examples=8', '--config.data.image_size=(64, 64)',
+          '--config.data.num_eval_examples=8', '--config.data.image_size=(48, 48)',
+          '--config.model.depth=2', '--config.input_size=(32, 32)',
           '--config.data.read_threads=1']  # an unset (placeholder) field takes an int
 
 
@@ -483,7 +492,8 @@ def test_two_processes_and_one_train_alike_and_resume_each_other(tmp_path):
              '--config.batch_size=16', '--config.num_train_steps=3',
              '--config.log_every_steps=1', '--config.eval_every_steps=1000',
              '--config.checkpoint_every_steps=1000', '--config.data.num_train_examples=64',
-             '--config.data.num_eval_examples=8', '--config.data.image_size=(64, 64)',
+             '--config.data.num_eval_examples=8', '--config.data.image_size=(48, 48)',
+          '--config.model.depth=2', '--config.input_size=(32, 32)',
              f'--coordinator_address=localhost:{_free_port()}', '--num_processes=2']
   env = dict(os.environ, JAX_PLATFORMS='cpu',
              XLA_FLAGS='--xla_force_host_platform_device_count=4')
@@ -565,7 +575,7 @@ def test_cli_names_a_misspelt_config_field(tmp_path):
       [sys.executable, '-m', 'jaxpose.cli', 'train', f'--config={QUICKSTART}',
        f'--workdir={tmp_path}', '--config.model.num_stackz=2'],
       capture_output=True, text=True, timeout=120)
-  assert result.returncode == 1
+  assert result.returncode == 2  # a usage error
   assert ('unknown config field in --config.model.num_stackz=2. '
           'Did you mean "num_stacks"') in result.stderr
   assert 'Traceback' not in result.stderr
