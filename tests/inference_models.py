@@ -1,10 +1,10 @@
 """Tiny randomly initialised models for the inference tests: checkpoints and ONNX files."""
 
-import atexit
+import fcntl
+import json
 import functools
+import os
 import pathlib
-import shutil
-import tempfile
 
 from jaxpose import checkpoint, export
 import test_export
@@ -36,7 +36,16 @@ def write_models(folder: pathlib.Path, onnx: bool = True) -> dict[str, str]:
 
 @functools.cache
 def shared_models() -> dict[str, str]:
-  """`write_models` once per test session (exporting takes most of the time), removed at exit."""
-  folder = pathlib.Path(tempfile.mkdtemp(prefix='jaxpose_inference_models_'))
-  atexit.register(shutil.rmtree, folder, ignore_errors=True)
-  return write_models(folder)
+  """`write_models` once per test run, whichever pytest-xdist worker asks first (exporting takes most of the time).
+
+  The models live in the run's folder (conftest.py's JAXPOSE_TEST_RUN_DIR),
+  removed when the run ends; a lock makes the other workers wait for them.
+  """
+  folder = pathlib.Path(os.environ['JAXPOSE_TEST_RUN_DIR']) / 'inference_models'
+  folder.mkdir(exist_ok=True)
+  with open(folder / '.lock', 'w') as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    done = folder / 'paths.json'
+    if not done.exists():
+      done.write_text(json.dumps(write_models(folder)))
+    return json.loads(done.read_text())

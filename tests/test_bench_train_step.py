@@ -30,6 +30,7 @@ def _keep_torch_threads():
   torch.set_num_threads(threads)  # main sets them for the whole process
 
 
+@pytest.mark.slow  # ~13 s: both frameworks train; the rows' set-up and arguments are checked by default
 def test_the_jaxpose_and_pytorch_rows_train_the_same_network(tmp_path, capsys):
   path = tmp_path / 'rows.json'
   rows = bench_train_step.main(TINY + ['--rows', 'jaxpose-f32', 'torch-eager', '--json', str(path)])

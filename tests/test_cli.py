@@ -173,8 +173,6 @@ def test_mistakes_fail_in_one_line(quickstart, tmp_path):
   workdir, _ = quickstart
   (tmp_path / 'a_file').write_text('')
   (tmp_path / 'syntax.py').write_text('import ml_collections\n\ndef get_config(:\n')
-  (tmp_path / 'raises.py').write_text('def get_config():\n  return undefined_name\n\n'
-                                      'undefined_at_import\n')
   cases = {
       'unwritable': (['export', f'--workdir={workdir}', '--out=/proc/model.onnx'],
                      2, ['--out /proc/model.onnx', 'cannot write']),
@@ -186,18 +184,37 @@ def test_mistakes_fail_in_one_line(quickstart, tmp_path):
       'syntax error': (['train', f'--config={tmp_path / "syntax.py"}',
                         f'--workdir={tmp_path / "w"}'],
                        2, [f'{tmp_path / "syntax.py"}:3: SyntaxError']),
-      'raising config': (['eval', f'--config={tmp_path / "raises.py"}', f'--workdir={workdir}'],
-                         2, [f'{tmp_path / "raises.py"}:4: NameError', 'undefined_at_import']),
-      'unknown command': (['fly'], 2, ["unknown command 'fly'", 'train, sweep, eval']),
-      'unknown flag': (['score', '--detections=d.json'], 2, ['detections']),
-      'missing input': (['score', f'--coco_annotations={COCO / "test_coco.json"}',
-                         f'--results={tmp_path / "none.json"}'], 1, ['none.json']),
   }
-  with concurrent.futures.ThreadPoolExecutor(4) as pool:
+  with concurrent.futures.ThreadPoolExecutor(len(cases)) as pool:
     done = dict(zip(cases, pool.map(lambda case: jaxpose(*case[0]), cases.values())))
   for name, (_, status, phrases) in cases.items():
     assert_one_line_error(done[name], status, *phrases)
   assert not (tmp_path / 'w').exists()  # nothing was started
+
+
+@pytest.mark.parametrize('arguments, status, phrases', [
+    (['fly'], 2, ["jaxpose: unknown command 'fly'", 'train, sweep, eval']),
+    (['score', '--detections=d.json'], 2, ['jaxpose score: ', 'detections', '--help']),
+    (['score', f'--coco_annotations={COCO / "test_coco.json"}', '--results=/nonexistent.json'],
+     1, ['jaxpose score: ', '/nonexistent.json']),
+])
+def test_more_mistakes_in_one_line_in_process(arguments, status, phrases, capsys):
+  # What main() returns is the executable's exit status, and its stderr.
+  assert cli.main(arguments) == status
+  output = capsys.readouterr()
+  lines = output.err.strip().splitlines()
+  assert len(lines) == 1 and output.out == '', output
+  for phrase in phrases:
+    assert phrase in lines[0]
+
+
+def test_a_config_that_raises_names_its_file_and_line(tmp_path):
+  (tmp_path / 'raises.py').write_text('def get_config():\n  return undefined_name\n\n'
+                                      'undefined_at_import\n')
+  with pytest.raises(cli.CommandFailed, match=rf'{tmp_path / "raises.py"}:4: NameError: '
+                     ".*'undefined_at_import'") as failed:
+    cli.run(['eval', f'--config={tmp_path / "raises.py"}', f'--workdir={tmp_path}'])
+  assert failed.value.status == 2
 
 
 @pytest.mark.slow  # ~2 min: the acceptance, the quick start as shipped

@@ -71,16 +71,20 @@ def test_depth_sets_the_number_of_halvings():
 def test_batch_norm_statistics_average_across_devices():
   # Four "devices" of two images each must update BatchNorm statistics exactly
   # as one device with all eight images: that is what axis_name is for.
-  images = jax.random.normal(jax.random.key(1), (8, 64, 64, 3))
-  single = StackedHourglass(num_stacks=1, num_joints=4)
-  variables = single.init(jax.random.key(0), images[:1])
-  _, full = single.apply(variables, images, train=True, mutable=['batch_stats'])
+  # A narrow depth-2 hourglass, each side jitted (op-by-op dispatch of a
+  # whole hourglass takes seconds): the averaging depends on neither.
+  images = jax.random.normal(jax.random.key(1), (8, 32, 32, 3))
+  options = dict(num_stacks=1, num_joints=4, num_features=16, depth=2)
+  single = StackedHourglass(**options)
+  variables = jax.jit(single.init)(jax.random.key(0), images[:1])
+  full = jax.jit(lambda x: single.apply(variables, x, train=True, mutable=['batch_stats'])[1]
+                 )(images)
 
-  sharded = StackedHourglass(num_stacks=1, num_joints=4, axis_name='batch')
+  sharded = StackedHourglass(**options, axis_name='batch')
   apply = jax.vmap(
       lambda x: sharded.apply(variables, x, train=True, mutable=['batch_stats'])[1],
       axis_name='batch')
-  per_device = apply(images.reshape(4, 2, 64, 64, 3))
+  per_device = jax.jit(apply)(images.reshape(4, 2, 32, 32, 3))
   for ours, reference in zip(jax.tree_util.tree_leaves(per_device),
                              jax.tree_util.tree_leaves(full)):
     np.testing.assert_allclose(ours, np.broadcast_to(reference, ours.shape),

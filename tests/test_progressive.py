@@ -55,22 +55,18 @@ def _recorded_loaders(monkeypatch) -> list:
   return loaders
 
 
-def test_the_trainer_changes_loader_and_step_at_the_phase_boundary(tmp_path, monkeypatch):
-  # Steps 1-2 at 32x32 (sigma 0.5), steps 3-4 at 64x64; a step compiled for
-  # 32x32 batches would refuse the 64x64 ones.
+@pytest.mark.slow  # ~3 min of CPU: five tiny training runs
+def test_a_scheduled_run_is_a_small_run_resumed_at_the_full_size(tmp_path, monkeypatch):
+  # The trainer changes loader and step at the phase boundary: steps 1-2 at
+  # 32x32 (sigma 0.5), steps 3-4 at 64x64; a step compiled for 32x32 batches
+  # would refuse the 64x64 ones.
   loaders = _recorded_loaders(monkeypatch)
   config = tiny_config(num_train_steps=4, input_size=(64, 64), input_size_schedule=((2, (32, 32)),))
   final = train.train_and_evaluate(config, str(tmp_path / 'scheduled'))
   assert loaders == [((32, 32), 0.5, 0), ((64, 64), 1.0, 2)]
   assert final['step'] == 4 and np.isfinite(final['loss'])
-
-
-@pytest.mark.slow  # ~3 min of CPU: five tiny training runs
-def test_a_scheduled_run_is_a_small_run_resumed_at_the_full_size(tmp_path, monkeypatch):
   # The same variables as a 2-step run at 32x32 whose checkpoint a 4-step
   # run at 64x64 resumes, and not those of 4 steps at 64x64.
-  config = tiny_config(num_train_steps=4, input_size=(64, 64), input_size_schedule=((2, (32, 32)),))
-  train.train_and_evaluate(config, str(tmp_path / 'scheduled'))
   small = tiny_config(num_train_steps=2, input_size=(32, 32), sigma=0.5)
   train.train_and_evaluate(small, str(tmp_path / 'resumed'))
   train.train_and_evaluate(tiny_config(num_train_steps=4, input_size=(64, 64)), str(tmp_path / 'resumed'))

@@ -35,8 +35,9 @@ SCORE_RELATIVE_TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope='module')
-def workdirs(tmp_path_factory):
-  return inference_models.write_models(tmp_path_factory.mktemp('recorded_models'), onnx=False)
+def workdirs():
+  # The run's shared models (seed 0): the weights the recordings were made with.
+  return inference_models.shared_models()
 
 
 def _compare_or_record(name: str, found) -> None:
@@ -78,6 +79,7 @@ def _infer(out: pathlib.Path, *flags: str) -> dict:
           'frames': json.loads((out / 'frames.json').read_text())}
 
 
+@pytest.mark.slow  # ~35 s: every detection's crop and its mirror; the HOG case below runs by default
 def test_infer_topdown_on_the_coco_images_with_detections_and_flip_test(workdirs, tmp_path):
   found = _infer(tmp_path, '--workdir', workdirs['hourglass'], '--images', str(COCO_DIR),
                  '--detections', str(DETECTIONS), '--flip-test')

@@ -1,5 +1,6 @@
 """input_pipeline on real datasets: COCO / MPII / tfds sources from config.data, and training on the COCO sample."""
 
+import csv
 import json
 import os
 import pathlib
@@ -10,7 +11,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from jaxpose import config as config_lib
-from jaxpose import train
+from jaxpose import checkpoint, train
 from jaxpose.data import coco, loader, mpii, sources, tfds_builders
 from test_train import tiny_config
 
@@ -191,6 +192,14 @@ def test_hourglass_trains_and_evaluates_on_the_coco_sample(tmp_path):
   metrics = train.train_and_evaluate(config, str(tmp_path / 'hg'))
   assert metrics['step'] == 2 and np.isfinite(metrics['loss'])
   assert 0.0 <= metrics['pck'] <= 1.0
+  # The loop logs the share of each log window it spent waiting for batches.
+  with open(tmp_path / 'hg' / 'metrics.csv') as f:
+    waits = [float(row['value']) for row in csv.DictReader(f)
+             if row['name'] == 'train/input_wait_fraction']
+  assert len(waits) == 2 and all(0 <= wait < 1 for wait in waits), waits
+  # The model description records the size it was trained at.
+  _, description = checkpoint.restore_variables(str(tmp_path / 'hg'))
+  assert description['input_size'] == list(config.input_size) and description['stride'] == 4
   # Rerunning the finished run trains nothing and keeps its summary.
   assert train.train_and_evaluate(config, str(tmp_path / 'hg')) == metrics
   with open(tmp_path / 'hg' / 'summary.json') as f:
