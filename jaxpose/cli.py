@@ -21,7 +21,6 @@ import logging as python_logging
 import os
 import sys
 import traceback
-import warnings
 
 from absl import flags
 from absl import logging
@@ -270,14 +269,6 @@ def _set_verbosity(level: int) -> None:
     # change a run) and absl routes them to stderr: harmless, and
     # indistinguishable from a real problem to a user.
     python_logging.getLogger('absl').addFilter(_drop_orbax_read_only)
-    # jax2onnx and onnx_ir explain their tracing at INFO/WARNING level about
-    # constructs they handle (what export checks numerically afterwards).
-    for name in ('jax2onnx', 'onnx_ir'):
-      python_logging.getLogger(name).setLevel(python_logging.ERROR)
-    # tensorflow_datasets and grain import-time notices about optional
-    # backends (no TensorFlow, no array_record) that jaxpose does not use.
-    warnings.filterwarnings('ignore', module='tensorflow_datasets')
-    warnings.filterwarnings('ignore', module='grain')
 
 
 def _drop_orbax_read_only(record: python_logging.LogRecord) -> bool:
