@@ -34,6 +34,19 @@ if not os.environ.get(RUN_DIR_VARIABLE):
     os.environ[_CACHE_VARIABLE] = os.path.join(_OWN_RUN_DIR, 'xla_cache')
 
 
+# The longest files, handed to the workers first: pytest-xdist's loadfile
+# deals files out in collection order, and a long file dealt last would
+# leave the other worker idle at the end.
+_LONGEST_FILES = ('test_cli.py', 'test_train.py', 'test_evaluation.py', 'test_recorded_outputs.py',
+                  'test_hourglass.py', 'test_published_checkpoints.py', 'test_infer.py')
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  rank = {name: index for index, name in enumerate(_LONGEST_FILES)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order kept within
+
+
 def pytest_unconfigure(config):
   del config
   if _OWN_RUN_DIR is not None:

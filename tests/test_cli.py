@@ -92,7 +92,7 @@ def test_train_exits_0_and_ends_with_its_metrics(quickstart):
   assert_quiet(done.stderr)
 
 
-def test_export_writes_the_trained_input_size(quickstart, exported, tmp_path):
+def test_export_writes_the_trained_input_size(exported):
   path, done = exported
   written = last_json(done)
   # Trained at 48x64 (W x H): [N, H, W, 3].
@@ -102,10 +102,15 @@ def test_export_writes_the_trained_input_size(quickstart, exported, tmp_path):
   assert written['bytes'] == path.stat().st_size
   assert [p.name for p in path.parent.iterdir()] == ['m.onnx']  # no temporary left behind
   assert_quiet(done.stderr)
-  # --input_size overrides the recorded size (in-process, without the onnxruntime check).
+
+def test_input_size_overrides_the_recorded_one(quickstart, monkeypatch):
+  # In-process, where the export itself is recorded rather than traced again.
   workdir, _ = quickstart
-  export.export_workdir(str(workdir), str(tmp_path / 's.onnx'), input_size=(32, 32), check=False)
-  assert export.onnx_inputs(tmp_path / 's.onnx') == {'images': ['N', 32, 32, 3]}
+  asked = []
+  monkeypatch.setattr(export, 'export_onnx', lambda *args, **kwargs: asked.append(kwargs))
+  export.export_workdir(str(workdir), 'unused.onnx', input_size=(32, 32))
+  export.export_workdir(str(workdir), 'unused.onnx')
+  assert [kwargs['input_size'] for kwargs in asked] == [(32, 32), (48, 64)]
 
 
 def test_infer_and_eval_exit_0_and_end_with_json(quickstart, tmp_path):
