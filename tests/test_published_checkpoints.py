@@ -70,9 +70,11 @@ def _assert_close(ours: np.ndarray, expected: np.ndarray, what: str) -> None:
                              err_msg=what)
 
 
-@pytest.mark.parametrize('stacks, blocks', [
-    pytest.param(1, 2, marks=pytest.mark.slow),  # ~1 min; (2, 1) runs by default
-    (2, 1)])
+# Both slow (~30 s and ~1 min): by default test_hourglass compares two stacks
+# with bearpaw's HourglassNet, test_convert converts its DataParallel
+# checkpoint through the CLI and test_export takes one to ONNX.
+@pytest.mark.slow
+@pytest.mark.parametrize('stacks, blocks', [(1, 2), (2, 1)])
 def test_bearpaw_hourglass(tmp_path, stacks, blocks):
   model = torch_hourglass.randomize(torch_hourglass.HourglassNet(stacks, blocks, 16), seed=stacks)
   # As bearpaw's example/main.py saves it: DataParallel's keys inside 'state_dict'.
