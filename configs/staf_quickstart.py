@@ -14,7 +14,7 @@ of held-out clips with the TAFs and with OKS and logs both MOTAs
 
 Its 5500 steps take about 40 minutes on a 2-core CPU: the first 4000 at a
 96x96 input (0.22 s a step), the last 1500 with the frames enlarged to
-160x160 (0.67 s a step; `jaxpose.progressive`), where the maps' 8-pixel
+160x160 (0.67 s a step; `jaxpose.training.progressive`), where the maps' 8-pixel
 cells become narrower than PoseTrack's match radius. The same 2500 steps at
 160x160 alone left the TAFs silent (BENCHMARKS.md, "STAF tracking").
 """

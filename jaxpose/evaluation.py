@@ -27,8 +27,9 @@ import os
 import ml_collections
 import numpy as np
 
-from jaxpose import approaches, checkpoint, models
-from jaxpose import predictor as predictor_lib
+from jaxpose import approaches, models
+from jaxpose.training import checkpoint
+from jaxpose.deploy import predictor as predictor_lib
 from jaxpose.approaches import staf_tracking
 from jaxpose.data import posetrack, sources
 

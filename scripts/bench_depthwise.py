@@ -29,7 +29,8 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from jaxpose import convert, models
+from jaxpose import models
+from jaxpose.deploy import convert
 from jaxpose.models import layers, openpose
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tests'))

@@ -3,7 +3,7 @@
 ONNX section: for each architecture, the PyTorch reference model of
 tests/torch_*.py with random weights (eval mode), exported by
 `torch.onnx.export`, and the same weights converted with
-`jaxpose.convert.variables_from_torch` and exported by `jaxpose.export`
+`jaxpose.deploy.convert.variables_from_torch` and exported by `jaxpose.deploy.export`
 (channels last, and with `nchw=True`). Both graphs compute the same function:
 the PyTorch model is wrapped with the same input normalisation that jaxpose
 puts inside its graph, so every model takes RGB pixels 0..255. The script
@@ -41,7 +41,9 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from jaxpose import convert, export, models
+from jaxpose import models
+from jaxpose.deploy import convert
+from jaxpose.deploy import export
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tests'))
 import torch_cmu_openpose  # pylint: disable=g-import-not-at-top

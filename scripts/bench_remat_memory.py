@@ -1,7 +1,7 @@
 """Activation memory of a train step's backward pass with and without `model.remat`.
 
 For each model, two figures per setting: the bytes that reverse mode keeps
-from the forward pass (`jaxpose.mfu.saved_activation_bytes`, JAX's own
+from the forward pass (`jaxpose.training.mfu.saved_activation_bytes`, JAX's own
 account, the same on every backend, computed from shapes alone), and with
 `--compile` the compiled step's temporaries and peak on the present backend
 (`compiled.memory_analysis()`; XLA:CPU's do not shrink with remat).
@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxpose import config as config_lib
-from jaxpose import mfu, models
+from jaxpose import models
+from jaxpose.training import mfu
 
 # name -> (model description, input side): the issue's sizes.
 MODELS = {

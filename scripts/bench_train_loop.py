@@ -1,6 +1,6 @@
 """Benchmark: the real training loop against its bare compiled step called in a loop, steps/s.
 
-The loop is `jaxpose.train.train_and_evaluate` itself (the quick start's
+The loop is `jaxpose.training.trainer.train_and_evaluate` itself (the quick start's
 model, optimizer and batch) fed from an in-memory source: the config's
 training examples made once, before timing, and handed to the loop's grain
 loader with an identity transform, so that what the loop adds to the step
@@ -45,7 +45,9 @@ import grain.python as grain  # pylint: disable=g-import-not-at-top
 import jax
 import numpy as np
 
-from jaxpose import approaches, parallel, sweep, train
+from jaxpose import approaches, sweep
+from jaxpose.training import parallel
+from jaxpose.training import trainer
 
 QUICKSTART = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'configs',
                           'quickstart.py')
@@ -91,8 +93,8 @@ def make_config(args):
 
 def in_memory_source(config) -> tuple[_Examples, object]:
   """The config's training examples, augmented once, in memory; and its eval source."""
-  train_source, eval_source = train.create_sources(config)
-  transform = train.create_transform(config, train=True)
+  train_source, eval_source = trainer.create_sources(config)
+  transform = trainer.create_transform(config, train=True)
   rng = np.random.default_rng(0)
   examples = [transform.random_map(train_source[i], rng) for i in range(EXAMPLES)]
   return _Examples(examples), eval_source
@@ -100,14 +102,14 @@ def in_memory_source(config) -> tuple[_Examples, object]:
 
 def loop_rate(config, sources) -> tuple[float, float]:
   """(steps/s, input-wait fraction) of train_and_evaluate's logged windows, the first left out."""
-  real_transform = train.create_transform
+  real_transform = trainer.create_transform
 
   def transform(config, train):  # pylint: disable=redefined-outer-name
     return _AsIs() if train else real_transform(config, train)
   with tempfile.TemporaryDirectory() as workdir, \
-      mock.patch.object(train, 'create_sources', lambda config: sources), \
-      mock.patch.object(train, 'create_transform', transform):
-    train.train_and_evaluate(config, workdir)
+      mock.patch.object(trainer, 'create_sources', lambda config: sources), \
+      mock.patch.object(trainer, 'create_transform', transform):
+    trainer.train_and_evaluate(config, workdir)
     with open(os.path.join(workdir, 'metrics.csv')) as f:
       rows = list(csv.DictReader(f))
   rates = [float(r['value']) for r in rows if r['name'] == 'train/images_per_second'][1:]
@@ -122,18 +124,18 @@ class BareStep:
 
   def __init__(self, config, sources):
     self.data = parallel.DataParallel(config.parallel)
-    learning_rate_fn = train.create_learning_rate_fn(config)
-    tx = train.create_optimizer(config, learning_rate_fn)
+    learning_rate_fn = trainer.create_learning_rate_fn(config)
+    tx = trainer.create_optimizer(config, learning_rate_fn)
     step = self.data.compile(functools.partial(
-        train.train_step, approach=approaches.for_config(config),
-        model=train.create_model(config, self.data.axis_name), teacher=None, tx=tx,
+        trainer.train_step, approach=approaches.for_config(config),
+        model=trainer.create_model(config, self.data.axis_name), teacher=None, tx=tx,
         learning_rate_fn=learning_rate_fn, config=config, axis_name=self.data.axis_name),
         num_replicated_args=1)
     examples = sources[0].examples[:self.data.host_batch_size(config.batch_size)]
     host_batch = {key: np.stack([e[key] for e in examples]) for key in examples[0]}
     self.batch = self.data.shard_batch(host_batch)
     self.state = self.data.replicate(
-        train.create_train_state(config, train.create_model(config), tx))
+        trainer.create_train_state(config, trainer.create_model(config), tx))
     self.step = step.lower(self.state, self.batch, None).compile()
     self.run(2)  # warm-up
 

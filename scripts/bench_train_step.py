@@ -3,7 +3,7 @@
 Runs on whatever backend is present: JAX's default backend for the jaxpose
 rows, and CUDA if PyTorch sees a GPU (else the CPU) for the PyTorch rows.
 Both sides train the same network on the same batch, from the same initial
-weights (PyTorch's, converted with `jaxpose.convert`), with RMSprop
+weights (PyTorch's, converted with `jaxpose.deploy.convert`), with RMSprop
 (PyTorch's defaults, lr 2.5e-4) and the approach's loss:
 
 - `--model hg2` / `hg8`: bearpaw/pytorch-pose's `HourglassNet` with 2 / 8
@@ -14,7 +14,7 @@ weights (PyTorch's, converted with `jaxpose.convert`), with RMSprop
   heatmaps and part affinity fields of 3 people per image.
 
 Rows (`--rows`, further filtered by `--dtype`; set up in the order of `ROWS`):
-- jaxpose-bf16, jaxpose-f32, jaxpose-f32-remat: `jaxpose.train.train_step`
+- jaxpose-bf16, jaxpose-f32, jaxpose-f32-remat: `jaxpose.training.trainer.train_step`
   under `jax.jit` (`parallel='none'`), the whole step in one program (uint8 ->
   float normalisation, targets made on the device, forward, backward, the
   optax update, metrics), with `config.compute_dtype` 'bfloat16' / 'float32'
@@ -37,7 +37,7 @@ hits all of them). Columns: images/s (median over repeats, min-max); speed
 vs the fastest PyTorch row (its median time / this row's, and the same for
 the best repeats); TFLOP/s and MFU from the model FLOPs, i.e. XLA's count of
 the jaxpose step without remat (float32 if it ran, else bfloat16) over the
-row's median time, MFU against `jaxpose.mfu`'s peak for the device and the
+row's median time, MFU against `jaxpose.training.mfu`'s peak for the device and the
 row's dtype (only where it knows the device); peak memory: for jaxpose from
 `compiled.memory_analysis()`, arguments + outputs + temporaries - the
 donated state that the outputs alias (with the temporaries alone in
@@ -74,7 +74,11 @@ import jax  # pylint: disable=g-import-not-at-top
 import numpy as np
 import torch
 
-from jaxpose import approaches, convert, mfu, parallel, train
+from jaxpose import approaches
+from jaxpose.deploy import convert
+from jaxpose.training import mfu
+from jaxpose.training import parallel
+from jaxpose.training import trainer
 from jaxpose import config as config_lib
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'tests'))
@@ -216,20 +220,20 @@ class JaxStep:
   def __init__(self, bench: Bench, compute_dtype: str, remat: bool = False):
     config = jax_config(bench, compute_dtype, remat)
     data = parallel.DataParallel(config.parallel)
-    learning_rate_fn = train.create_learning_rate_fn(config)
-    tx = train.create_optimizer(config, learning_rate_fn)
+    learning_rate_fn = trainer.create_learning_rate_fn(config)
+    tx = trainer.create_optimizer(config, learning_rate_fn)
     size = bench.args.input_size
     # PyTorch's initial weights, so that the first steps' losses can be compared.
-    variables = convert.variables_from_torch(train.create_model(config), bench.state_dict,
+    variables = convert.variables_from_torch(trainer.create_model(config), bench.state_dict,
                                              input_shape=(1, size, size, 3))
-    # Not `train.create_train_state`: it would compile `model.init` for weights replaced here.
-    host_state = train.TrainState(
+    # Not `trainer.create_train_state`: it would compile `model.init` for weights replaced here.
+    host_state = trainer.TrainState(
         step=np.zeros((), np.int32), params=variables['params'],
         batch_stats=variables['batch_stats'], opt_state=tx.init(variables['params']),
         rng=np.asarray(jax.random.PRNGKey(config.seed)))
     approach = approaches.for_config(config)
     step = data.compile(functools.partial(
-        train.train_step, approach=approach, model=train.create_model(config), teacher=None,
+        trainer.train_step, approach=approach, model=trainer.create_model(config), teacher=None,
         tx=tx, learning_rate_fn=learning_rate_fn, config=config, axis_name=data.axis_name))
     self.state = data.replicate(host_state)
     self.batch = data.shard_batch(bench.batch)

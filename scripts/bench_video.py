@@ -36,8 +36,10 @@ import cv2
 import jax
 import jax.numpy as jnp
 
-from jaxpose import checkpoint, cli, export, models
-from jaxpose.inference import video
+from jaxpose import cli, models
+from jaxpose.training import checkpoint
+from jaxpose.deploy import export
+from jaxpose.inference import frame_sources
 
 DEMO_VIDEO = pathlib.Path(__file__).resolve().parents[1] / 'tests' / 'data' / 'video' / 'demo.mp4'
 HOURGLASS = {'arch': 'hourglass', 'num_stacks': 2, 'num_blocks': 1, 'num_joints': 17,
@@ -51,9 +53,9 @@ DEMO_BOXES = ([760, 180, 150, 360], [490, 160, 70, 170], [455, 165, 50, 125],
 
 def looped_video(path: pathlib.Path, num_frames: int) -> pathlib.Path:
   """Writes the demo video repeated to `num_frames` frames (same size and fps) -> path."""
-  source = video.VideoSource(DEMO_VIDEO)
+  source = frame_sources.VideoSource(DEMO_VIDEO)
   frames = [frame.image for frame in source]
-  with video.VideoWriter(path, source.fps, source.size) as writer:
+  with frame_sources.VideoWriter(path, source.fps, source.size) as writer:
     for i in range(num_frames):
       writer.write(frames[i % len(frames)])
   return path

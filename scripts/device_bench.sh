@@ -50,7 +50,7 @@ fi
 # Fails in seconds, not minutes, if a module is missing or no device is seen.
 "$PYTHON" - <<'EOF' || exit 1
 import jax, torch
-import jaxpose.train  # noqa: F401 (every jaxpose import the benchmark needs)
+import jaxpose.training.trainer  # noqa: F401 (every jaxpose import the benchmark needs)
 print('jax', jax.__version__, jax.default_backend(), jax.devices()[0].device_kind,
       '| torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'no cuda')
 EOF

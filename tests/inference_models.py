@@ -6,7 +6,8 @@ import functools
 import os
 import pathlib
 
-from jaxpose import checkpoint, export
+from jaxpose.training import checkpoint
+from jaxpose.deploy import export
 import test_export
 
 # COCO-17 heatmaps; test_export's layer2 of 64 planes is the layout jaxpose

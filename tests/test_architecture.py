@@ -21,35 +21,25 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'jaxpose'
 LAYERS = {
     'jaxpose.skeletons': (0, 'core'),
     'jaxpose.files': (0, 'core'),
+    'jaxpose.config': (0, 'core'),
     'jaxpose.codecs': (0, 'core'),
     'jaxpose.losses': (0, 'core'),
     'jaxpose.models': (0, 'core'),
     'jaxpose.data': (1, 'data'),
     'jaxpose.metrics': (1, 'data'),
-    'jaxpose.checkpoint': (1, 'data'),
-    'jaxpose.visualize': (1, 'data'),
-    'jaxpose.approaches': (2, 'approaches'),
-    'jaxpose.predictor': (2, 'approaches'),
-    'jaxpose.train': (3, 'training'),
-    'jaxpose.parallel': (3, 'training'),
-    'jaxpose.config': (3, 'training'),
-    'jaxpose.metric_writers': (3, 'training'),
-    'jaxpose.mfu': (3, 'training'),
-    'jaxpose.preemption': (3, 'training'),
-    'jaxpose.progressive': (3, 'training'),
-    'jaxpose.sweep': (3, 'training'),
-    'jaxpose.sweep_processes': (3, 'training'),
-    'jaxpose.sweep_report': (3, 'training'),
-    'jaxpose.evaluation': (3, 'evaluation'),
-    'jaxpose.inference': (3, 'inference'),
     # The trackers are host-side algorithms over people, as the metrics are:
     # STAF's approach scores its tracking with them during training.
-    'jaxpose.inference.smoothing': (1, 'data'),
-    'jaxpose.inference.tracking': (1, 'data'),
-    'jaxpose.inference.taf_tracking': (1, 'data'),
-    'jaxpose.infer': (3, 'inference'),
-    'jaxpose.export': (3, 'export'),
-    'jaxpose.convert': (3, 'convert'),
+    'jaxpose.tracking': (1, 'data'),
+    # Checkpoints are read by every workflow (evaluation, inference, export).
+    'jaxpose.training.checkpoint': (1, 'data'),
+    'jaxpose.approaches': (2, 'approaches'),
+    # The model runners (JAX or onnxruntime) that evaluation and inference call.
+    'jaxpose.deploy.predictor': (2, 'approaches'),
+    'jaxpose.training': (3, 'training'),
+    'jaxpose.sweep': (3, 'training'),
+    'jaxpose.evaluation': (3, 'evaluation'),
+    'jaxpose.inference': (3, 'inference'),
+    'jaxpose.deploy': (3, 'deploy'),
     'jaxpose.cli': (4, 'commands'),
     'jaxpose.commands': (4, 'commands'),
 }
@@ -116,11 +106,13 @@ def test_the_layer_check_catches_an_upward_import(tmp_path, monkeypatch):
   (fake / 'codecs').mkdir(parents=True)
   (fake / '__init__.py').write_text('')
   (fake / 'codecs' / '__init__.py').write_text('')
-  (fake / 'codecs' / 'heatmap.py').write_text('from jaxpose import train\n')
-  (fake / 'train.py').write_text('')
+  (fake / 'codecs' / 'heatmap.py').write_text('from jaxpose.training import trainer\n')
+  (fake / 'training').mkdir()
+  (fake / 'training' / '__init__.py').write_text('')
+  (fake / 'training' / 'trainer.py').write_text('')
   monkeypatch.setattr(__import__(__name__), 'PACKAGE', fake)
   with pytest.raises(AssertionError, match=r'jaxpose.codecs.heatmap \(core\) imports '
-                     r'jaxpose.train \(training\)'):
+                     r'jaxpose.training.trainer \(training\)'):
     test_imports_go_down_the_layers()
 
 

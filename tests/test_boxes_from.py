@@ -12,11 +12,13 @@ import pathlib
 import numpy as np
 import pytest
 
-from jaxpose import approaches, cli, evaluation, infer, predictor, skeletons
+from jaxpose import approaches, cli, evaluation, skeletons
+from jaxpose.inference import pipeline
+from jaxpose.deploy import predictor
 from jaxpose.approaches import bottomup
 from jaxpose.codecs import heatmap, paf
 from jaxpose.data import geometry, images
-from jaxpose.inference import video
+from jaxpose.inference import frame_sources
 from jaxpose.metrics import oks
 import inference_models
 from test_sources import coco_sample_config
@@ -139,10 +141,10 @@ def test_video_people_are_boxed_by_the_bottom_up_model_and_tracked(tmp_path):
 
   standin = PerFrame()
   standin.show((540, 960, 3), frames[0])
-  estimator = infer.make_estimator(CanonicalPose(), boxes_from=standin)
-  summary = infer.run(video.VideoSource(str(DEMO_VIDEO)), estimator, tmp_path)
+  estimator = pipeline.make_estimator(CanonicalPose(), boxes_from=standin)
+  summary = pipeline.run(frame_sources.VideoSource(str(DEMO_VIDEO)), estimator, tmp_path)
   assert summary['frames'] == 5 and standin.calls == 5
-  records = json.loads((tmp_path / infer.RESULTS_FILE).read_text())
+  records = json.loads((tmp_path / pipeline.RESULTS_FILE).read_text())
   tracks = {}
   for frame, people in enumerate(frames):
     found = [r for r in records if r['frame'] == frame]
@@ -177,7 +179,7 @@ def test_command_line_loads_the_bottom_up_model_and_refuses_a_top_down_one(tmp_p
   standin.show(images.read_image(str(DATA / 'coco' / name), 196141).shape, people)
   cli.run(['infer', '--workdir', 'hourglass', '--boxes_from', 'standin',
             '--image', str(DATA / 'coco' / name), '--out', str(tmp_path / 'out')])
-  records = json.loads((tmp_path / 'out' / infer.RESULTS_FILE).read_text())
+  records = json.loads((tmp_path / 'out' / pipeline.RESULTS_FILE).read_text())
   boxes = np.array([r['bbox'] for r in records])
   assert len(boxes) == len(people) and standin.calls == 1
   assert (box_iou(padded_extents(people), boxes).max(1) > 0.85).all()

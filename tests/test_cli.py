@@ -19,7 +19,8 @@ import sys
 import onnx
 import pytest
 
-from jaxpose import cli, export
+from jaxpose import cli
+from jaxpose.deploy import export
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 JAXPOSE = pathlib.Path(sys.executable).with_name('jaxpose')

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from jaxpose import convert, models
+from jaxpose import models
+from jaxpose.deploy import convert
 from jaxpose.models.cmu_openpose import CmuOpenPose
 import torch_cmu_openpose
 import test_upstream_keys

@@ -1,4 +1,4 @@
-"""jaxpose.convert and `jaxpose convert`: published checkpoints in, clear errors on bad ones."""
+"""jaxpose.deploy.convert and `jaxpose convert`: published checkpoints in, clear errors on bad ones."""
 
 import functools
 import json
@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from jaxpose import checkpoint, cli, convert
+from jaxpose import cli
+from jaxpose.training import checkpoint
+from jaxpose.deploy import convert
 from jaxpose.models.hourglass import StackedHourglass
 import torch_hourglass
 

@@ -7,7 +7,8 @@ import cv2
 import numpy as np
 import pytest
 
-from jaxpose.inference import detect, tracking
+from jaxpose.inference import detect
+from jaxpose import tracking
 
 DETECTIONS = pathlib.Path(__file__).parent / 'data' / 'coco' / 'test_coco_det_AP_H_56.json'
 

@@ -13,7 +13,8 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from jaxpose import approaches, checkpoint, cli, evaluation, models, skeletons
+from jaxpose import approaches, cli, evaluation, models, skeletons
+from jaxpose.training import checkpoint
 from jaxpose import config as config_lib
 from jaxpose.approaches import bottomup, topdown
 from jaxpose.codecs import heatmap, paf

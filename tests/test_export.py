@@ -1,4 +1,4 @@
-"""jaxpose.export: ONNX files that onnxruntime runs to the JAX (and PyTorch) outputs."""
+"""jaxpose.deploy.export: ONNX files that onnxruntime runs to the JAX (and PyTorch) outputs."""
 
 
 import jax
@@ -9,7 +9,10 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from jaxpose import approaches, checkpoint, cli, convert, export, models
+from jaxpose import approaches, cli, models
+from jaxpose.training import checkpoint
+from jaxpose.deploy import convert
+from jaxpose.deploy import export
 import random_weights
 import torch_hourglass
 

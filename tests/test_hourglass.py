@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from jaxpose import checkpoint, models
-from jaxpose.convert import variables_from_torch
+from jaxpose import models
+from jaxpose.training import checkpoint
+from jaxpose.deploy.convert import variables_from_torch
 from jaxpose.models import hourglass
 from jaxpose.models.hourglass import StackedHourglass
 import random_weights

@@ -7,10 +7,12 @@ import cv2
 import numpy as np
 import pytest
 
-from jaxpose import approaches, cli, infer, skeletons
-from jaxpose import predictor
+from jaxpose import approaches, cli, skeletons
+from jaxpose.inference import pipeline
+from jaxpose.deploy import predictor
 from jaxpose.approaches import bottomup, topdown
-from jaxpose.inference import tracking, video
+from jaxpose import tracking
+from jaxpose.inference import frame_sources
 import inference_models
 
 DATA = pathlib.Path(__file__).parent / 'data'
@@ -44,8 +46,8 @@ def video_detections(tmp_path_factory):
 
 def _run(out: pathlib.Path, *flags: str) -> tuple[dict, list[dict], list[dict]]:
   summary = cli.run(['infer', *flags, '--out', str(out)])
-  return (summary, json.loads((out / infer.RESULTS_FILE).read_text()),
-          json.loads((out / infer.FRAMES_FILE).read_text()))
+  return (summary, json.loads((out / pipeline.RESULTS_FILE).read_text()),
+          json.loads((out / pipeline.FRAMES_FILE).read_text()))
 
 
 def _video_properties(path: pathlib.Path) -> tuple[int, int, int, float]:
@@ -105,7 +107,7 @@ def test_topdown_video(models, topdown_jax):
   assert len(records) == 2 * NUM_FRAMES
   assert _video_properties(out / 'demo.mp4') == (NUM_FRAMES, 960, 540, 5.0)
   # Frame 0's records are predict_topdown on its boxes, in the box order.
-  image = next(iter(video.VideoSource(DEMO_VIDEO))).image
+  image = next(iter(frame_sources.VideoSource(DEMO_VIDEO))).image
   model = predictor.JaxPredictor(models['hourglass'])
   keypoints, scores = topdown.predict_topdown(
       lambda crops: approaches.last_output(model(crops), 'heatmaps'), image,
@@ -127,7 +129,7 @@ def test_topdown_flip_test(models, video_detections, tmp_path):
                             '--max-frames', '2')
   assert len(frames) == 2 and len(records) == 4
   assert _video_properties(tmp_path / 'demo.mp4')[0] == 2
-  image = next(iter(video.VideoSource(DEMO_VIDEO))).image
+  image = next(iter(frame_sources.VideoSource(DEMO_VIDEO))).image
   model = predictor.JaxPredictor(models['hourglass'])
   keypoints, scores = topdown.predict_topdown(
       lambda crops: approaches.last_output(model(crops), 'heatmaps'), image,
@@ -152,7 +154,7 @@ def test_bottomup_video(models, bottomup_jax):
   assert _video_properties(out / 'demo.mp4') == (NUM_FRAMES, 960, 540, 5.0)
   # Each frame's records are predict_demo's people, converted to COCO-17.
   model = predictor.JaxPredictor(models['openpose'])
-  for frame in video.VideoSource(DEMO_VIDEO):
+  for frame in frame_sources.VideoSource(DEMO_VIDEO):
     people, person_scores = bottomup.predict_demo(model, frame.image)
     keypoints, keypoint_scores, scores = bottomup.coco_keypoints(people, person_scores)
     ours = [r for r in records if r['frame'] == frame.index]

@@ -1,4 +1,4 @@
-"""jaxpose.mfu: XLA's FLOP count of the train step against a count of the convolutions, the peak table, and the loop's profile and TFLOP/s."""
+"""jaxpose.training.mfu: XLA's FLOP count of the train step against a count of the convolutions, the peak table, and the loop's profile and TFLOP/s."""
 
 import csv
 import functools
@@ -11,7 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpose import approaches, mfu, models, train
+from jaxpose import approaches, models
+from jaxpose.training import mfu
+from jaxpose.training import trainer
 from test_train import tiny_config
 
 
@@ -42,9 +44,9 @@ def test_train_step_flops_are_three_forward_passes_of_the_convs():
   # 64x64 input at depth 3, batch 16, one device. Shapes only: nothing is
   # initialised.
   config = tiny_config(parallel='none', input_size=(64, 64), **{'model.depth': 3})
-  model = train.create_model(config)
-  learning_rate_fn = train.create_learning_rate_fn(config)
-  tx = train.create_optimizer(config, learning_rate_fn)
+  model = trainer.create_model(config)
+  learning_rate_fn = trainer.create_learning_rate_fn(config)
+  tx = trainer.create_optimizer(config, learning_rate_fn)
   width, height = config.input_size
   images = jax.ShapeDtypeStruct((config.batch_size, height, width, 3), jnp.float32)
   variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0),
@@ -66,7 +68,7 @@ def test_train_step_flops_are_three_forward_passes_of_the_convs():
   # whose input (the images) needs no gradient. The step's other work (loss,
   # targets, Adam's update of ~0.3 M parameters) is under 1 %. Measured 1.006
   # (0.968 of the plain 3 x forward, which overcounts the stem by 4 %).
-  state = jax.eval_shape(lambda params, batch_stats: train.TrainState(
+  state = jax.eval_shape(lambda params, batch_stats: trainer.TrainState(
       step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
       opt_state=tx.init(params), rng=jax.random.PRNGKey(0)),
       variables['params'], variables['batch_stats'])
@@ -75,7 +77,7 @@ def test_train_step_flops_are_three_forward_passes_of_the_convs():
            'joints': jax.ShapeDtypeStruct((config.batch_size, num_joints, 2), jnp.float32),
            'visible': jax.ShapeDtypeStruct((config.batch_size, num_joints), jnp.float32)}
   step = jax.jit(functools.partial(
-      train.train_step, approach=approaches.for_config(config), model=model, teacher=None,
+      trainer.train_step, approach=approaches.for_config(config), model=model, teacher=None,
       tx=tx, learning_rate_fn=learning_rate_fn, config=config, axis_name=None))
   flops = mfu.step_flops(step.lower(state, batch, None).compile())
   expected = 3 * forward - 2 * counts[('conv1',)]
@@ -155,7 +157,7 @@ def test_a_profiled_run_leaves_a_trace_and_logs_tflops_per_device(tmp_path):
   # of 6. The loop logs at steps 3 and 6.
   config = tiny_config(parallel='none', num_train_steps=6, log_every_steps=3,
                        profile_steps=(3, 2))
-  train.train_and_evaluate(config, str(tmp_path))
+  trainer.train_and_evaluate(config, str(tmp_path))
   traces = [p.name for p in (tmp_path / 'profile').rglob('*')
             if p.name.endswith(('.xplane.pb', '.trace.json.gz'))]
   assert any(name.endswith('.xplane.pb') for name in traces), traces

@@ -8,7 +8,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpose import approaches, checkpoint, models, parallel, predictor, sweep, train
+from jaxpose import approaches, models, sweep
+from jaxpose.training import checkpoint
+from jaxpose.training import parallel
+from jaxpose.deploy import predictor
+from jaxpose.training import trainer
 from jaxpose import config as config_lib
 from jaxpose.models import layers
 from test_train import QUICKSTART, compiled_train_step, tiny_config
@@ -99,7 +103,7 @@ def test_compute_dtype_is_checked_resolved_per_backend_and_not_stored():
       'float32', 'bfloat16', 'bfloat16']
   config.compute_dtype = 'bfloat16'
   assert config_lib.compute_dtype(config, 'cpu') == 'bfloat16'
-  model = train.create_model(config)
+  model = trainer.create_model(config)
   assert model.compute_dtype == jnp.bfloat16
   assert models.model_config(model) == models.model_config(models.create_model(config.model))
   config.compute_dtype = 'float16'
@@ -109,8 +113,8 @@ def test_compute_dtype_is_checked_resolved_per_backend_and_not_stored():
 
 
 def _first_batch(config) -> dict:
-  source, _ = train.create_sources(config)
-  return next(iter(train.train_loader(source, config)))
+  source, _ = trainer.create_sources(config)
+  return next(iter(trainer.train_loader(source, config)))
 
 
 def test_the_teacher_computes_in_the_students_dtype_and_predictors_in_float32(tmp_path):
@@ -123,14 +127,14 @@ def test_the_teacher_computes_in_the_students_dtype_and_predictors_in_float32(tm
       lambda s: np.ones(s.shape, s.dtype), shapes), teacher_description)
   config = tiny_config(**{'teacher.workdir': str(tmp_path), 'compute_dtype': 'bfloat16'})
   approach = approaches.for_config(config)
-  model = train.create_model(config)
-  tx = train.create_optimizer(config, train.create_learning_rate_fn(config))
+  model = trainer.create_model(config)
+  tx = trainer.create_optimizer(config, trainer.create_learning_rate_fn(config))
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), images))
-  state = train.TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
+  state = trainer.TrainState(step=jnp.zeros((), jnp.int32), params=variables['params'],
                            batch_stats=variables['batch_stats'],
                            opt_state=jax.eval_shape(tx.init, variables['params']),
                            rng=jax.random.PRNGKey(0))
-  teacher, loaded = train.load_teacher(config, approach)
+  teacher, loaded = trainer.load_teacher(config, approach)
 
   # What predictors and `jaxpose export` run (the same `network_fn`): a
   # description holds no compute dtype, so float32.
@@ -140,8 +144,8 @@ def test_the_teacher_computes_in_the_students_dtype_and_predictors_in_float32(tm
   assert teacher_forward and all(dtype == 'float32' for operands in teacher_forward
                                  for dtype, _ in operands)
   # In a training step the same convs compute in the student's bfloat16.
-  step = functools.partial(train.train_step, approach=approach, model=model, teacher=teacher,
-                           tx=tx, learning_rate_fn=train.create_learning_rate_fn(config),
+  step = functools.partial(trainer.train_step, approach=approach, model=model, teacher=teacher,
+                           tx=tx, learning_rate_fn=trainer.create_learning_rate_fn(config),
                            config=config, axis_name=None)
   products = _products(jax.make_jaxpr(step)(state, _first_batch(config), loaded).jaxpr)
   assert all(dtype == 'bfloat16' for operands in products for dtype, _ in operands)
@@ -187,11 +191,11 @@ def test_a_bfloat16_step_loses_within_1_percent_of_float32_under_every_wrapper(
   # 0.1-1.6 % of it. After 60 steps (loss 1400 -> 200) bfloat16 is within
   # 0.4 % on five batches.
   config32 = make_config(compute_dtype='float32')
-  source, _ = train.create_sources(config32)
-  batches = iter(train.train_loader(source, config32))
-  learning_rate_fn = train.create_learning_rate_fn(config32)
-  tx = train.create_optimizer(config32, learning_rate_fn)
-  state = train.create_train_state(config32, train.create_model(config32), tx)
+  source, _ = trainer.create_sources(config32)
+  batches = iter(trainer.train_loader(source, config32))
+  learning_rate_fn = trainer.create_learning_rate_fn(config32)
+  tx = trainer.create_optimizer(config32, learning_rate_fn)
+  state = trainer.create_train_state(config32, trainer.create_model(config32), tx)
   float32_step = _step(config32, 'none', learning_rate_fn, tx)
   for _ in range(float32_steps):
     state, _ = float32_step(state, next(batches))
@@ -219,7 +223,7 @@ def test_the_quickstart_in_bfloat16_learns_as_float32_does(tmp_path):
   for dtype in ('float32', 'bfloat16'):
     config = sweep.load_config_file(str(QUICKSTART))
     config.compute_dtype = dtype
-    results[dtype] = train.train_and_evaluate(config, str(tmp_path / dtype))
+    results[dtype] = trainer.train_and_evaluate(config, str(tmp_path / dtype))
   assert results['float32']['pck'] > 0.2, results  # from 0.0 untrained
   # bfloat16's rounding sends training down another path from the same seed:
   # its PCK may differ as another seed's does, no more. (The 90 %-of-float32

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from jaxpose import convert, models
+from jaxpose import models
+from jaxpose.deploy import convert
 from jaxpose.models.mmpose_hourglass import MmposeHourglass
 import torch_hourglass
 import torch_mmpose_hourglass

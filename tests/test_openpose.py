@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from jaxpose import convert, models
+from jaxpose import models
+from jaxpose.deploy import convert
 from jaxpose.models import openpose
 from jaxpose.models.openpose import LightweightOpenPose
 import random_weights

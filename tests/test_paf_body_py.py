@@ -206,7 +206,7 @@ def test_decode_names_the_expected_shapes():
 
 
 class _StandInPredictor:
-  """A `jaxpose.predictor` stand-in: uint8 pixels [1, h, w, 3] -> named last-stage outputs."""
+  """A `jaxpose.deploy.predictor` stand-in: uint8 pixels [1, h, w, 3] -> named last-stage outputs."""
   input_size = None
   input_multiple = STRIDE
 

@@ -1,10 +1,10 @@
-"""jaxpose.parallel.prefetch_to_device: batches placed on the devices ahead of use."""
+"""jaxpose.training.parallel.prefetch_to_device: batches placed on the devices ahead of use."""
 
 import jax
 import numpy as np
 import pytest
 
-from jaxpose import parallel
+from jaxpose.training import parallel
 
 
 class _Counting:

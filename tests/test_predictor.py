@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
-from jaxpose import checkpoint
-from jaxpose import approaches, predictor
+from jaxpose.training import checkpoint
+from jaxpose import approaches
+from jaxpose.deploy import predictor
 import inference_models
 
-TOLERANCE = 1e-4  # of each output's largest magnitude, as jaxpose.export checks
+TOLERANCE = 1e-4  # of each output's largest magnitude, as jaxpose.deploy.export checks
 
 
 @pytest.fixture(scope='module')

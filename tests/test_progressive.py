@@ -4,7 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from jaxpose import approaches, progressive, train
+from jaxpose import approaches
+from jaxpose.training import progressive
+from jaxpose.training import trainer
 from test_train import _leaves, tiny_config
 
 
@@ -43,15 +45,15 @@ def test_a_schedule_the_trainer_cannot_follow_is_named(schedule, message):
 
 
 def _recorded_loaders(monkeypatch) -> list:
-  """Makes train.train_loader record (input_size, sigma, start_step) of each loader it builds."""
+  """Makes trainer.train_loader record (input_size, sigma, start_step) of each loader it builds."""
   loaders = []
-  original_loader = train.train_loader
+  original_loader = trainer.train_loader
 
   def recording_loader(source, config, start_step=0):
     loaders.append((tuple(config.input_size), config.sigma, start_step))
     return original_loader(source, config, start_step)
 
-  monkeypatch.setattr(train, 'train_loader', recording_loader)
+  monkeypatch.setattr(trainer, 'train_loader', recording_loader)
   return loaders
 
 
@@ -62,25 +64,25 @@ def test_a_scheduled_run_is_a_small_run_resumed_at_the_full_size(tmp_path, monke
   # would refuse the 64x64 ones.
   loaders = _recorded_loaders(monkeypatch)
   config = tiny_config(num_train_steps=4, input_size=(64, 64), input_size_schedule=((2, (32, 32)),))
-  final = train.train_and_evaluate(config, str(tmp_path / 'scheduled'))
+  final = trainer.train_and_evaluate(config, str(tmp_path / 'scheduled'))
   assert loaders == [((32, 32), 0.5, 0), ((64, 64), 1.0, 2)]
   assert final['step'] == 4 and np.isfinite(final['loss'])
   # The same variables as a 2-step run at 32x32 whose checkpoint a 4-step
   # run at 64x64 resumes, and not those of 4 steps at 64x64.
   small = tiny_config(num_train_steps=2, input_size=(32, 32), sigma=0.5)
-  train.train_and_evaluate(small, str(tmp_path / 'resumed'))
-  train.train_and_evaluate(tiny_config(num_train_steps=4, input_size=(64, 64)), str(tmp_path / 'resumed'))
+  trainer.train_and_evaluate(small, str(tmp_path / 'resumed'))
+  trainer.train_and_evaluate(tiny_config(num_train_steps=4, input_size=(64, 64)), str(tmp_path / 'resumed'))
   scheduled, resumed = _leaves(tmp_path / 'scheduled'), _leaves(tmp_path / 'resumed')
   assert [path for path, _ in scheduled] == [path for path, _ in resumed]
   for (path, ours), (_, theirs) in zip(scheduled, resumed):
     np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-7,
                                err_msg=jax.tree_util.keystr(path))
-  train.train_and_evaluate(tiny_config(num_train_steps=4, input_size=(64, 64)), str(tmp_path / 'full'))
+  trainer.train_and_evaluate(tiny_config(num_train_steps=4, input_size=(64, 64)), str(tmp_path / 'full'))
   assert any(not np.allclose(ours, theirs, rtol=1e-3) for (_, ours), (_, theirs)
              in zip(scheduled, _leaves(tmp_path / 'full')))
   # A rerun resumes in the last phase: its loader starts at the checkpoint.
   loaders = _recorded_loaders(monkeypatch)
-  train.train_and_evaluate(tiny_config(num_train_steps=5, input_size=(64, 64),
+  trainer.train_and_evaluate(tiny_config(num_train_steps=5, input_size=(64, 64),
                                        input_size_schedule=((2, (32, 32)),)),
                            str(tmp_path / 'scheduled'))
   assert loaders == [((64, 64), 1.0, 4)]

@@ -20,7 +20,9 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from jaxpose import checkpoint, cli, evaluation, predictor, skeletons
+from jaxpose import cli, evaluation, skeletons
+from jaxpose.training import checkpoint
+from jaxpose.deploy import predictor
 from jaxpose.approaches import EvalOptions, topdown_bearpaw
 from jaxpose.data import images, mpii
 from jaxpose.models import hourglass

@@ -1,10 +1,10 @@
-"""jaxpose.inference.smoothing: the One-Euro filter against closed forms and hand computation."""
+"""jaxpose.tracking.smoothing: the One-Euro filter against closed forms and hand computation."""
 
 import math
 
 import numpy as np
 
-from jaxpose.inference import smoothing
+from jaxpose.tracking import smoothing
 
 
 def test_one_euro_with_beta_zero_is_a_first_order_low_pass_on_a_step():

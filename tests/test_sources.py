@@ -11,7 +11,8 @@ import pytest
 import tensorflow_datasets as tfds
 
 from jaxpose import config as config_lib
-from jaxpose import checkpoint, train
+from jaxpose.training import checkpoint
+from jaxpose.training import trainer
 from jaxpose.data import coco, loader, mpii, sources, tfds_builders
 from test_train import tiny_config
 
@@ -68,7 +69,7 @@ def _assert_same_examples(source, reference):
 
 
 def test_coco_overrides_give_one_element_per_person_for_the_hourglass():
-  train_source, eval_source = train.create_sources(coco_sample_config())
+  train_source, eval_source = trainer.create_sources(coco_sample_config())
   reference = coco.CocoPersons(str(COCO_JSON), str(COCO_DIR))
   assert len(reference) == COCO_SAMPLE_PEOPLE
   _assert_same_examples(train_source, reference)
@@ -83,12 +84,12 @@ def test_coco_download_layout_under_coco_dir(tmp_path):
   files = sources.dataset_files(config)
   assert files.train_annotations == str(root / 'annotations' / 'person_keypoints_train2017.json')
   assert files.eval_images == str(root / 'val2017')
-  train_source, _ = train.create_sources(config)
+  train_source, _ = trainer.create_sources(config)
   assert len(train_source) == COCO_SAMPLE_PEOPLE
   # Lightweight OpenPose reads whole images.
   config.model = config_lib.lightweight_openpose_model()
   config.input_size = (64, 64)
-  train_images, eval_images = train.create_sources(config)
+  train_images, eval_images = trainer.create_sources(config)
   assert isinstance(eval_images, coco.CocoKeypoints)
   _assert_same_examples(train_images, coco.CocoKeypoints(str(COCO_JSON), str(COCO_DIR)))
   assert len(train_images) == COCO_SAMPLE_IMAGES
@@ -97,18 +98,18 @@ def test_coco_download_layout_under_coco_dir(tmp_path):
 def test_missing_paths_name_the_config_field_and_the_path(tmp_path):
   unset = coco_sample_config(**{'data.train_annotations': ''})
   with pytest.raises(ValueError, match=r'config\.data\.coco_dir is not set.*train_annotations'):
-    train.create_sources(unset)
+    trainer.create_sources(unset)
   root = coco_download_layout(tmp_path / 'coco')
   shutil.rmtree(root / 'val2017')
   layout = coco_sample_config(**{'data.coco_dir': str(root), 'data.eval_images': ''})
   with pytest.raises(FileNotFoundError,
                      match=rf'config\.data\.coco_dir: directory {root / "val2017"} does not exist'):
-    train.create_sources(layout)
+    trainer.create_sources(layout)
   missing_file = str(tmp_path / 'nowhere.json')
   override = coco_sample_config(**{'data.eval_annotations': missing_file})
   with pytest.raises(FileNotFoundError,
                      match=rf'config\.data\.eval_annotations: file {missing_file} does not exist'):
-    train.create_sources(override)
+    trainer.create_sources(override)
 
 
 def test_mpii_layout_needs_a_16_joint_hourglass(tmp_path):
@@ -118,25 +119,25 @@ def test_mpii_layout_needs_a_16_joint_hourglass(tmp_path):
                                  'data.train_images': '', 'data.eval_images': ''})
   with pytest.raises(ValueError, match=r"config\.model\.num_joints is 17, but "
                      r"config\.data\.source 'mpii' has the 16 mpii keypoints"):
-    train.create_sources(config)
+    trainer.create_sources(config)
   config.model.num_joints = 16
-  train_source, eval_source = train.create_sources(config)
+  train_source, eval_source = trainer.create_sources(config)
   reference = mpii.MpiiPersons(str(MPII_JSON), str(MPII_DIR))
   assert len(reference) == 5
   _assert_same_examples(eval_source, reference)
-  transform = train.create_transform(config, train=False)
+  transform = trainer.create_transform(config, train=False)
   example = transform.random_map(train_source[0], np.random.default_rng(0))
   assert example['joints'].shape == (16, 2)
   # Bottom-up learns COCO keypoints only.
   config.model = config_lib.lightweight_openpose_model()
   with pytest.raises(ValueError, match=r"bottom-up and learns COCO keypoints, but "
                      r"config\.data\.source 'mpii' has the 16"):
-    train.create_sources(config)
+    trainer.create_sources(config)
 
 
 def test_half_body_and_read_threads_reach_the_transform_and_the_loader(monkeypatch):
   config = coco_sample_config(**{'data.half_body_probability': 0.3, 'data.read_threads': 2})
-  transform = train.create_transform(config, train=True)
+  transform = trainer.create_transform(config, train=True)
   assert transform.half_body_probability == 0.3 and transform.skeleton.num_keypoints == 17
   seen = {}
   real_make_loader = loader.make_loader
@@ -145,15 +146,15 @@ def test_half_body_and_read_threads_reach_the_transform_and_the_loader(monkeypat
     seen.update(kwargs)
     return real_make_loader(*args, **kwargs)
   monkeypatch.setattr(loader, 'make_loader', spy)
-  source, _ = train.create_sources(config)
-  batch = next(iter(train.train_loader(source, config)))
+  source, _ = trainer.create_sources(config)
+  batch = next(iter(trainer.train_loader(source, config)))
   assert seen['read_threads'] == 2
   assert batch['image'].shape == (4, 32, 32, 3) and batch['joints'].shape == (4, 17, 2)
   # The default lets make_loader share the cores among the decoding processes.
-  train.train_loader(source, coco_sample_config())
+  trainer.train_loader(source, coco_sample_config())
   assert seen['read_threads'] is None and config_lib.default_config().data.read_threads is None
   # 0 is a choice of its own: read in the worker's own thread.
-  train.train_loader(source, coco_sample_config(**{'data.read_threads': 0}))
+  trainer.train_loader(source, coco_sample_config(**{'data.read_threads': 0}))
   assert seen['read_threads'] == 0
 
 
@@ -170,7 +171,7 @@ def test_tfds_source_gives_the_readers_people(tmp_path):
   config = coco_sample_config(**{'data.source': 'tfds', 'data.tfds_name': 'coco_keypoints_jaxpose',
                                  'data.tfds_data_dir': str(tmp_path / 'tfds'),
                                  'data.train_split': 'validation'})
-  train_source, eval_source = train.create_sources(config)
+  train_source, eval_source = trainer.create_sources(config)
   # tfds stores images in id order; compare person by person, keyed by image and box.
   def people(source):
     return sorted((int(source[i]['image_id']), tuple(np.asarray(source[i]['boxes'][0])),
@@ -184,12 +185,12 @@ def test_tfds_source_gives_the_readers_people(tmp_path):
                                       'data.tfds_data_dir': str(tmp_path / 'tfds')})
   with pytest.raises(ValueError, match=r"config\.data\.train_split: 'coco_keypoints_jaxpose' "
                      r"has no split 'train'"):
-    train.create_sources(wrong_split)
+    trainer.create_sources(wrong_split)
 
 
 def test_hourglass_trains_and_evaluates_on_the_coco_sample(tmp_path):
   config = coco_sample_config()
-  metrics = train.train_and_evaluate(config, str(tmp_path / 'hg'))
+  metrics = trainer.train_and_evaluate(config, str(tmp_path / 'hg'))
   assert metrics['step'] == 2 and np.isfinite(metrics['loss'])
   assert 0.0 <= metrics['pck'] <= 1.0
   # The loop logs the share of each log window it spent waiting for batches.
@@ -201,7 +202,7 @@ def test_hourglass_trains_and_evaluates_on_the_coco_sample(tmp_path):
   _, description = checkpoint.restore_variables(str(tmp_path / 'hg'))
   assert description['input_size'] == list(config.input_size) and description['stride'] == 4
   # Rerunning the finished run trains nothing and keeps its summary.
-  assert train.train_and_evaluate(config, str(tmp_path / 'hg')) == metrics
+  assert trainer.train_and_evaluate(config, str(tmp_path / 'hg')) == metrics
   with open(tmp_path / 'hg' / 'summary.json') as f:
     assert json.load(f) == pytest.approx(metrics)
   with open(tmp_path / 'hg' / 'config.json') as f:

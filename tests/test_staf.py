@@ -8,12 +8,17 @@ import jax
 import numpy as np
 import pytest
 
-from jaxpose import (approaches, checkpoint, cli, export, infer, parallel, predictor, skeletons,
-                     sweep, train)
+from jaxpose import approaches, cli, skeletons, sweep
+from jaxpose.training import checkpoint
+from jaxpose.deploy import export
+from jaxpose.inference import pipeline
+from jaxpose.training import parallel
+from jaxpose.deploy import predictor
+from jaxpose.training import trainer
 from jaxpose.approaches import base, bottomup, staf, staf_tracking
 from jaxpose.codecs import paf, taf
 from jaxpose.data import geometry, synthetic_clips
-from jaxpose.inference import taf_tracking
+from jaxpose import tracking
 from jaxpose.metrics.oks import boxes_from_keypoints
 import test_staf_model
 from test_train import compiled_train_step
@@ -97,8 +102,8 @@ def test_pair_transform_moves_both_frames_alike_and_keeps_each_track_in_its_slot
 def test_taf_targets_and_loss_by_construction():
   config = tiny_config(**{'data.augment': False, 'data.max_people': 4})
   approach = approaches.for_config(config)
-  source, _ = train.create_sources(config)
-  transform = train.create_transform(config, train=True)
+  source, _ = trainer.create_sources(config)
+  transform = trainer.create_transform(config, train=True)
   windows = [source[i] for i in (1, 5)]
   batch = {key: np.stack([transform.random_map(w, np.random.default_rng(0))[key]
                           for w in windows]) for key in transform.random_map(
@@ -142,11 +147,11 @@ def test_taf_targets_and_loss_by_construction():
 @pytest.mark.slow  # ~6 min on a loaded 2-core CPU (2 min of CPU): init and two compiles
 def test_one_train_step_under_none_and_pmap_includes_the_taf_loss():
   config = tiny_config()
-  source, _ = train.create_sources(config)
-  batch = next(iter(train.train_loader(source, config)))
-  learning_rate_fn = train.create_learning_rate_fn(config)
-  tx = train.create_optimizer(config, learning_rate_fn)
-  state = train.create_train_state(config, train.create_model(config), tx)
+  source, _ = trainer.create_sources(config)
+  batch = next(iter(trainer.train_loader(source, config)))
+  learning_rate_fn = trainer.create_learning_rate_fn(config)
+  tx = trainer.create_optimizer(config, learning_rate_fn)
+  state = trainer.create_train_state(config, trainer.create_model(config), tx)
   metrics = {}
   for mode in ('none', 'pmap'):
     data = parallel.DataParallel(mode)
@@ -343,28 +348,28 @@ def test_infer_tracks_a_staf_model_by_its_fields(staf_workdir, tmp_path, monkeyp
   for t, image in enumerate(clip['images']):
     cv2.imwrite(str(tmp_path / f'{t:06d}.png'), image[..., ::-1])
   fields = []
-  update = taf_tracking.TafTracker.update
+  update = tracking.TafTracker.update
 
   def spy(self, keypoints, scores, boxes=None, timestamp=None, tafs=None):
     fields.append(None if tafs is None else tafs.shape)
     return update(self, keypoints, scores, boxes, timestamp, tafs)
-  monkeypatch.setattr(taf_tracking.TafTracker, 'update', spy)
+  monkeypatch.setattr(tracking.TafTracker, 'update', spy)
   summary = cli.run(['infer', '--workdir', staf_workdir, '--images', str(tmp_path),
                       '--height', '64', '--tracker', 'taf', '--out', str(tmp_path / 'out')])
   assert summary['frames'] == 4 and summary['tracker'] == 'taf'
   # The first frame has no fields; the others the TAFs of their 8x8 maps.
   assert fields == [None] + [(8, 8, taf.NUM_CHANNELS)] * 3
-  with open(tmp_path / 'out' / infer.RESULTS_FILE) as f:
+  with open(tmp_path / 'out' / pipeline.RESULTS_FILE) as f:
     results = json.load(f)
   assert len(results) == summary['people'] > 0
   assert all(r['track_id'] >= 0 for r in results)
   # --notrack still turns tracking off.
   summary = cli.run(['infer', '--workdir', staf_workdir, '--images', str(tmp_path),
                       '--height', '64', '--notrack', '--out', str(tmp_path / 'untracked')])
-  with open(tmp_path / 'untracked' / infer.RESULTS_FILE) as f:
+  with open(tmp_path / 'untracked' / pipeline.RESULTS_FILE) as f:
     assert {r['track_id'] for r in json.load(f)} == {-1}
   with pytest.raises(ValueError, match='--tracker taf: the model must be a STAF model'):
-    infer.frame_tracker('taf', infer.BottomUpEstimator(None), 25.0)
+    pipeline.frame_tracker('taf', pipeline.BottomUpEstimator(None), 25.0)
 
 
 def test_eval_prints_both_trackers_mota(staf_workdir, capsys):

@@ -7,7 +7,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from jaxpose import export
+from jaxpose.deploy import export
 from jaxpose.models import openpose, staf
 import random_weights
 

@@ -1,7 +1,7 @@
 """Sweeps: the helpers that build points, seeds and their spread, rerunning, refusing a reused workdir, plots.
 
 Most tests replace the trainer with `_FakeTrainer`, which writes what
-`train.train_and_evaluate` writes (summary.json, metrics.csv) from numbers set
+`trainer.train_and_evaluate` writes (summary.json, metrics.csv) from numbers set
 by the config, so the tables can be checked against known values in
 milliseconds; the end-to-end runs are marked slow.
 """
@@ -20,7 +20,9 @@ import cv2
 import numpy as np
 import pytest
 
-from jaxpose import sweep, sweep_processes, train
+from jaxpose import sweep
+from jaxpose.sweep import scheduler
+from jaxpose.training import trainer as trainer_module
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / 'configs' / 'quickstart.py'
@@ -31,7 +33,7 @@ def _pck(config) -> float:
 
 
 class _FakeTrainer:
-  """Stands in for train.train_and_evaluate: records calls; `fail_at` (1-based) interrupts that call."""
+  """Stands in for trainer.train_and_evaluate: records calls; `fail_at` (1-based) interrupts that call."""
 
   def __init__(self, fail_at: int | None = None):
     self.calls, self.resumed, self.fail_at = [], [], fail_at
@@ -102,7 +104,7 @@ def test_helpers_expand_to_override_dicts(tmp_path, capsys):
 
 def test_unknown_field_fails_before_any_training(tmp_path, monkeypatch):
   trainer = _FakeTrainer()
-  monkeypatch.setattr(train, 'train_and_evaluate', trainer)
+  monkeypatch.setattr(trainer_module, 'train_and_evaluate', trainer)
   path = _sweep_file(tmp_path, "s.points = [{'model.num_stacks': 1}, {'model.num_stacks': 2},\n"
                      "            {'model.num_stakcs': 3}]")
   with pytest.raises(ValueError, match=r"points\[2\].*'model.num_stakcs'.*no field 'num_stakcs'"):
@@ -117,7 +119,7 @@ def test_unknown_field_fails_before_any_training(tmp_path, monkeypatch):
 
 def test_seeds_give_mean_and_sample_std_per_point(tmp_path, monkeypatch):
   trainer = _FakeTrainer()
-  monkeypatch.setattr(train, 'train_and_evaluate', trainer)
+  monkeypatch.setattr(trainer_module, 'train_and_evaluate', trainer)
   out = tmp_path / 'out'
   rows = sweep.run(_sweep_file(tmp_path, GRID), str(out))
   assert len(trainer.calls) == 8 and len(rows) == 8
@@ -146,15 +148,15 @@ def test_seeds_give_mean_and_sample_std_per_point(tmp_path, monkeypatch):
 
 def test_rerun_trains_only_unfinished_runs(tmp_path, monkeypatch):
   path = _sweep_file(tmp_path, GRID)
-  monkeypatch.setattr(train, 'train_and_evaluate', _FakeTrainer())
+  monkeypatch.setattr(trainer_module, 'train_and_evaluate', _FakeTrainer())
   sweep.run(path, str(tmp_path / 'whole'))
   interrupted = _FakeTrainer(fail_at=3)
-  monkeypatch.setattr(train, 'train_and_evaluate', interrupted)
+  monkeypatch.setattr(trainer_module, 'train_and_evaluate', interrupted)
   with pytest.raises(KeyboardInterrupt):
     sweep.run(path, str(tmp_path / 'out'))
   assert len(interrupted.calls) == 3
   rerun = _FakeTrainer()
-  monkeypatch.setattr(train, 'train_and_evaluate', rerun)
+  monkeypatch.setattr(trainer_module, 'train_and_evaluate', rerun)
   sweep.run(path, str(tmp_path / 'out'))
   # The two finished runs are skipped, the killed one resumes, the rest start.
   names = [f'num_stacks={s},learning_rate={lr},seed={seed}'
@@ -164,7 +166,7 @@ def test_rerun_trains_only_unfinished_runs(tmp_path, monkeypatch):
   # Deleting one summary retrains that run alone; the table is the uninterrupted one.
   os.remove(tmp_path / 'out' / 'num_stacks=2,learning_rate=0.001,seed=1' / 'summary.json')
   again = _FakeTrainer()
-  monkeypatch.setattr(train, 'train_and_evaluate', again)
+  monkeypatch.setattr(trainer_module, 'train_and_evaluate', again)
   sweep.run(path, str(tmp_path / 'out'))
   assert again.calls == ['num_stacks=2,learning_rate=0.001,seed=1']
 
@@ -179,7 +181,7 @@ def test_a_workdir_of_another_config_is_refused(tmp_path, monkeypatch):
   base.write_text(QUICKSTART.read_text())
   path = _sweep_file(tmp_path, GRID, base=base)
   trainer = _FakeTrainer()
-  monkeypatch.setattr(train, 'train_and_evaluate', trainer)
+  monkeypatch.setattr(trainer_module, 'train_and_evaluate', trainer)
   sweep.run(path, str(tmp_path / 'out'))
   base.write_text(QUICKSTART.read_text().replace('config.sigma = 1.0', 'config.sigma = 2.0'))
   with pytest.raises(ValueError, match=r'points\[0\].*num_stacks=1,learning_rate=0.001,seed=0 '
@@ -191,7 +193,7 @@ def test_a_workdir_of_another_config_is_refused(tmp_path, monkeypatch):
 
 
 def test_plot_and_its_data_match_the_table(tmp_path, monkeypatch):
-  monkeypatch.setattr(train, 'train_and_evaluate', _FakeTrainer())
+  monkeypatch.setattr(trainer_module, 'train_and_evaluate', _FakeTrainer())
   out = tmp_path / 'out'
   sweep.run(_sweep_file(tmp_path, GRID), str(out))
   table = {row['point']: row for row in _read_csv(out / 'sweep_results.csv')}
@@ -229,7 +231,7 @@ def _events(directory) -> list:
 
 def test_hparams_sessions_hold_each_runs_overrides_and_results(tmp_path, monkeypatch):
   from tensorboardX.proto import plugin_hparams_pb2  # pylint: disable=g-import-not-at-top
-  monkeypatch.setattr(train, 'train_and_evaluate', _FakeTrainer())
+  monkeypatch.setattr(trainer_module, 'train_and_evaluate', _FakeTrainer())
   out = tmp_path / 'out'
   path = _sweep_file(tmp_path, GRID)
   for _ in range(2):  # a rebuild replaces the sessions rather than adding to them
@@ -252,19 +254,19 @@ def test_hparams_sessions_hold_each_runs_overrides_and_results(tmp_path, monkeyp
 
 
 def test_resource_slices_split_gpus_or_cores():
-  slices = sweep_processes.resource_slices(2, gpus=['0', '1', '2', '3'])
+  slices = scheduler.resource_slices(2, gpus=['0', '1', '2', '3'])
   assert [s['env'] for s in slices] == [{'CUDA_VISIBLE_DEVICES': '0,1'},
                                         {'CUDA_VISIBLE_DEVICES': '2,3'}]
   with pytest.raises(ValueError, match=r'--parallel 3: this host has 2 GPU\(s\)'):
-    sweep_processes.resource_slices(3, gpus=['0', '1'])
-  assert [s['cpus'] for s in sweep_processes.resource_slices(2, gpus=[], cpus=[0, 1, 2, 3, 4])] == [
+    scheduler.resource_slices(3, gpus=['0', '1'])
+  assert [s['cpus'] for s in scheduler.resource_slices(2, gpus=[], cpus=[0, 1, 2, 3, 4])] == [
       [0, 1], [2, 3]]
-  assert [s['cpus'] for s in sweep_processes.resource_slices(3, gpus=[], cpus=[5, 7])] == [
+  assert [s['cpus'] for s in scheduler.resource_slices(3, gpus=[], cpus=[5, 7])] == [
       [5], [7], [5]]
-  assert sweep_processes.local_gpus({'CUDA_VISIBLE_DEVICES': '3, 5'}) == ['3', '5']
-  assert sweep_processes.local_gpus({'CUDA_VISIBLE_DEVICES': ''}) == []
+  assert scheduler.local_gpus({'CUDA_VISIBLE_DEVICES': '3, 5'}) == ['3', '5']
+  assert scheduler.local_gpus({'CUDA_VISIBLE_DEVICES': ''}) == []
   with pytest.raises(ValueError, match='--parallel: expected a positive'):
-    sweep_processes.resource_slices(0, gpus=[])
+    scheduler.resource_slices(0, gpus=[])
 
 
 # A stand-in for a point's process: writes what _FakeTrainer writes, without importing jax.
@@ -305,17 +307,17 @@ class _FakeProcesses:
 
 def test_parallel_points_give_the_sequential_table(tmp_path, monkeypatch):
   path = _sweep_file(tmp_path, GRID)
-  monkeypatch.setattr(train, 'train_and_evaluate', _FakeTrainer())
+  monkeypatch.setattr(trainer_module, 'train_and_evaluate', _FakeTrainer())
   sweep.run(path, str(tmp_path / 'one_at_a_time'), plot=False)
   fake = _FakeProcesses()
-  real_run_side_by_side = sweep_processes.run_side_by_side
+  real_run_side_by_side = scheduler.run_side_by_side
   status = io.StringIO()
-  monkeypatch.setattr(sweep_processes, 'run_side_by_side', lambda *a: real_run_side_by_side(
+  monkeypatch.setattr(scheduler, 'run_side_by_side', lambda *a: real_run_side_by_side(
       *a, out=status, poll_seconds=0.05, start=fake))
   sweep.run(path, str(tmp_path / 'two_at_a_time'), plot=False, parallel=2)
   assert len(fake.started) == 8 and fake.most_at_once == 2
   assert {label for _, label in fake.started} == {
-      s['label'] for s in sweep_processes.resource_slices(2)}
+      s['label'] for s in scheduler.resource_slices(2)}
 
   def table(name):
     return [{k: v for k, v in row.items() if not k.startswith('wall_seconds')}
@@ -331,8 +333,8 @@ def test_a_failed_point_is_named_and_the_others_finish(tmp_path, monkeypatch):
   path = _sweep_file(tmp_path, GRID)
   failing = 'num_stacks=1,learning_rate=0.002,seed=0'
   fake = _FakeProcesses(fail=failing)
-  real_run_side_by_side = sweep_processes.run_side_by_side
-  monkeypatch.setattr(sweep_processes, 'run_side_by_side', lambda *a: real_run_side_by_side(
+  real_run_side_by_side = scheduler.run_side_by_side
+  monkeypatch.setattr(scheduler, 'run_side_by_side', lambda *a: real_run_side_by_side(
       *a, out=io.StringIO(), poll_seconds=0.05, start=fake))
   with pytest.raises(RuntimeError, match=rf'1 point\(s\) failed: {failing} \(exit 3'):
     sweep.run(path, str(tmp_path / 'out'), plot=False, parallel=2)

@@ -1,4 +1,4 @@
-"""jaxpose.codecs.taf and jaxpose.inference.taf_tracking against CMU's STAF code (tests/staf_reference.py).
+"""jaxpose.codecs.taf and jaxpose.tracking.taf_tracker against CMU's STAF code (tests/staf_reference.py).
 
 Also the tracking case TAFs exist for: two people whose paths cross at a
 frame rate where each one's next pose is nearer the other's last pose than
@@ -11,7 +11,7 @@ import pytest
 import staf_reference
 from jaxpose import skeletons
 from jaxpose.codecs import taf
-from jaxpose.inference import taf_tracking, tracking
+from jaxpose import tracking
 
 SIGMAS = skeletons.COCO.sigmas
 
@@ -168,7 +168,7 @@ def test_fields_keep_crossing_people_apart_where_oks_swaps_them():
   fields = np.asarray(taf.encode(people[:-1], visible[:-1], people[1:], visible[1:],
                                  image_size=_IMAGE_SIZE))  # [F - 1, H, W, 66]
   by_pose = tracking.Tracker(SIGMAS)
-  by_fields = taf_tracking.TafTracker(SIGMAS)
+  by_fields = tracking.TafTracker(SIGMAS)
   pose_ids, field_ids = [], []
   for frame, (keypoints, scores) in enumerate(zip(people, visible)):
     pose_ids.append(by_pose.update(keypoints, scores).tolist())
@@ -181,12 +181,12 @@ def test_fields_keep_crossing_people_apart_where_oks_swaps_them():
   # other's low.
   previous = np.concatenate([people[crossing - 1], visible[crossing - 1, ..., None]], -1)
   now = np.concatenate([people[crossing], visible[crossing, ..., None]], -1)
-  similarity = taf_tracking.taf_similarity(
+  similarity = tracking.taf_similarity(
       taf.score(fields[crossing - 1], previous, now), visible[crossing - 1], visible[crossing])
   assert similarity[0, 0] > 0.95 and similarity[1, 1] > 0.95
   assert similarity[0, 1] < 0.3 and similarity[1, 0] < 0.3
   # The same on fields upsampled 4x (bicubic overshoots 1 a little).
-  upsampled = taf_tracking.taf_similarity(
+  upsampled = tracking.taf_similarity(
       taf.score(fields[crossing - 1], previous, now, upsample=4), visible[crossing - 1],
       visible[crossing])
   assert 0.95 < upsampled[0, 0] < 1.1 and 0.95 < upsampled[1, 1] < 1.1
@@ -197,7 +197,7 @@ def test_without_fields_the_taf_tracker_matches_as_the_oks_tracker():
   people = _crossing()
   visible = np.ones(people.shape[:-1], np.float32)
   by_pose = tracking.Tracker(SIGMAS, patience=3)
-  silent = taf_tracking.TafTracker(SIGMAS, patience=3)
+  silent = tracking.TafTracker(SIGMAS, patience=3)
   no_fields = np.zeros((48, 64, 66), np.float32)
   history = []
   for frame, (keypoints, scores) in enumerate(zip(people, visible)):
@@ -213,8 +213,8 @@ def test_without_fields_the_taf_tracker_matches_as_the_oks_tracker():
 
 def test_taf_tracker_rejects_bad_input():
   with pytest.raises(ValueError, match='expected 17 sigmas'):
-    taf_tracking.TafTracker(skeletons.OPENPOSE.sigmas)
-  tracker = taf_tracking.TafTracker(SIGMAS)
+    tracking.TafTracker(skeletons.OPENPOSE.sigmas)
+  tracker = tracking.TafTracker(SIGMAS)
   with pytest.raises(ValueError, match='expected 17 keypoints per person'):
     tracker.update(np.zeros((1, 18, 2)), np.ones((1, 18)))
   tracker.update(np.zeros((1, 17, 2)), np.ones((1, 17)))

@@ -13,7 +13,8 @@ from pycocotools import cocoeval
 from pycocotools import mask as mask_utils
 
 from jaxpose import skeletons
-from jaxpose.inference import smoothing, tracking
+from jaxpose.tracking import smoothing
+from jaxpose.tracking import tracker as tracking
 
 DATA = pathlib.Path(__file__).parent / 'data'
 POSETRACK_VIDEO = DATA / 'posetrack18' / 'annotations' / 'val' / '012834_mpii_test.json'

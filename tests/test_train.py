@@ -1,4 +1,4 @@
-"""jaxpose.train: data-parallel equivalence, distillation, resumption, failures."""
+"""jaxpose.training.trainer: data-parallel equivalence, distillation, resumption, failures."""
 
 import csv
 import functools
@@ -20,7 +20,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxpose import approaches, checkpoint, losses, models, parallel, sweep, train
+from jaxpose import approaches, losses, models, sweep
+from jaxpose.training import checkpoint
+from jaxpose.training import parallel
+from jaxpose.training import trainer
 from jaxpose.codecs import heatmap
 from jaxpose.models import normalization
 from jaxpose import config as config_lib
@@ -66,10 +69,10 @@ def _leaves(workdir):
 
 
 def compiled_train_step(data: parallel.DataParallel, config, tx, learning_rate_fn):
-  """train.train_step without a teacher, wrapped for `data`'s mode: (state, batch, None) -> (state, metrics)."""
+  """trainer.train_step without a teacher, wrapped for `data`'s mode: (state, batch, None) -> (state, metrics)."""
   return data.compile(functools.partial(
-      train.train_step, approach=approaches.for_config(config),
-      model=train.create_model(config, data.axis_name), teacher=None,
+      trainer.train_step, approach=approaches.for_config(config),
+      model=trainer.create_model(config, data.axis_name), teacher=None,
       tx=tx, learning_rate_fn=learning_rate_fn, config=config, axis_name=data.axis_name),
       num_replicated_args=1)
 
@@ -97,12 +100,12 @@ def _relative_l2_error(a, b):
 
 def _three_batches_and_a_start(config):
   """The config's first three training batches, its schedule and optimizer, and a fresh TrainState."""
-  source, _ = train.create_sources(config)
-  loader = iter(train.train_loader(source, config))
+  source, _ = trainer.create_sources(config)
+  loader = iter(trainer.train_loader(source, config))
   batches = [next(loader) for _ in range(3)]
-  learning_rate_fn = train.create_learning_rate_fn(config)
-  tx = train.create_optimizer(config, learning_rate_fn)
-  return batches, learning_rate_fn, tx, train.create_train_state(config, train.create_model(config),
+  learning_rate_fn = trainer.create_learning_rate_fn(config)
+  tx = trainer.create_optimizer(config, learning_rate_fn)
+  return batches, learning_rate_fn, tx, trainer.create_train_state(config, trainer.create_model(config),
                                                                  tx)
 
 
@@ -160,7 +163,7 @@ def test_three_quickstart_steps_checkpoint_the_same_variables_under_every_wrappe
     config.num_train_steps = 3
     config.eval_every_steps = config.checkpoint_every_steps = 1000
     config.data.num_eval_examples = 8
-    metrics = train.train_and_evaluate(config, str(tmp_path / mode))
+    metrics = trainer.train_and_evaluate(config, str(tmp_path / mode))
     assert metrics['step'] == 3 and np.isfinite(metrics['loss'])
     results[mode], model_config = checkpoint.restore_variables(str(tmp_path / mode))
     # The config's model (less `remat`, how it ran), its options' defaults, the
@@ -174,8 +177,8 @@ def test_three_quickstart_steps_checkpoint_the_same_variables_under_every_wrappe
     for mode in ('pmap', 'shard_map'):
       assert _relative_l2_error(results['none'][collection],
                                 results[mode][collection]) < 1e-5, (mode, collection)
-  start = train.create_train_state(config, train.create_model(config),
-                                   train.create_optimizer(config, lambda step: 0.0))
+  start = trainer.create_train_state(config, trainer.create_model(config),
+                                   trainer.create_optimizer(config, lambda step: 0.0))
   assert _relative_l2_error(start.params, results['none']['params']) > 1e-4  # it trained
 
 
@@ -258,11 +261,11 @@ def test_a_remat_step_under_a_wrapper_is_the_step_without_remat(mode):
 def test_adam_leaves_the_biases_batchnorm_cancels_where_they_were():
   config = tiny_config()
   assert config.optimizer == 'adam' and config.freeze_biases_before_batchnorm
-  source, _ = train.create_sources(config)
-  batch = next(iter(train.train_loader(source, config)))
-  learning_rate_fn = train.create_learning_rate_fn(config)
-  tx = train.create_optimizer(config, learning_rate_fn)
-  start = train.create_train_state(config, train.create_model(config), tx)
+  source, _ = trainer.create_sources(config)
+  batch = next(iter(trainer.train_loader(source, config)))
+  learning_rate_fn = trainer.create_learning_rate_fn(config)
+  tx = trainer.create_optimizer(config, learning_rate_fn)
+  start = trainer.create_train_state(config, trainer.create_model(config), tx)
   data = parallel.DataParallel('none')
   step = compiled_train_step(data, config, tx, learning_rate_fn)
   state, _ = step(data.replicate(start), data.shard_batch(batch), None)
@@ -297,16 +300,16 @@ def test_distillation_loss_is_alpha_kd_plus_one_minus_alpha_gt(tmp_path):
                             models.model_config(teacher_model))
   config = tiny_config(**{'teacher.workdir': str(teacher_dir),
                           'teacher.kdloss_alpha': 0.3, 'parallel': 'none'})
-  model = train.create_model(config)
-  tx = train.create_optimizer(config, train.create_learning_rate_fn(config))
-  state = train.create_train_state(config, model, tx)
+  model = trainer.create_model(config)
+  tx = trainer.create_optimizer(config, trainer.create_learning_rate_fn(config))
+  state = trainer.create_train_state(config, model, tx)
   approach = approaches.for_config(config)
-  teacher, loaded = train.load_teacher(config, approach)
-  source, _ = train.create_sources(config)
-  batch = next(iter(train.train_loader(source, config)))
-  step = jax.jit(functools.partial(train.train_step, approach=approach, model=model,
+  teacher, loaded = trainer.load_teacher(config, approach)
+  source, _ = trainer.create_sources(config)
+  batch = next(iter(trainer.train_loader(source, config)))
+  step = jax.jit(functools.partial(trainer.train_step, approach=approach, model=model,
                                    teacher=teacher, tx=tx,
-                                   learning_rate_fn=train.create_learning_rate_fn(config),
+                                   learning_rate_fn=trainer.create_learning_rate_fn(config),
                                    config=config, axis_name=None))
   _, metrics = step(state, batch, loaded)
 
@@ -346,12 +349,12 @@ def test_distillation_runs_end_to_end_and_rejects_a_missing_teacher(tmp_path):
       str(tmp_path / 'teacher'),
       teacher_model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))),
       models.model_config(teacher_model))
-  metrics = train.train_and_evaluate(
+  metrics = trainer.train_and_evaluate(
       tiny_config(**{'teacher.workdir': str(tmp_path / 'teacher'),
                      'num_train_steps': 2}), str(tmp_path / 'student'))
   assert np.isfinite(metrics['loss'])
   with pytest.raises(FileNotFoundError, match='nowhere'):
-    train.train_and_evaluate(tiny_config(**{'teacher.workdir': str(tmp_path / 'nowhere')}),
+    trainer.train_and_evaluate(tiny_config(**{'teacher.workdir': str(tmp_path / 'nowhere')}),
                              str(tmp_path / 'student2'))
 
 
@@ -359,20 +362,20 @@ def test_unknown_config_field_and_empty_dataset_are_named(tmp_path):
   config = tiny_config()
   config.data.num_train_exmaples = 5
   with pytest.raises(ValueError, match=r'config\.data\.num_train_exmaples: unknown field'):
-    train.train_and_evaluate(config, str(tmp_path / 'a'))
+    trainer.train_and_evaluate(config, str(tmp_path / 'a'))
   with pytest.raises(ValueError, match='empty dataset'):
-    train.train_and_evaluate(tiny_config(**{'data.num_train_examples': 0}), str(tmp_path / 'b'))
+    trainer.train_and_evaluate(tiny_config(**{'data.num_train_examples': 0}), str(tmp_path / 'b'))
   with pytest.raises(ValueError, match=r'config\.parallel'):
-    train.train_and_evaluate(tiny_config(parallel='tpu'), str(tmp_path / 'c'))
+    trainer.train_and_evaluate(tiny_config(parallel='tpu'), str(tmp_path / 'c'))
 
 
 @pytest.mark.slow  # ~1 min: two training runs
 def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
   workdir = str(tmp_path / 'run')
-  train.train_and_evaluate(tiny_config(num_train_steps=2), workdir)
+  trainer.train_and_evaluate(tiny_config(num_train_steps=2), workdir)
   good = _leaves(workdir)
   with pytest.raises(FloatingPointError, match='non-finite'):
-    train.train_and_evaluate(tiny_config(num_train_steps=4, learning_rate=float('nan')),
+    trainer.train_and_evaluate(tiny_config(num_train_steps=4, learning_rate=float('nan')),
                              workdir)
   with checkpoint.Checkpointer(workdir, read_only=True) as checkpointer:
     assert checkpointer.latest_step() == 2
@@ -511,34 +514,34 @@ def test_two_processes_and_one_train_alike_and_resume_each_other(tmp_path):
   two_hosts, _ = checkpoint.restore_variables(str(workdir))
 
   assert jax.process_count() == 1 and jax.device_count() == 8
-  train.train_and_evaluate(config, str(tmp_path / 'one_host'))
+  trainer.train_and_evaluate(config, str(tmp_path / 'one_host'))
   one_host, _ = checkpoint.restore_variables(str(tmp_path / 'one_host'))
   for collection in ('params', 'batch_stats'):
     assert _relative_l2_error(one_host[collection], two_hosts[collection]) < 1e-5, collection
-  learning_rate_fn = train.create_learning_rate_fn(config)
-  tx = train.create_optimizer(config, learning_rate_fn)
-  start = train.create_train_state(config, train.create_model(config), tx)
+  learning_rate_fn = trainer.create_learning_rate_fn(config)
+  tx = trainer.create_optimizer(config, learning_rate_fn)
+  start = trainer.create_train_state(config, trainer.create_model(config), tx)
   assert _relative_l2_error(start.params, one_host['params']) > 1e-4  # it trained
 
   # Two processes' checkpoint at step 3, resumed by one process to step 5.
   longer = tiny_config(parallel='shard_map', warmup_steps=quickstart.warmup_steps,
                        num_train_steps=5)
   shutil.copytree(workdir, tmp_path / 'resumed')
-  train.train_and_evaluate(longer, str(tmp_path / 'resumed'))
+  trainer.train_and_evaluate(longer, str(tmp_path / 'resumed'))
   resumed, _ = checkpoint.restore_variables(str(tmp_path / 'resumed'))
   # What it must have done: steps 4 and 5 from their state on the global
   # batches of steps 4 and 5.
   with checkpoint.Checkpointer(str(workdir), read_only=True) as checkpointer:
     state, _ = checkpointer.restore(state_template=start)
-  source, _ = train.create_sources(longer)
-  batches = iter(train.train_loader(source, longer, start_step=3))
+  source, _ = trainer.create_sources(longer)
+  batches = iter(trainer.train_loader(source, longer, start_step=3))
   data = parallel.DataParallel('shard_map')
   step = compiled_train_step(data, longer, tx, learning_rate_fn)
   state = data.replicate(state)
   for _ in range(2):
     state, _ = step(state, data.shard_batch(next(batches)), None)
   state = data.unreplicate(state)
-  train.train_and_evaluate(longer, str(tmp_path / 'straight'))
+  trainer.train_and_evaluate(longer, str(tmp_path / 'straight'))
   straight, _ = checkpoint.restore_variables(str(tmp_path / 'straight'))
   for collection in ('params', 'batch_stats'):
     assert _relative_l2_error(getattr(state, collection), resumed[collection]) < 1e-7
@@ -560,8 +563,8 @@ def _lightweight_openpose_config():
 def test_lightweight_openpose_targets_are_made_on_the_device():
   # Bottom-up: PAF targets made inside jit from padded people.
   config = _lightweight_openpose_config()
-  source, _ = train.create_sources(config)
-  batch = next(iter(train.train_loader(source, config)))
+  source, _ = trainer.create_sources(config)
+  batch = next(iter(trainer.train_loader(source, config)))
   assert batch['keypoints'].shape == (4, 3, 18, 2) and batch['mask'].shape == (4, 8, 8)
   targets = jax.jit(functools.partial(approaches.for_config(config).make_targets,
                                       config=config))(batch)
@@ -573,7 +576,7 @@ def test_lightweight_openpose_targets_are_made_on_the_device():
 def test_lightweight_openpose_trains_on_generated_people(tmp_path):
   # The staged masked L2, three steps and a checkpoint that knows its architecture.
   config = _lightweight_openpose_config()
-  metrics = train.train_and_evaluate(config, str(tmp_path / 'lwop'))
+  metrics = trainer.train_and_evaluate(config, str(tmp_path / 'lwop'))
   assert np.isfinite(metrics['loss']) and metrics['step'] == 3
   _, model_config = checkpoint.restore_variables(str(tmp_path / 'lwop'))
   assert model_config['arch'] == 'lightweight_openpose'

@@ -18,7 +18,8 @@ import pathlib
 
 import pytest
 
-from jaxpose import convert, models
+from jaxpose import models
+from jaxpose.deploy import convert
 import torch_hourglass
 import torch_mmpose_hourglass
 import torch_openpose

@@ -1,4 +1,4 @@
-"""jaxpose.inference.video: frame sources, the annotated-video writer, and clear errors on bad input."""
+"""jaxpose.inference.frame_sources: frame sources, the annotated-video writer, and clear errors on bad input."""
 
 import pathlib
 
@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from jaxpose.inference import video
+from jaxpose.inference import frame_sources
 
 DATA = pathlib.Path(__file__).parent / 'data'
 DEMO_VIDEO = DATA / 'video' / 'demo.mp4'
@@ -14,7 +14,7 @@ COCO_DIR = DATA / 'coco'
 
 
 def test_video_frames_are_rgb_and_counted():
-  source = video.VideoSource(DEMO_VIDEO)
+  source = frame_sources.VideoSource(DEMO_VIDEO)
   frames = list(source)
   assert len(frames) == len(source) == 5
   assert source.fps == 5.0
@@ -32,16 +32,16 @@ def test_unreadable_video_names_the_path(tmp_path, content):
   path = tmp_path / 'broken.mp4'
   path.write_bytes(content)
   with pytest.raises(ValueError, match=str(path)):
-    video.VideoSource(path)
+    frame_sources.VideoSource(path)
 
 
 def test_missing_video_names_the_path(tmp_path):
   with pytest.raises(FileNotFoundError, match=str(tmp_path / 'missing.mp4')):
-    video.VideoSource(tmp_path / 'missing.mp4')
+    frame_sources.VideoSource(tmp_path / 'missing.mp4')
 
 
 def test_image_folder_in_name_order_with_coco_ids():
-  source = video.image_folder(COCO_DIR)
+  source = frame_sources.image_folder(COCO_DIR)
   frames = list(source)
   assert [f.image_id for f in frames] == [785, 40083, 196141, 197388]
   assert [f.name for f in frames] == ['000000000785', '000000040083', '000000196141',
@@ -52,25 +52,25 @@ def test_image_folder_in_name_order_with_coco_ids():
 
 def test_empty_folder_and_empty_image_name_the_path(tmp_path):
   with pytest.raises(ValueError, match=str(tmp_path)):
-    video.image_folder(tmp_path)
+    frame_sources.image_folder(tmp_path)
   (tmp_path / 'a.png').write_bytes(b'')
   with pytest.raises(ValueError, match=str(tmp_path / 'a.png')):
-    video.image_folder(tmp_path)
+    frame_sources.image_folder(tmp_path)
   with pytest.raises(ValueError, match=str(tmp_path / 'a.png')):
-    video.image_file(tmp_path / 'a.png')
+    frame_sources.image_file(tmp_path / 'a.png')
   with pytest.raises(FileNotFoundError, match=str(tmp_path / 'b.png')):
-    video.image_file(tmp_path / 'b.png')
+    frame_sources.image_file(tmp_path / 'b.png')
 
 
 def test_writer_keeps_size_fps_and_frame_count(tmp_path):
   path = tmp_path / 'out.mp4'
   rng = np.random.default_rng(0)
-  with video.VideoWriter(path, 7.0, (64, 48)) as writer:
+  with frame_sources.VideoWriter(path, 7.0, (64, 48)) as writer:
     for _ in range(3):
       writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
     with pytest.raises(ValueError, match='64x48'):
       writer.write(np.zeros((10, 10, 3), np.uint8))
-  assert video.count_frames(path) == 3
+  assert frame_sources.count_frames(path) == 3
   capture = cv2.VideoCapture(str(path))
   assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT),
           capture.get(cv2.CAP_PROP_FPS)) == (64, 48, 7.0)
@@ -78,5 +78,5 @@ def test_writer_keeps_size_fps_and_frame_count(tmp_path):
 
 def test_png_round_trip(tmp_path):
   image = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
-  path = video.write_png(tmp_path / 'x.png', image)
-  np.testing.assert_array_equal(video.read_image(path), image)
+  path = frame_sources.write_png(tmp_path / 'x.png', image)
+  np.testing.assert_array_equal(frame_sources.read_image(path), image)

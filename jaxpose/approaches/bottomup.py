@@ -142,7 +142,7 @@ def predict_demo(predictor, image: np.ndarray, height: int = DEFAULT_HEIGHT,
                      **decode_options) -> tuple[np.ndarray, np.ndarray]:
   """RGB image [H, W, 3] uint8 -> (people [P, 18, 3] (x, y image pixels, score), person scores [P]).
 
-  Upstream's demo protocol. `predictor` is a `jaxpose.predictor` model (its
+  Upstream's demo protocol. `predictor` is a `jaxpose.deploy.predictor` model (its
   `input_multiple`, `input_size` and named outputs). OpenPose-18 order; a
   keypoint not found is (-1, -1, 0). `decode_options` go to `paf.decode`
   (thresholds, upsampling).

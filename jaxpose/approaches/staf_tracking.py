@@ -43,7 +43,7 @@ from jaxpose.approaches import base, bottomup
 from jaxpose.data import sources
 from jaxpose.data.images import read_image
 from jaxpose.data.posetrack import PoseTrackFrame, PoseTrackVideo
-from jaxpose.inference import taf_tracking, tracking
+from jaxpose import tracking
 from jaxpose.metrics import posetrack
 from jaxpose.metrics.oks import boxes_from_keypoints
 from jaxpose.models import staf
@@ -187,7 +187,7 @@ class RecurrentRunner:
 def new_trackers() -> dict[str, tracking.Tracker]:
   """{'taf': TafTracker, 'oks': Tracker} with their defaults, for COCO-17 people."""
   sigmas = skeletons.COCO.sigmas
-  return {'taf': taf_tracking.TafTracker(sigmas), 'oks': tracking.Tracker(sigmas)}
+  return {'taf': tracking.TafTracker(sigmas), 'oks': tracking.Tracker(sigmas)}
 
 
 def track_frames(frames: Sequence[FramePeople]) -> dict[str, list[np.ndarray]]:

@@ -13,7 +13,9 @@ import sys
 from absl import flags
 import jax
 
-from jaxpose import checkpoint, convert, models
+from jaxpose import models
+from jaxpose.training import checkpoint
+from jaxpose.deploy import convert
 from jaxpose import commands
 from jaxpose.commands import UsageError
 

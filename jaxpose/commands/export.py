@@ -10,7 +10,8 @@ import os
 
 from absl import flags
 
-from jaxpose import commands, export
+from jaxpose import commands
+from jaxpose.deploy import export
 
 OUTPUT_FLAGS = {'out': 'file'}
 

@@ -11,8 +11,9 @@ default) or by OKS (--tracker oks); other models track by OKS.
 
 from absl import flags
 
-from jaxpose import approaches, commands, infer
-from jaxpose import predictor as predictor_lib
+from jaxpose import approaches, commands
+from jaxpose.inference import pipeline
+from jaxpose.deploy import predictor as predictor_lib
 
 OUTPUT_FLAGS = {'out': 'folder'}
 
@@ -63,15 +64,15 @@ def define_flags(flag_values: flags.FlagValues) -> None:
 
 
 def main(flag_values: flags.FlagValues) -> dict:
-  source = infer.open_source(flag_values.image, flag_values.images, flag_values.video)
+  source = pipeline.open_source(flag_values.image, flag_values.images, flag_values.video)
   model = predictor_lib.load(workdir=flag_values.workdir, onnx_path=flag_values.onnx,
                              step=flag_values.step)
   staf = isinstance(model.approach, approaches.StafBottomUp)
   tracker = flag_values.tracker or ('taf' if staf else 'oks')
   if staf:  # recurrent: run on its own previous maps (a workdir: ONNX has one input)
-    estimator = infer.StafEstimator(flag_values.workdir, flag_values.step, flag_values.height)
+    estimator = pipeline.StafEstimator(flag_values.workdir, flag_values.step, flag_values.height)
   else:
-    estimator = infer.make_estimator(
+    estimator = pipeline.make_estimator(
         model, detections=flag_values.detections,
         detection_threshold=flag_values.detection_threshold, flip_test=flag_values.flip_test,
         input_size=commands.parse_size(flag_values.input_size, 'input_size'),
@@ -79,5 +80,5 @@ def main(flag_values: flags.FlagValues) -> dict:
         dark_kernel=flag_values.dark_kernel,
         boxes_from=(predictor_lib.load_path(flag_values.boxes_from, what='--boxes_from')
                     if flag_values.boxes_from else None))
-  return infer.run(source, estimator, flag_values.out, track=flag_values.track,
+  return pipeline.run(source, estimator, flag_values.out, track=flag_values.track,
                    max_frames=flag_values.max_frames, tracker=tracker)

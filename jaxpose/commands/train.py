@@ -14,7 +14,7 @@ from absl import flags
 from absl import logging
 import jax
 
-from jaxpose import train
+from jaxpose.training import trainer
 
 _COORDINATOR_VARIABLES = ('JAX_COORDINATOR_ADDRESS', 'COORDINATOR_ADDRESS', 'TPU_WORKER_HOSTNAMES',
                           'SLURM_JOB_ID', 'MEGASCALE_COORDINATOR_ADDRESS')
@@ -55,4 +55,4 @@ def initialize_distributed(flag_values: flags.FlagValues) -> None:
 
 def main(flag_values: flags.FlagValues) -> dict:
   initialize_distributed(flag_values)
-  return train.train_and_evaluate(flag_values.config, flag_values.workdir)
+  return trainer.train_and_evaluate(flag_values.config, flag_values.workdir)

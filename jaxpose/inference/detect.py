@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from jaxpose.data.detections import empty_boxes
-from jaxpose.inference import tracking
+from jaxpose.tracking import tracker
 
 # HOG's detection window is 64x128; frames are shrunk to at most this width
 # first, which keeps the detector near real time on HD video (people smaller
@@ -64,7 +64,7 @@ class HogPeopleDetector:
 
 
 def boxes_around_people(keypoints: np.ndarray, scores: np.ndarray, padding: float = 1.0,
-                        score_threshold: float = tracking.DEFAULT_SCORE_THRESHOLD) -> np.ndarray:
+                        score_threshold: float = tracker.DEFAULT_SCORE_THRESHOLD) -> np.ndarray:
   """Keypoints [P, J, 2], scores [P, J] -> boxes [P, 4] (x, y, w, h) around the scored keypoints.
 
   Each box is the tight box of the keypoints scored above `score_threshold`,
@@ -76,12 +76,12 @@ def boxes_around_people(keypoints: np.ndarray, scores: np.ndarray, padding: floa
 
 
 def people_with_boxes(keypoints: np.ndarray, scores: np.ndarray, padding: float = 1.0,
-                      score_threshold: float = tracking.DEFAULT_SCORE_THRESHOLD
+                      score_threshold: float = tracker.DEFAULT_SCORE_THRESHOLD
                       ) -> tuple[np.ndarray, np.ndarray]:
   """Keypoints [P, J, 2], scores [P, J] -> (boxes [Q, 4], keep [P] bool) for people with >= 2 keypoints."""
   keypoints = np.asarray(keypoints, np.float64)
   scores = np.asarray(scores, np.float64)
-  boxes = tracking.boxes_from_keypoints(keypoints, scores, score_threshold)
+  boxes = tracker.boxes_from_keypoints(keypoints, scores, score_threshold)
   keep = (scores > score_threshold).sum(-1) >= 2
   boxes = boxes[keep]
   centre = boxes[:, :2] + boxes[:, 2:] / 2

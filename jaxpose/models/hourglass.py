@@ -7,7 +7,7 @@ pre-activation bottlenecks with expansion 2, a depth-4 hourglass with max-pool
 down and nearest-neighbour up, then per stack `res` -> `fc` (conv, BN, ReLU) ->
 `score`, with `fc_` and `score_` adding the stack's features and heatmaps back
 into the next stack's input. With the default options a PyTorch checkpoint of
-that model loads with `jaxpose.convert.variables_from_torch` and gives the same
+that model loads with `jaxpose.deploy.convert.variables_from_torch` and gives the same
 outputs (tests/test_hourglass.py, against a transcription of upstream's file).
 
 Submodule names follow the PyTorch attribute paths with '.' written as '_'

@@ -19,7 +19,7 @@ The architecture is that of Daniil-Osokin/lightweight-human-pose-estimation
 
 Every stage's (heatmaps, pafs) is returned, for intermediate supervision; the
 last one is the prediction. With the default options a PyTorch checkpoint of
-the upstream model loads with `jaxpose.convert.variables_from_torch` and gives
+the upstream model loads with `jaxpose.deploy.convert.variables_from_torch` and gives
 the same outputs.
 
 Submodule names follow the PyTorch attribute paths with '.' written as '_'

@@ -14,8 +14,8 @@ another config); WORKDIR/sweep_runs.csv/.md hold one row per run,
 WORKDIR/sweep_results.csv/.md one per point (mean, sample std, n over seeds),
 WORKDIR/sweep_plot_<field>.png/.csv a metric against each swept field, and
 each run's tensorboard/hparams its overrides and results for TensorBoard's
-HPARAMS tab (`jaxpose.sweep_report`). `--parallel N` trains N points at once
-in separate processes (`jaxpose.sweep_processes`); `--print_only` prints the
+HPARAMS tab (`jaxpose.sweep.report`). `--parallel N` trains N points at once
+in separate processes (`jaxpose.sweep.scheduler`); `--print_only` prints the
 equivalent `jaxpose train` commands instead.
 """
 
@@ -31,8 +31,9 @@ import ml_collections
 import numpy as np
 
 from jaxpose import config as config_lib
-from jaxpose import sweep_processes, train
-from jaxpose.sweep_report import plot_metric, write_hparams, write_table
+from jaxpose.sweep import scheduler
+from jaxpose.training import trainer
+from jaxpose.sweep.report import plot_metric, write_hparams, write_table
 
 POINT_FILE = 'sweep_point.json'
 STD_NOTE = ('mean ± std over the n seeds of each point; std is the sample standard deviation '
@@ -193,7 +194,7 @@ def train_run(run: dict) -> None:
   _write_json(path, record)
   start = time.perf_counter()
   try:
-    train.train_and_evaluate(run['config'], run['workdir'])
+    trainer.train_and_evaluate(run['config'], run['workdir'])
   finally:  # an interrupted session's time counts too
     record['wall_seconds'] += time.perf_counter() - start
     _write_json(path, record)
@@ -261,7 +262,7 @@ def run(sweep_path: str, workdir: str, print_only: bool = False, metric: str | N
     else:
       pending.append(r)
   if parallel != 1:
-    sweep_processes.run_side_by_side(sweep_path, workdir, pending, parallel)
+    scheduler.run_side_by_side(sweep_path, workdir, pending, parallel)
   else:
     for r in pending:
       print(f'[{runs.index(r) + 1}/{len(runs)}] {r["name"]} -> {r["workdir"]}')

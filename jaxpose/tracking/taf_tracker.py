@@ -3,7 +3,7 @@
 A bottom-up STAF model outputs, with each frame's keypoint maps and PAFs, the
 frame's TAFs (`jaxpose.codecs.taf`): fields linking a person's keypoints in
 the previous frame to their keypoints in this one. `TafTracker` is
-`jaxpose.inference.tracking.Tracker` (same calls, same track life cycle:
+`jaxpose.tracking.tracker.Tracker` (same calls, same track life cycle:
 birth, `min_hits`, `patience`, never reused ids, smoothing) whose matching
 first asks the fields:
 
@@ -37,7 +37,7 @@ from typing import Sequence
 import numpy as np
 
 from jaxpose.codecs import taf
-from jaxpose.inference import tracking
+from jaxpose.tracking import tracker
 from jaxpose.metrics import oks as oks_lib
 
 # Mean link score under which the fields do not pair a person with a track;
@@ -59,8 +59,8 @@ def taf_similarity(link_scores: np.ndarray, scores_prev: np.ndarray, scores: np.
   return support / np.maximum(present.sum(axis=-1), 1)
 
 
-class TafTracker(tracking.Tracker):
-  """`tracking.Tracker` that matches people to tracks by their TAFs first (module docstring).
+class TafTracker(tracker.Tracker):
+  """`tracker.Tracker` that matches people to tracks by their TAFs first (module docstring).
 
   Call `update` once per frame, in order, with that frame's people and TAFs;
   it returns one id per person (-1 while a track is tentative).
@@ -77,7 +77,7 @@ class TafTracker(tracking.Tracker):
       upsample: bicubic upsampling of the TAFs before scoring (`taf.score`).
       min_taf_similarity: pairs with a lower `taf_similarity` are left to the
         fallback.
-      **tracker_options: `tracking.Tracker`'s options (min_similarity,
+      **tracker_options: `tracker.Tracker`'s options (min_similarity,
         patience, min_hits, predict_motion, smoothing, ...); its
         score_threshold also marks keypoints absent for the TAF scores.
     """
@@ -102,8 +102,8 @@ class TafTracker(tracking.Tracker):
       raise ValueError(f'TafTracker.update: expected {taf.NUM_KEYPOINTS} keypoints per person, '
                        f'got {keypoints.shape[1]}')
     if boxes is None:
-      boxes = tracking.boxes_from_keypoints(keypoints, scores, self.score_threshold)
-    boxes = tracking._boxes(boxes, len(keypoints), 'TafTracker.update: boxes')  # pylint: disable=protected-access
+      boxes = tracker.boxes_from_keypoints(keypoints, scores, self.score_threshold)
+    boxes = tracker._boxes(boxes, len(keypoints), 'TafTracker.update: boxes')  # pylint: disable=protected-access
     time = self._frame / self.frame_rate if timestamp is None else float(timestamp)
     if self._time is not None and time <= self._time:
       raise ValueError(f'TafTracker.update: timestamps must increase, got {time} after {self._time}')
@@ -126,7 +126,7 @@ class TafTracker(tracking.Tracker):
     link_scores = taf.score(tafs, previous, people, stride=self.stride, upsample=self.upsample,
                             keypoint_threshold=self.score_threshold)
     similarity = taf_similarity(link_scores, previous[..., 2], scores, self.score_threshold)
-    people_index, tracks_index = tracking.match(similarity.T, self.min_taf_similarity)
+    people_index, tracks_index = tracker.match(similarity.T, self.min_taf_similarity)
     return {int(p): recent[t] for p, t in zip(people_index, tracks_index)}
 
   def _match_by_pose(self, keypoints: np.ndarray, scores: np.ndarray, boxes: np.ndarray,
@@ -136,11 +136,11 @@ class TafTracker(tracking.Tracker):
     tracks = np.array([t for t in range(len(self._tracks)) if t not in taken.values()], np.int64)
     reference_keypoints, reference_boxes = self._references(time)
     track_scores = np.array([t.scores for t in self._tracks]).reshape(-1, taf.NUM_KEYPOINTS)
-    similarity = tracking.similarity_matrix(
+    similarity = tracker.similarity_matrix(
         keypoints[people], scores[people], boxes[people], reference_keypoints[tracks],
         track_scores[tracks], reference_boxes[tracks], self.sigmas,
         score_threshold=self.score_threshold, min_shared_keypoints=self.min_shared_keypoints)
-    rows, columns = tracking.match(similarity, self.min_similarity)
+    rows, columns = tracker.match(similarity, self.min_similarity)
     return {int(people[r]): int(tracks[c]) for r, c in zip(rows, columns)}
 
   def _settle(self, person_track: dict[int, int], keypoints: np.ndarray, scores: np.ndarray,

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpose import approaches, checkpoint, models
+from jaxpose import approaches, models
+from jaxpose.training import checkpoint
 
 
 class Predictor(Protocol):

@@ -10,8 +10,8 @@ with BatchNorm statistics averaged across devices, takes the loss (optionally
 with a frozen teacher's outputs), averages gradients and metrics with
 `pmean`, and applies the optax update. What is specific to top-down or
 bottom-up (normalisation, targets, loss, metrics, data transform) is the
-config's approach (`jaxpose.approaches`). `jaxpose.parallel` runs the one
-per-device body under pmap, shard_map or on one device; `jaxpose.mfu` counts
+config's approach (`jaxpose.approaches`). `jaxpose.training.parallel` runs the one
+per-device body under pmap, shard_map or on one device; `jaxpose.training.mfu` counts
 the compiled step's FLOPs (logged as TFLOP/s per device and MFU) and traces
 the steps `config.profile_steps` names.
 """
@@ -31,10 +31,15 @@ import ml_collections
 import numpy as np
 import optax
 
-from jaxpose import approaches, checkpoint, mfu, models, parallel, preemption, progressive
+from jaxpose import approaches, models
+from jaxpose.training import checkpoint
+from jaxpose.training import mfu
+from jaxpose.training import parallel
+from jaxpose.training import preemption
+from jaxpose.training import progressive
 from jaxpose import config as config_lib
 from jaxpose.data import loader, sources
-from jaxpose import metric_writers
+from jaxpose.training import metric_writers
 
 
 @flax.struct.dataclass

@@ -1,7 +1,7 @@
 """Running a sweep's points side by side: one process per point, each on its own GPUs or CPU cores.
 
 `jaxpose sweep --parallel N` starts up to N processes at a time, each
-`python -m jaxpose.sweep_processes SWEEP WORKDIR RUN`, which plans the sweep
+`python -m jaxpose.sweep.scheduler SWEEP WORKDIR RUN`, which plans the sweep
 again (so that it trains exactly the config the sequential path would) and
 trains that one run. Each process gets its own slice of this host:
 
@@ -116,7 +116,7 @@ def _start(sweep_path: str, workdir: str, run: dict, resources: dict) -> subproc
     env[CPUS_VARIABLE] = ','.join(map(str, resources['cpus']))
   with open(os.path.join(run['workdir'], LOG_FILE), 'a') as log:
     return subprocess.Popen(
-        [sys.executable, '-m', 'jaxpose.sweep_processes', sweep_path, workdir, run['name']],
+        [sys.executable, '-m', 'jaxpose.sweep.scheduler', sweep_path, workdir, run['name']],
         stdout=log, stderr=subprocess.STDOUT, env=env,
         # Its own session: a Ctrl-C here reaches it as the SIGTERM below, which it checkpoints on.
         start_new_session=True)
@@ -170,9 +170,9 @@ def run_side_by_side(sweep_path: str, workdir: str, runs: list[dict], parallel: 
 
 
 def main(argv: list[str]) -> None:
-  """`python -m jaxpose.sweep_processes SWEEP WORKDIR RUN`: trains that one run of the sweep."""
+  """`python -m jaxpose.sweep.scheduler SWEEP WORKDIR RUN`: trains that one run of the sweep."""
   if len(argv) != 4:
-    raise SystemExit('usage: python -m jaxpose.sweep_processes SWEEP_FILE WORKDIR RUN_NAME')
+    raise SystemExit('usage: python -m jaxpose.sweep.scheduler SWEEP_FILE WORKDIR RUN_NAME')
   _, sweep_path, workdir, name = argv
   if os.environ.get(CPUS_VARIABLE):
     os.sched_setaffinity(0, [int(c) for c in os.environ[CPUS_VARIABLE].split(',')])

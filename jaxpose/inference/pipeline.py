@@ -9,7 +9,7 @@ person boxes from a detections file (COCO results format, matched by image
 id), or from the people a bottom-up model finds (`boxes_from`), or else
 OpenCV's HOG people detector; a bottom-up model (Lightweight or CMU
 OpenPose) runs on the whole frame, as its upstream's demo. People are linked across frames by
-`jaxpose.inference.tracking.Tracker` (OKS / box IoU, Hungarian matching).
+`jaxpose.tracking.tracker.Tracker` (OKS / box IoU, Hungarian matching).
 A STAF model (a workdir) runs frame by frame, each frame given the previous
 frame's maps (`StafEstimator`), and its people can be linked by its temporal
 affinity fields instead (`tracker='taf'`, `TafTracker`; OKS where the fields
@@ -40,11 +40,15 @@ import time
 import numpy as np
 import tqdm
 
-from jaxpose import approaches, checkpoint, files, models, skeletons, visualize
-from jaxpose import predictor as predictor_lib
+from jaxpose import approaches, files, models, skeletons
+from jaxpose.training import checkpoint
+from jaxpose.inference import drawing
+from jaxpose.deploy import predictor as predictor_lib
 from jaxpose.approaches import staf_tracking
 from jaxpose.data.detections import DetectionsFile
-from jaxpose.inference import detect, taf_tracking, tracking, video
+from jaxpose.inference import detect
+from jaxpose import tracking
+from jaxpose.inference import frame_sources
 from jaxpose.metrics import coco_ap
 
 RESULTS_FILE = 'results.json'
@@ -92,7 +96,7 @@ class TopDownEstimator:
   def _heatmaps(self, crops: np.ndarray) -> np.ndarray:
     return self.approach.last_maps(self.predictor(crops))
 
-  def __call__(self, frame: video.Frame) -> approaches.People:
+  def __call__(self, frame: frame_sources.Frame) -> approaches.People:
     boxes, box_scores = self.boxes_fn(frame)
     return self.approach.predict(self._heatmaps, frame.image, boxes, box_scores,
                                  self.input_size, self.skeleton, self.flip_test, self.protocol,
@@ -108,7 +112,7 @@ class BottomUpEstimator:
     self.predictor = predictor
     self.height = height
 
-  def __call__(self, frame: video.Frame) -> approaches.People:
+  def __call__(self, frame: frame_sources.Frame) -> approaches.People:
     return self.predictor.approach.predict(self.predictor, frame.image, self.height)
 
 
@@ -127,7 +131,7 @@ class StafEstimator:
     self.runner = approach.recurrent_runner(variables, height=height)
     self.last: staf_tracking.FramePeople | None = None
 
-  def __call__(self, frame: video.Frame) -> approaches.People:
+  def __call__(self, frame: frame_sources.Frame) -> approaches.People:
     self.last = self.runner(frame.image)
     return self.last.people
 
@@ -146,13 +150,13 @@ def frame_tracker(kind: str | None, estimator, frame_rate: float):
     raise ValueError('--tracker taf: the model must be a STAF model (a workdir of one that '
                      'predicts temporal affinity fields)')
   # The TAFs lie on the network input: the tracker reads the people there.
-  tracker = taf_tracking.TafTracker(sigmas, stride=estimator.runner.stride,
+  tracker = tracking.TafTracker(sigmas, stride=estimator.runner.stride,
                                     frame_rate=frame_rate)
   return lambda people: tracker.update(estimator.last.input_keypoints, people.keypoint_scores,
                                        tafs=estimator.last.tafs)
 
 
-def frame_records(frame: video.Frame, people: approaches.People, track_ids: np.ndarray
+def frame_records(frame: frame_sources.Frame, people: approaches.People, track_ids: np.ndarray
                   ) -> list[dict]:
   """One frame's people -> COCO result records with bbox, frame and track_id."""
   records = coco_ap.coco_results(np.full(len(people.scores), frame.image_id),
@@ -167,10 +171,10 @@ def open_source(image: str | None = None, images: str | None = None, video_path:
   if sum(given is not None for given in (image, images, video_path)) != 1:
     raise ValueError('give exactly one of --image PATH, --images DIR, --video PATH')
   if video_path is not None:
-    return video.VideoSource(video_path)
+    return frame_sources.VideoSource(video_path)
   if images is not None:
-    return video.image_folder(images)
-  return video.image_file(image)
+    return frame_sources.image_folder(images)
+  return frame_sources.image_file(image)
 
 
 def make_estimator(model: predictor_lib.Predictor, *, detections: str | None = None,
@@ -233,12 +237,12 @@ def run(source, estimator, out: str | os.PathLike, *, track: bool = True,
   total = min(len(source), max_frames) if max_frames else len(source)
   with contextlib.ExitStack() as stack:
     writer = None
-    if isinstance(source, video.VideoSource):
+    if isinstance(source, frame_sources.VideoSource):
       # Under a temporary name until the last frame: a failed run leaves any
       # earlier video whole.
       video_path = stack.enter_context(
           files.replacing(out / f'{pathlib.Path(source.source).stem}.mp4'))
-      writer = stack.enter_context(video.VideoWriter(video_path, source.fps, source.size))
+      writer = stack.enter_context(frame_sources.VideoWriter(video_path, source.fps, source.size))
     progress = stack.enter_context(
         tqdm.tqdm(total=total or None, unit='frame', desc='jaxpose infer'))
     for frame in source:
@@ -249,12 +253,12 @@ def run(source, estimator, out: str | os.PathLike, *, track: bool = True,
       records.extend(frame_records(frame, people, track_ids))
       frames.append({'frame': frame.index, 'image_id': frame.image_id, 'name': frame.name,
                      'people': len(people.scores)})
-      drawn = visualize.draw_people(frame.image, people.keypoints, people.keypoint_scores,
+      drawn = drawing.draw_people(frame.image, people.keypoints, people.keypoint_scores,
                                     track_ids, estimator.skeleton)
       if writer is not None:
         writer.write(drawn)
       else:
-        video.write_png(out / f'{frame.name}.png', drawn)
+        frame_sources.write_png(out / f'{frame.name}.png', drawn)
       progress.update()
       first_done = first_done or time.perf_counter()
   end = time.perf_counter()

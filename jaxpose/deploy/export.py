@@ -43,7 +43,9 @@ import jax.numpy as jnp
 import numpy as np
 import onnx
 
-from jaxpose import approaches, checkpoint, files, models, predictor
+from jaxpose import approaches, files, models
+from jaxpose.training import checkpoint
+from jaxpose.deploy import predictor
 from jaxpose.models import layers, staf
 from jaxpose.models.normalization import Normalization
 

@@ -43,7 +43,7 @@ keypoints present in its last two observations, else the box centre's),
 not per keypoint: limbs swing back and forth within each stride, so a
 keypoint's own velocity overshoots where the body's translation does not.
 
-Smoothing, off by default, runs a One-Euro filter (`jaxpose.inference.smoothing`)
+Smoothing, off by default, runs a One-Euro filter (`jaxpose.tracking.smoothing`)
 on each track's keypoint coordinates; matching always uses the raw
 keypoints, since a smoothed pose lags behind the person it is matched to.
 Times are in seconds (the filter's cutoffs are in Hz): the caller's
@@ -64,7 +64,7 @@ from scipy import optimize
 from jaxpose.metrics import oks as oks_lib
 from jaxpose.metrics.oks import boxes_from_keypoints, oks, shared_keypoints
 # Tracker smooths with these; they live in their own module.
-from jaxpose.inference.smoothing import DEFAULT_FRAME_RATE, OneEuroFilter, OneEuroSettings
+from jaxpose.tracking.smoothing import DEFAULT_FRAME_RATE, OneEuroFilter, OneEuroSettings
 
 DEFAULT_SCORE_THRESHOLD = oks_lib.DEFAULT_SCORE_THRESHOLD
 # Pairs sharing at least this many keypoints are compared on the pose alone.

@@ -1,0 +1,1 @@
+"""Training: the train loop (`trainer`), data parallelism, checkpoints, preemption, progressive resizing, MFU, metric writers."""
