@@ -20,12 +20,12 @@ import json
 import logging as python_logging
 import os
 import sys
-import traceback
 
 from absl import flags
 from absl import logging
 
 from jaxpose import commands
+from jaxpose import config as config_lib
 from jaxpose.commands import convert, evaluate, export, infer, score, sweep, train
 
 COMMANDS = {
@@ -194,34 +194,19 @@ def _check_config_file(name: str, arguments: list[str]) -> None:
   path = _config_path(arguments)
   if path is None:
     return  # absl names the missing required flag
-  path = path.split(':', 1)[0]  # config_flags' FILE:ARG form
-  if not os.path.isfile(path):
-    raise CommandFailed(f'jaxpose {name}: --config {path}: no such file; expected a Python '
-                        'config file with get_config() (e.g. configs/quickstart.py)', 2)
   try:
-    with open(path, 'rb') as f:
-      compile(f.read(), path, 'exec')
-  except SyntaxError as e:
-    raise CommandFailed(f'jaxpose {name}: --config {path}:{e.lineno}: '
-                        f'{type(e).__name__}: {e.msg}', 2) from None
+    config_lib.check_config_file(path.split(':', 1)[0])  # config_flags' FILE:ARG form
+  except (FileNotFoundError, ValueError) as e:
+    raise CommandFailed(f'jaxpose {name}: --config {e}', 2) from None
 
 
 def _config_error(error: BaseException, command_line: list[str]) -> str | None:
-  """An exception raised while --config's file ran -> 'FILE:LINE: Type: message', else None."""
+  """An exception raised while --config's file ran -> '--config FILE:LINE: Type: message', else None."""
   path = _config_path(command_line[1:])
   if path is None:
     return None
-  path = path.split(':', 1)[0]
-  seen = set()
-  while error is not None and id(error) not in seen:
-    seen.add(id(error))
-    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
-              if os.path.abspath(frame.filename) == os.path.abspath(path)]
-    if frames:
-      return (f'--config {path}:{frames[-1].lineno}: '
-              f'{type(error).__name__}: {_one_line(error)}')
-    error = error.__cause__ or error.__context__
-  return None
+  located = config_lib.config_file_error(error, path.split(':', 1)[0])
+  return f'--config {located}' if located else None
 
 
 def _jsonable(value):

@@ -1,9 +1,18 @@
-"""The fields every training config has, their defaults, and a check for typos.
+"""The fields every training config has, their defaults, a check for typos, and config files.
 
 Experiment files in `configs/` start from `default_config()` and override a
 few fields; `validate` rejects a field the trainer does not know (a typo in a
-config or a sweep would otherwise be silently ignored).
+config or a sweep would otherwise be silently ignored). `load_config_file`
+runs such a file and `apply_overrides` changes dotted fields of what it gave;
+`check_config_file` and `config_file_error` turn a missing file, a syntax
+error or an exception raised while the file ran into one line naming the
+file and line (the `jaxpose` command's --config reports them so).
 """
+
+import importlib.util
+import os
+import traceback
+from typing import Any
 
 import ml_collections
 from ml_collections import config_dict
@@ -150,6 +159,115 @@ def _check(config, defaults, prefix):
       if not isinstance(value, ml_collections.ConfigDict):
         raise ValueError(f'{name}: expected a group of fields, got {value!r}')
       _check(value, default, name)
+
+
+# Config files: running them, overriding their fields, and naming their mistakes.
+
+def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
+  """Runs a configs/*.py file and returns its get_config(arg).
+
+  Args:
+    path: the file, or 'FILE:ARG' (the form config_flags takes) when `arg` is None.
+    arg: the string passed to get_config, if any.
+
+  Returns:
+    The file's get_config() or get_config(arg).
+
+  Raises:
+    FileNotFoundError: no such file.
+    ValueError: the file defines no get_config().
+  """
+  if arg is None and ':' in os.path.basename(path):
+    path, arg = path.rsplit(':', 1)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path}: config file not found')
+  spec = importlib.util.spec_from_file_location(
+      f'jaxpose_config_{abs(hash(path))}', path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  if not hasattr(module, 'get_config'):
+    raise ValueError(f'{path}: a config file must define get_config()')
+  return module.get_config() if arg is None else module.get_config(arg)
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any],
+                    where: str) -> ml_collections.ConfigDict:
+  """A copy of `config` with dotted-field overrides; `config` itself is unchanged.
+
+  Args:
+    config: the config to start from.
+    overrides: {'a.b': value}; a value for a tuple field is converted to a tuple.
+    where: what the overrides come from, starting each error's message (e.g. a sweep point).
+
+  Returns:
+    The overridden copy.
+
+  Raises:
+    ValueError: an override names a field `config` does not have, or a value
+      ConfigDict refuses for its field's type.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  for dotted, value in overrides.items():
+    *parents, leaf = dotted.split('.')
+    node = config
+    for name in parents:
+      if name not in node:
+        raise ValueError(f'{where}: override {dotted!r}: config has no field {name!r}')
+      node = node[name]
+    if leaf not in node:
+      raise ValueError(f'{where}: override {dotted!r}: config has no field {leaf!r}')
+    try:
+      node[leaf] = type(node[leaf])(value) if isinstance(node[leaf], tuple) else value
+    except TypeError as e:
+      raise ValueError(f'{where}: override {dotted!r}: {e}') from e
+  return config
+
+
+def check_config_file(path: str) -> None:
+  """Checks, without running it, that a config file exists and is Python.
+
+  Args:
+    path: the config file (without config_flags' ':ARG').
+
+  Raises:
+    FileNotFoundError: 'PATH: no such file; expected ...'.
+    ValueError: 'PATH:LINE: SyntaxError: message' (or IndentationError, ...).
+  """
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path}: no such file; expected a Python config file with '
+                            'get_config() (e.g. configs/quickstart.py)')
+  try:
+    with open(path, 'rb') as f:
+      compile(f.read(), path, 'exec')
+  except SyntaxError as e:
+    raise ValueError(f'{path}:{e.lineno}: {type(e).__name__}: {e.msg}') from None
+
+
+def config_file_error(error: BaseException, path: str) -> str | None:
+  """Where in a config file an exception was raised, as one line.
+
+  Config files run inside other code (config_flags parsing a flag,
+  `load_config_file`), which may wrap their exception in its own: the
+  exception and those it was raised from or during are searched, in that order.
+
+  Args:
+    error: the exception caught around the config file's run.
+    path: the config file (without config_flags' ':ARG').
+
+  Returns:
+    'PATH:LINE: Type: message' for the first of those exceptions raised in a
+    frame of `path` (its innermost such frame), or None when none was.
+  """
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    frames = [frame for frame in traceback.extract_tb(error.__traceback__)
+              if os.path.abspath(frame.filename) == os.path.abspath(path)]
+    if frames:
+      message = ' '.join(str(error).split()) or type(error).__name__
+      return f'{path}:{frames[-1].lineno}: {type(error).__name__}: {message}'
+    error = error.__cause__ or error.__context__
+  return None
 
 
 # Small shared getters the experiment files in configs/ are composed from.

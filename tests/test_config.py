@@ -1,17 +1,17 @@
-"""jaxpose.config: the large-batch scaling rule and the pod recipe built with it."""
+"""jaxpose.config: the large-batch scaling rule, the pod recipe, and config files (loading, overrides, mistakes)."""
 
 import pathlib
+import re
 
 import pytest
 
 from jaxpose import config as config_lib
-from jaxpose import sweep
 
 CONFIGS = pathlib.Path(__file__).parent.parent / 'configs'
 
 
 def test_scaling_keeps_the_examples_seen_and_scales_the_rate():
-  config = sweep.load_config_file(str(CONFIGS / 'hourglass_coco.py'))
+  config = config_lib.load_config_file(str(CONFIGS / 'hourglass_coco.py'))
   steps, decays, rate = config.num_train_steps, config.lr_decay_steps, config.learning_rate
   scaled = config_lib.scale_to_global_batch(config, 1024, rule='linear',
                                             examples_per_epoch=config_lib.COCO_TRAIN_PEOPLE)
@@ -35,8 +35,65 @@ def test_sqrt_rule_and_bad_arguments():
 
 
 def test_pod_recipe_is_valid_and_shards_over_every_device():
-  config = sweep.load_config_file(str(CONFIGS / 'hourglass_coco_pod.py'))
+  config = config_lib.load_config_file(str(CONFIGS / 'hourglass_coco_pod.py'))
   config_lib.validate(config)
   assert config.parallel == 'shard_map' and config.batch_size == 1024
   assert config.learning_rate == pytest.approx(2.5e-4 * 32 ** 0.5)
   assert config.warmup_steps == 732
+
+
+def test_a_config_file_loads_with_its_argument_and_fails_naming_the_file(tmp_path):
+  pod = str(CONFIGS / 'hourglass_coco_pod.py')
+  assert config_lib.load_config_file(pod + ':2048').batch_size == 2048  # config_flags' FILE:ARG
+  assert config_lib.load_config_file(pod, '512').batch_size == 512
+  missing = re.escape(str(tmp_path / 'nosuch.py'))
+  with pytest.raises(FileNotFoundError, match=rf'^{missing}: config file not found'):
+    config_lib.load_config_file(str(tmp_path / 'nosuch.py'))
+  (tmp_path / 'no_function.py').write_text('x = 1\n')
+  with pytest.raises(ValueError, match='must define get_config'):
+    config_lib.load_config_file(str(tmp_path / 'no_function.py'))
+
+
+def test_overrides_change_a_copy_and_unknown_fields_name_where_they_came_from():
+  config = config_lib.default_config()
+  changed = config_lib.apply_overrides(
+      config, {'model.num_stacks': 4, 'input_size': [128, 96]}, 'here')
+  assert changed.model.num_stacks == 4 and changed.input_size == (128, 96)  # a tuple stays one
+  assert config.model.num_stacks == 2 and config.input_size == (256, 256)
+  with pytest.raises(ValueError, match=r"here: override 'model.num_stakcs': config has no "
+                     r"field 'num_stakcs'"):
+    config_lib.apply_overrides(config, {'model.num_stakcs': 4}, 'here')
+  with pytest.raises(ValueError, match=r"here: override 'modle.depth': config has no field "
+                     r"'modle'"):
+    config_lib.apply_overrides(config, {'modle.depth': 4}, 'here')
+  with pytest.raises(ValueError, match=r"here: override 'batch_size': "):
+    config_lib.apply_overrides(config, {'batch_size': 'eight'}, 'here')
+
+
+def test_check_config_file_names_a_missing_file_and_a_syntax_error_line(tmp_path):
+  config_lib.check_config_file(str(CONFIGS / 'quickstart.py'))  # a good file passes
+  missing = tmp_path / 'nosuch.py'
+  with pytest.raises(FileNotFoundError, match=rf'^{re.escape(str(missing))}: no such file; '
+                     'expected a Python config file with get_config'):
+    config_lib.check_config_file(str(missing))
+  broken = tmp_path / 'syntax.py'
+  broken.write_text('import ml_collections\n\ndef get_config(:\n')
+  with pytest.raises(ValueError, match=rf'^{re.escape(str(broken))}:3: SyntaxError: '):
+    config_lib.check_config_file(str(broken))
+  runs_badly = tmp_path / 'runs_badly.py'  # checked, not run: what it raises shows later
+  runs_badly.write_text('undefined_at_import\n')
+  config_lib.check_config_file(str(runs_badly))
+
+
+def test_config_file_error_finds_the_line_that_raised_through_wrappers(tmp_path):
+  raises = tmp_path / 'raises.py'
+  raises.write_text('def get_config():\n  return {}\n\nundefined_at_import\n')
+  with pytest.raises(RuntimeError) as wrapped:
+    try:
+      config_lib.load_config_file(str(raises))
+    except NameError as e:  # as absl wraps it, while parsing the --config flag
+      raise RuntimeError('parsing --config failed') from e
+  assert config_lib.config_file_error(wrapped.value, str(raises)) == (
+      f"{raises}:4: NameError: name 'undefined_at_import' is not defined")
+  # An exception raised elsewhere is not blamed on the file.
+  assert config_lib.config_file_error(ValueError('elsewhere'), str(raises)) is None

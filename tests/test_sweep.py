@@ -1,11 +1,16 @@
 """Sweeps: the helpers that build points, seeds and their spread, rerunning, refusing a reused workdir, plots.
 
+Also the package's shape: no module of jaxpose/sweep imports one that imports
+it back, and a point's process (`jaxpose.sweep.worker`) imports jax only
+after setting its CPU affinity.
+
 Most tests replace the trainer with `_FakeTrainer`, which writes what
 `trainer.train_and_evaluate` writes (summary.json, metrics.csv) from numbers set
 by the config, so the tables can be checked against known values in
 milliseconds; the end-to-end runs are marked slow.
 """
 
+import ast
 import csv
 import glob
 import io
@@ -22,6 +27,7 @@ import pytest
 
 from jaxpose import sweep
 from jaxpose.sweep import scheduler
+from jaxpose.sweep import worker
 from jaxpose.training import trainer as trainer_module
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -267,6 +273,74 @@ def test_resource_slices_split_gpus_or_cores():
   assert scheduler.local_gpus({'CUDA_VISIBLE_DEVICES': ''}) == []
   with pytest.raises(ValueError, match='--parallel: expected a positive'):
     scheduler.resource_slices(0, gpus=[])
+
+
+def _sweep_imports() -> dict[str, set[str]]:
+  """Module of jaxpose/sweep -> the modules of jaxpose/sweep it imports ('__init__' for the package).
+
+  The package's own imports are the lazy ones its `_SOURCES` names.
+  """
+  package = REPO / 'jaxpose' / 'sweep'
+  modules = {path.stem for path in package.glob('*.py')}
+  imports = {}
+  for path in package.glob('*.py'):
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.ImportFrom) and node.module == 'jaxpose.sweep':
+        found |= {a.name if a.name in modules else '__init__' for a in node.names}
+      elif isinstance(node, ast.ImportFrom) and (node.module or '').startswith('jaxpose.sweep.'):
+        found.add(node.module.split('.')[2])
+      elif isinstance(node, ast.Import):
+        found |= {(a.name.split('.') + ['__init__'])[2] for a in node.names
+                  if a.name.split('.')[:2] == ['jaxpose', 'sweep']}
+    imports[path.stem] = found
+  imports['__init__'] |= {source.split('.')[2] for source in sweep._SOURCES.values()  # pylint: disable=protected-access
+                          if source.startswith('jaxpose.sweep.')}
+  return imports
+
+
+def test_no_sweep_module_imports_one_that_imports_it_back():
+  imports = _sweep_imports()
+  assert imports['runner'] >= {'points', 'scheduler', 'report'} and 'runner' in imports['worker']
+  cycles = []
+  for module in imports:
+    reached, todo = set(), list(imports[module])
+    while todo:
+      name = todo.pop()
+      if name not in reached:
+        reached.add(name)
+        todo += imports.get(name, ())
+    if module in reached:
+      cycles.append(module)
+  assert not cycles, imports
+
+
+def test_the_worker_imports_jax_only_after_its_affinity():
+  # What a point's process imports before `main` sets its CPU affinity, and a
+  # sweep file that only builds points: neither reaches jax (or the runner).
+  code = ('import sys\nimport jaxpose.sweep.worker\nfrom jaxpose.sweep import product, sweep\n'
+          'print(sorted(m for m in sys.modules if m in ("jax", "jaxpose.sweep.runner")))')
+  done = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                        cwd=REPO, timeout=120, check=True)
+  assert done.stdout.strip() == '[]'
+
+
+def test_the_worker_refuses_wrong_arguments_with_its_usage(tmp_path):
+  assert scheduler.WORKER_MODULE == 'jaxpose.sweep.worker'  # what the scheduler starts
+  done = subprocess.run([sys.executable, '-m', 'jaxpose.sweep.worker', 'only_a_sweep.py'],
+                        capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert done.returncode == 1
+  assert done.stderr.strip() == worker.USAGE == (
+      'usage: python -m jaxpose.sweep.worker SWEEP_FILE WORKDIR RUN_NAME')
+  # A run the sweep does not have is named, with the runs it has; nothing trains.
+  sweep_file = REPO / 'configs' / 'sweeps' / 'quickstart_stacks.py'
+  done = subprocess.run([sys.executable, '-m', 'jaxpose.sweep.worker', str(sweep_file),
+                         str(tmp_path / 'out'), 'num_stacks=3'],
+                        capture_output=True, text=True, cwd=REPO, timeout=300)
+  assert done.returncode == 1
+  assert done.stderr.strip().splitlines()[-1] == (
+      f"{sweep_file}: no run named 'num_stacks=3'; runs: ['num_stacks=1', 'num_stacks=2']")
+  assert not (tmp_path / 'out').exists()
 
 
 # A stand-in for a point's process: writes what _FakeTrainer writes, without importing jax.

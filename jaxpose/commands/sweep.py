@@ -8,7 +8,7 @@ rebuilds the tables, plots and TensorBoard hparams.
 from absl import flags
 from ml_collections import config_flags
 
-from jaxpose import sweep
+from jaxpose.sweep import runner
 
 CONFIG_DRIVEN = True
 OUTPUT_FLAGS = {'workdir': 'folder'}
@@ -29,6 +29,6 @@ def define_flags(flag_values: flags.FlagValues) -> None:
 
 
 def main(flag_values: flags.FlagValues) -> None:
-  sweep.run(config_flags.get_config_filename(flag_values['config']), flag_values.workdir,
-            print_only=flag_values.print_only, metric=flag_values.metric,
-            plot=flag_values.plot, parallel=flag_values.parallel)
+  runner.run(config_flags.get_config_filename(flag_values['config']), flag_values.workdir,
+             print_only=flag_values.print_only, metric=flag_values.metric,
+             plot=flag_values.plot, parallel=flag_values.parallel)

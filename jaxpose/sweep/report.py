@@ -1,6 +1,6 @@
 """A sweep's report: its tables (CSV and Markdown), its plots, and TensorBoard's hparams view.
 
-`jaxpose.sweep` runs the points; this module only turns their rows into files:
+`jaxpose.sweep.runner` runs the points; this module only turns their rows into files:
 `write_table` (PATH.csv with every digit, PATH.md with mean ± std cells),
 `plot_metric` (a PNG of a metric against one swept field, and its numbers as
 CSV) and `write_hparams` (each run's overrides and final metrics as a

@@ -1,27 +1,28 @@
-"""Sweeps: a base config plus a list of overrides, run one after another into one table.
+"""Planning and running a sweep: a base config plus a list of overrides, trained into one table.
 
 A sweep file is a config file whose `get_config()` returns
   base: path of the experiment config, relative to the sweep file
   points: a list of {'dotted.field': value} overrides, one per point; written
-    out, or built with `sweep`, `product`, `zipped` and `with_seeds` below
+    out, or built with `jaxpose.sweep.points` (`sweep`, `product`, `zipped`,
+    `with_seeds`)
   seeds (optional): runs per point, overriding `seed_field` with 0..seeds-1
   seed_field (optional, default 'seed'): points that differ only in it are
     seeds of one point, averaged in the table
-Every point is checked against the base config before the first one trains.
-Each run trains into WORKDIR/<run name> (a rerun skips finished runs, resumes
-interrupted ones from their checkpoint and refuses a workdir trained with
-another config); WORKDIR/sweep_runs.csv/.md hold one row per run,
-WORKDIR/sweep_results.csv/.md one per point (mean, sample std, n over seeds),
-WORKDIR/sweep_plot_<field>.png/.csv a metric against each swept field, and
-each run's tensorboard/hparams its overrides and results for TensorBoard's
-HPARAMS tab (`jaxpose.sweep.report`). `--parallel N` trains N points at once
-in separate processes (`jaxpose.sweep.scheduler`); `--print_only` prints the
-equivalent `jaxpose train` commands instead.
+`plan` loads it (`jaxpose.config.load_config_file`) and checks every point
+against the base config before the first one trains. Each run trains into
+WORKDIR/<run name> (a rerun skips finished runs, resumes interrupted ones from
+their checkpoint and refuses a workdir trained with another config);
+WORKDIR/sweep_runs.csv/.md hold one row per run, WORKDIR/sweep_results.csv/.md
+one per point (mean, sample std, n over seeds), WORKDIR/sweep_plot_<field>.png/.csv
+a metric against each swept field, and each run's tensorboard/hparams its
+overrides and results for TensorBoard's HPARAMS tab (`jaxpose.sweep.report`).
+`run(..., parallel=N)` trains N points at once in separate processes
+(`jaxpose.sweep.scheduler` starts them, each running `jaxpose.sweep.worker`,
+which calls `train_run` here); `print_only` prints the equivalent
+`jaxpose train` commands instead.
 """
 
 import csv
-import importlib.util
-import itertools
 import json
 import os
 import time
@@ -32,89 +33,13 @@ import numpy as np
 
 from jaxpose import config as config_lib
 from jaxpose.sweep import scheduler
-from jaxpose.training import trainer
+from jaxpose.sweep.points import expand, point_name
 from jaxpose.sweep.report import plot_metric, write_hparams, write_table
+from jaxpose.training import trainer
 
 POINT_FILE = 'sweep_point.json'
 STD_NOTE = ('mean ± std over the n seeds of each point; std is the sample standard deviation '
             '(ddof=1), blank when n = 1')
-
-
-def sweep(field: str, values) -> list[dict[str, Any]]:
-  """One dotted field over values: sweep('model.num_stacks', [1, 2]) -> [{'model.num_stacks': 1}, ...]."""
-  return [{field: value} for value in values]
-
-
-def product(*sweeps: list[dict]) -> list[dict[str, Any]]:
-  """Cartesian product of sweeps, the last varying fastest."""
-  return [{k: v for point in combo for k, v in point.items()} for combo in itertools.product(*sweeps)]
-
-
-def zipped(*sweeps: list[dict]) -> list[dict[str, Any]]:
-  """Element-wise union of sweeps of equal length (a ValueError otherwise)."""
-  lengths = [len(s) for s in sweeps]
-  if len(set(lengths)) > 1:
-    raise ValueError(f'zipped: sweeps of different lengths {lengths}')
-  return [{k: v for point in combo for k, v in point.items()} for combo in zip(*sweeps)]
-
-
-zip_ = zipped
-
-
-def with_seeds(points: list[dict], n: int, field: str = 'seed') -> list[dict[str, Any]]:
-  """Each point n times, with `field` = 0..n-1."""
-  return [{**dict(point), field: seed} for point in points for seed in range(n)]
-
-
-def load_config_file(path: str, arg: str | None = None) -> ml_collections.ConfigDict:
-  """A configs/*.py file (optionally 'path:arg') -> its get_config(arg)."""
-  if arg is None and ':' in os.path.basename(path):
-    path, arg = path.rsplit(':', 1)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f'{path}: config file not found')
-  spec = importlib.util.spec_from_file_location(
-      f'jaxpose_config_{abs(hash(path))}', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  if not hasattr(module, 'get_config'):
-    raise ValueError(f'{path}: a config file must define get_config()')
-  return module.get_config() if arg is None else module.get_config(arg)
-
-
-def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any],
-                    where: str) -> ml_collections.ConfigDict:
-  """Copy of `config` with {'a.b': value} overrides; unknown fields fail, naming `where`."""
-  config = ml_collections.ConfigDict(config.to_dict())
-  for dotted, value in overrides.items():
-    *parents, leaf = dotted.split('.')
-    node = config
-    for name in parents:
-      if name not in node:
-        raise ValueError(f'{where}: override {dotted!r}: config has no field {name!r}')
-      node = node[name]
-    if leaf not in node:
-      raise ValueError(f'{where}: override {dotted!r}: config has no field {leaf!r}')
-    try:
-      node[leaf] = type(node[leaf])(value) if isinstance(node[leaf], tuple) else value
-    except TypeError as e:
-      raise ValueError(f'{where}: override {dotted!r}: {e}') from e
-  return config
-
-
-def point_name(overrides: dict[str, Any], index: int) -> str:
-  """{'model.num_stacks': 2} -> 'num_stacks=2' (a directory name); a leaf named twice keeps its path."""
-  leaves = [k.split('.')[-1] for k in overrides]
-  parts = [f'{k if leaves.count(leaf) > 1 else leaf}={v}' for (k, v), leaf in
-           zip(overrides.items(), leaves)]
-  name = ','.join(parts).replace('/', '_').replace(' ', '')
-  return name or f'point{index}'
-
-
-def expand(sweep_config: ml_collections.ConfigDict) -> list[dict[str, Any]]:
-  """The sweep file's runs: its points, each repeated over `seeds` seeds if it sets them."""
-  points = [dict(point) for point in sweep_config.points]
-  seeds = sweep_config.get('seeds')
-  return with_seeds(points, seeds, sweep_config.get('seed_field', 'seed')) if seeds else points
 
 
 def _plain(config: ml_collections.ConfigDict) -> dict:
@@ -128,16 +53,16 @@ def plan(sweep_path: str, workdir: str) -> tuple[str, ml_collections.ConfigDict,
   field, an invalid config, two runs of one name, or a run whose workdir holds
   another config fails, naming the point.
   """
-  sweep_config = load_config_file(sweep_path)
+  sweep_config = config_lib.load_config_file(sweep_path)
   for field in ('base', 'points'):
     if field not in sweep_config:
       raise ValueError(f'{sweep_path}: a sweep config needs the field {field!r}')
   base = os.path.normpath(os.path.join(os.path.dirname(sweep_path), sweep_config.base))
-  base_config = load_config_file(base)
+  base_config = config_lib.load_config_file(base)
   runs, names = [], {}
   for index, overrides in enumerate(expand(sweep_config)):
     where = f'{sweep_path}: points[{index}] {overrides}'
-    config = apply_overrides(base_config, overrides, where)
+    config = config_lib.apply_overrides(base_config, overrides, where)
     try:
       config_lib.validate(config)
     except ValueError as e:

@@ -1,14 +1,17 @@
 """Running a sweep's points side by side: one process per point, each on its own GPUs or CPU cores.
 
 `jaxpose sweep --parallel N` starts up to N processes at a time, each
-`python -m jaxpose.sweep.scheduler SWEEP WORKDIR RUN`, which plans the sweep
+`python -m jaxpose.sweep.worker SWEEP WORKDIR RUN`, which plans the sweep
 again (so that it trains exactly the config the sequential path would) and
-trains that one run. Each process gets its own slice of this host:
+trains that one run. This module only slices the host and starts, watches
+and stops processes: it imports nothing of jaxpose (the runner calls it, the
+worker reads `CPUS_VARIABLE` from it before jax is imported). Each process
+gets its own slice of this host:
 
 - GPUs (`CUDA_VISIBLE_DEVICES`, or those `nvidia-smi -L` lists): N equal
   slices through `CUDA_VISIBLE_DEVICES`; fewer GPUs than N is an error.
 - Otherwise CPU cores: N equal shares of this process's CPU affinity
-  (the child sets `os.sched_setaffinity` before it imports jax), one core each when N exceeds them.
+  (the worker sets `os.sched_setaffinity` before it imports jax), one core each when N exceeds them.
 
 A TPU host's chips belong to one process, so on TPU run points one at a time
 or launch the `--print_only` commands on separate hosts. A process writes its
@@ -31,8 +34,12 @@ import time
 from typing import Any, TextIO
 
 LOG_FILE = 'sweep_log.txt'
-# The CPU cores a point's process keeps to (comma-separated), read before it imports jax.
+# The CPU cores a point's process keeps to (comma-separated), read by `jaxpose.sweep.worker`
+# before it imports jax.
 CPUS_VARIABLE = 'JAXPOSE_SWEEP_CPUS'
+# What each point's process runs (`python -m WORKER_MODULE SWEEP WORKDIR RUN`); named, not
+# imported, since the worker imports the runner, which imports this module.
+WORKER_MODULE = 'jaxpose.sweep.worker'
 
 
 def local_gpus(environ: dict[str, str] | None = None) -> list[str]:
@@ -116,7 +123,7 @@ def _start(sweep_path: str, workdir: str, run: dict, resources: dict) -> subproc
     env[CPUS_VARIABLE] = ','.join(map(str, resources['cpus']))
   with open(os.path.join(run['workdir'], LOG_FILE), 'a') as log:
     return subprocess.Popen(
-        [sys.executable, '-m', 'jaxpose.sweep.scheduler', sweep_path, workdir, run['name']],
+        [sys.executable, '-m', WORKER_MODULE, sweep_path, workdir, run['name']],
         stdout=log, stderr=subprocess.STDOUT, env=env,
         # Its own session: a Ctrl-C here reaches it as the SIGTERM below, which it checkpoints on.
         start_new_session=True)
@@ -125,7 +132,7 @@ def _start(sweep_path: str, workdir: str, run: dict, resources: dict) -> subproc
 def run_side_by_side(sweep_path: str, workdir: str, runs: list[dict], parallel: int,
                      out: TextIO = sys.stdout, poll_seconds: float = 1.0,
                      start: Callable[..., subprocess.Popen] = _start) -> None:
-  """Trains `runs` (from `jaxpose.sweep.plan`) `parallel` at a time; raises naming any that failed."""
+  """Trains `runs` (from `jaxpose.sweep.runner.plan`) `parallel` at a time; raises naming any that failed."""
   slots = resource_slices(parallel)
   waiting = list(runs)
   active: dict[int, tuple[dict, subprocess.Popen, float]] = {}
@@ -168,22 +175,3 @@ def run_side_by_side(sweep_path: str, workdir: str, runs: list[dict], parallel: 
     raise RuntimeError(f'{sweep_path}: {len(failed)} point(s) failed: {"; ".join(failed)}. '
                        'Rerun the same command to retry them; finished points are kept.')
 
-
-def main(argv: list[str]) -> None:
-  """`python -m jaxpose.sweep.scheduler SWEEP WORKDIR RUN`: trains that one run of the sweep."""
-  if len(argv) != 4:
-    raise SystemExit('usage: python -m jaxpose.sweep.scheduler SWEEP_FILE WORKDIR RUN_NAME')
-  _, sweep_path, workdir, name = argv
-  if os.environ.get(CPUS_VARIABLE):
-    os.sched_setaffinity(0, [int(c) for c in os.environ[CPUS_VARIABLE].split(',')])
-  # After the affinity, so that jax sizes its thread pools to it; sweep imports this module.
-  from jaxpose import sweep  # pylint: disable=g-import-not-at-top
-  _, _, runs = sweep.plan(sweep_path, workdir)
-  chosen = [r for r in runs if r['name'] == name]
-  if not chosen:
-    raise SystemExit(f'{sweep_path}: no run named {name!r}; runs: {[r["name"] for r in runs]}')
-  sweep.train_run(chosen[0])
-
-
-if __name__ == '__main__':
-  main(sys.argv)
