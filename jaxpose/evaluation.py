@@ -1,23 +1,22 @@
-"""`jaxpose eval --config C --workdir W`: a trained model's COCO AP or MPII PCKh on the eval split.
+"""`jaxpose eval --config C --workdir W`: a trained model's COCO AP, MPII PCKh or tracking MOTA on the eval split.
 
   jaxpose eval --config configs/hourglass_coco.py --workdir workdirs/hg_coco \
-      --config.data.coco_dir=/data/coco [--detections=person_detections.json]
+      --config.data.coco_dir=/data/coco [--detections=person_detections.json] [--protocol NAME]
 
-The checkpoint (`checkpoint.restore_variables`) gives the model, its approach
-gives the protocol (`approaches.TopDown.evaluate`: person boxes from the
-ground truth, a detections file or a bottom-up model's people, crops, flip test, rescoring, OKS-NMS, COCO
-AP or MPII PCKh; `approaches.BottomUp.evaluate`: upstream's val.py over each
-whole image, COCO AP), and the config gives the data (`sources.split_files`:
-the eval annotations and images) and the input size.
+The checkpoint (`checkpoint.restore_variables`) gives the model, and the
+model's approach evaluates it (`Approach.evaluate`) with the protocol the
+options name, by default its arch's (`approaches.protocols`): top-down,
+person boxes from the ground truth, a detections file or a bottom-up model's
+people, then the protocol's crops, flip test, decoding, rescoring and
+OKS-NMS, COCO AP or MPII PCKh; bottom-up, the protocol's whole-image
+inference (val.py, body.py), COCO AP; STAF, tracking on held-out generated
+clips or a PoseTrack18 file, PoseTrack's MOTA of TAF and of OKS tracking and
+their AP. The config gives the data (`sources.eval_files`: the eval
+annotations and images) and the input size.
 
 COCO results go to `W/eval/results_step{N}.json`; the metrics come back with
-the keys of `jaxpose score` (COCO) or of `pck.pckh_summary` (MPII), and 'step'.
-
-A STAF model is evaluated as a tracker instead (`evaluate_tracking`): on
-held-out generated clips (config.data.track_eval_clips at each of
-config.data.track_eval_frame_steps) or on a PoseTrack18 annotation file and
-its images, PoseTrack's MOTA of TAF tracking and of OKS tracking of the same
-people, and their AP (`approaches.staf_tracking`).
+the keys of `jaxpose score` (COCO), of `pck.pckh_summary` (MPII) or of
+`staf_tracking.summary` (tracking), and 'step'.
 """
 
 from collections.abc import Callable
@@ -28,27 +27,34 @@ import ml_collections
 import numpy as np
 
 from jaxpose import approaches, models
-from jaxpose.training import checkpoint
-from jaxpose.deploy import predictor as predictor_lib
 from jaxpose.approaches import staf_tracking
-from jaxpose.data import posetrack, sources
+from jaxpose.deploy import predictor as predictor_lib
+from jaxpose.training import checkpoint
 
-# The model as the approach's protocol calls it: images -> the last stage's
-# maps (top-down: uint8 crops [B, h, w, 3] -> heatmaps [B, h', w', J];
-# bottom-up: float32 pixels [1, H, W, 3] -> (heatmaps, pafs)).
+# A stand-in for the restored model (tests): images -> the last stage's maps
+# (top-down: uint8 crops [B, h, w, 3] -> heatmaps [B, h', w', J]; bottom-up:
+# float32 pixels [1, H, W, 3] -> (heatmaps, pafs)).
 ModelFn = Callable[[np.ndarray], object]
 
 
-def _restore(config: ml_collections.ConfigDict, workdir: str, step: int | None
-             ) -> tuple[predictor_lib.JaxPredictor, int]:
-  """Workdir -> (a jitted predictor of its model, step); raises if the model is not the config's."""
-  variables, description, step = _restore_variables(config, workdir, step)
-  model = predictor_lib.JaxPredictor.from_variables(variables, description, source=workdir)
-  return model, step
+class _LastMapsNetwork:
+  """A `ModelFn` as a predictor: its maps named as the approach's last-stage outputs."""
+
+  def __init__(self, model_fn: ModelFn, approach: approaches.Approach):
+    self.model_fn = model_fn
+    self.names = approach.output_names(last_only=True)
+    self.source = '<model_fn>'
+    self.input_size = None
+    self.input_multiple = approach.input_multiple
+
+  def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+    maps = self.model_fn(images)
+    maps = maps if isinstance(maps, (tuple, list)) else (maps,)
+    return dict(zip(self.names, maps, strict=True))
 
 
-def _restore_variables(config: ml_collections.ConfigDict, workdir: str, step: int | None
-                       ) -> tuple[dict, dict, int]:
+def restore_variables(config: ml_collections.ConfigDict, workdir: str, step: int | None
+                      ) -> tuple[dict, dict, int]:
   """Workdir -> (variables, model description, step); raises if the model is not the config's."""
   variables, description = checkpoint.restore_variables(workdir, step)
   if models.model_class(description) is not models.model_class(config.model):
@@ -63,19 +69,9 @@ def _restore_variables(config: ml_collections.ConfigDict, workdir: str, step: in
   return variables, description, int(step)
 
 
-def eval_files(config: ml_collections.ConfigDict) -> sources.DatasetFiles:
-  """The eval annotations and images that config.data names (a 'coco' or 'mpii' source); no train paths needed."""
-  if config.data.source not in ('coco', 'mpii'):
-    raise ValueError(f"config.data.source is {config.data.source!r}: jaxpose eval reads the "
-                     "'coco' or 'mpii' annotation files (set --config.data.source and its "
-                     'directory)')
-  annotations, images = sources.split_files(config, 'eval')
-  return sources.DatasetFiles('', '', annotations, images)
-
-
 def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, *,
                      step: int | None = None,
-                     options: approaches.EvalOptions = approaches.EvalOptions(),
+                     options: approaches.Options = approaches.Options(),
                      results_file: str | None = None, model_fn: ModelFn | None = None) -> dict:
   """Evaluates the workdir's checkpoint on the config's eval split -> metrics (module docstring).
 
@@ -83,8 +79,8 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, *,
     config: a training config; its data section names the eval files.
     workdir: a workdir of `jaxpose train` or `jaxpose convert`.
     step: the checkpoint step (default: the latest).
-    options: detections or a bottom-up model's boxes, flip test, scales,
-      protocol (`approaches.EvalOptions`).
+    options: the protocol, detections or a bottom-up model's boxes, flip
+      test, scales, PoseTrack file (`approaches.Options`).
     results_file: where the COCO results go (default
       `workdir/eval/results_step{N}.json`).
     model_fn: replaces the restored model (tests): see `ModelFn`; the
@@ -92,61 +88,44 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str, *,
 
   Returns:
     COCO: {'AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm',
-    'ARl', 'step'}; MPII: `pck.pckh_summary`'s keys and 'step'.
+    'ARl', 'step'}; MPII: `pck.pckh_summary`'s keys and 'step'; STAF:
+    `staf_tracking.summary`'s and 'step'.
   """
-  files = eval_files(config)
-  approach = approaches.for_config(config)
   if model_fn is None:
-    model, step = _restore(config, workdir, step)
-    approach = model.approach
-    model_fn = lambda images: approach.last_maps(model(images))
+    variables, description, step = restore_variables(config, workdir, step)
+    network = predictor_lib.JaxPredictor.from_variables(variables, description, source=workdir)
+  else:
+    network = _LastMapsNetwork(model_fn, approaches.for_config(config))
+  approach = network.approach if model_fn is None else approaches.for_config(config)
   step = 0 if step is None else int(step)
   results_file = results_file or os.path.join(workdir, 'eval', f'results_step{step}.json')
   if options.boxes_from and options.person_boxes is None:
-    bottom_up = predictor_lib.load_path(options.boxes_from, approaches.BottomUp, '--boxes_from')
+    bottom_up = predictor_lib.load_path(options.boxes_from, '--boxes_from', whole_images=True)
     options = dataclasses.replace(
         options, person_boxes=lambda image: bottom_up.approach.person_boxes(bottom_up, image))
-  metrics = approach.evaluate(model_fn, config, files, options, results_file)
+  metrics = approach.evaluate(network, config, options, results_file)
   return dict(metrics, step=step)
 
 
 def evaluate_tracking(config: ml_collections.ConfigDict, workdir: str, *,
-                      step: int | None = None, posetrack_annotations: str | None = None,
-                      posetrack_images: str = '',
+                      step: int | None = None,
+                      options: approaches.Options = approaches.Options(),
                       frames_fn: staf_tracking.FramesFn | None = None
                       ) -> tuple[list[staf_tracking.TrackingResult], dict]:
-  """A STAF workdir's tracking: TAF against OKS, PoseTrack's MOTA and AP (module docstring).
+  """A STAF workdir's tracking results, one per frame step or the PoseTrack18 one, and their summary with 'step'.
 
-  Args:
-    config: a STAF training config (its model; its data for generated clips).
-    workdir: a workdir of `jaxpose train`.
-    step: the checkpoint step (default: the latest).
-    posetrack_annotations: a PoseTrack18 annotation file or folder to score
-      on, instead of generated clips; its images under `posetrack_images`
-      (the folder holding `images/`).
-    frames_fn: replaces the restored model on generated clips (tests): a
-      clip -> its frames' people; the workdir is then not read.
-
-  Returns:
-    (one result per frame step, or the PoseTrack18 one; their
-    `staf_tracking.summary` and 'step').
+  `frames_fn` replaces the restored model on generated clips (tests): a clip
+  -> its frames' people; the workdir is then not read. A model that is not
+  STAF's raises ValueError (its approach has no tracking to score).
   """
   approach = approaches.for_config(config)
-  if not isinstance(approach, approaches.StafBottomUp):
-    raise ValueError(f'config.model.arch {config.model.get("arch")!r}: tracking is evaluated '
-                     'for STAF models (ones that predict temporal affinity fields)')
   runner = None
   if frames_fn is None:
-    variables, description, step = _restore_variables(config, workdir, step)
-    runner = approaches.for_description(description).recurrent_runner(
-        variables, input_size=tuple(config.input_size))
+    variables, description, step = restore_variables(config, workdir, step)
+    approach = approaches.for_description(description)
+    runner = approach.new_video_state(
+        predictor_lib.JaxPredictor.from_variables(variables, description, source=workdir),
+        dataclasses.replace(options, input_size=tuple(config.input_size)))
     frames_fn = lambda clip: runner.video(clip['images'])
-  if posetrack_annotations:
-    if runner is None:
-      raise ValueError('evaluate_tracking: PoseTrack18 is scored with the workdir\'s model')
-    videos = posetrack.load_posetrack(posetrack_annotations, posetrack_images)
-    results = [staf_tracking.evaluate_posetrack(
-        runner, videos, keypoint_threshold=config.data.track_keypoint_threshold)]
-  else:
-    results = staf_tracking.evaluate_clips(frames_fn, config)
+  results = approach.tracking_results(frames_fn, config, options, runner)
   return results, dict(staf_tracking.summary(results), step=0 if step is None else int(step))

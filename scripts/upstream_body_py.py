@@ -11,7 +11,7 @@ parts or a score per part under 0.4). The network call is replaced by `net`,
 anything with the port's interface; everything else keeps the port's shape,
 Python loops and float64 accumulators, as the reference that
 tests/test_paf_body_py.py compares `jaxpose.codecs.paf_body_py` and the
-protocol of `jaxpose.approaches.bottomup_body_py` with, and the baseline of
+protocol of `jaxpose.approaches.protocols.cmu_openpose` with, and the baseline of
 scripts/bench_grouping.py. Not part of the package.
 """
 

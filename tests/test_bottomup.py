@@ -9,7 +9,7 @@ import pytest
 
 from jaxpose import skeletons
 from jaxpose.codecs import paf
-from jaxpose.approaches import bottomup
+from jaxpose.approaches.protocols import lightweight_openpose
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'scripts'))
 import upstream_grouping  # pylint: disable=g-import-not-at-top
@@ -50,25 +50,25 @@ class _SquareFinder:
 def test_letterbox_as_upstream_demo():
   # 960x540 at height 256: upstream scales by 256 / 540 to 455 px wide, then pads
   # to 456 (a multiple of 8): left pad floor(1 / 2) = 0.
-  padded, placement = bottomup.letterbox(np.zeros((540, 960, 3), np.uint8))
+  padded, placement = lightweight_openpose.letterbox(np.zeros((540, 960, 3), np.uint8))
   assert padded.shape == (256, 456, 3)
   assert placement.pad == (0, 0)
   # cv2 resizes by the factor itself (fx = fy), whatever the rounded size.
   np.testing.assert_allclose(placement.scale, (256 / 540, 256 / 540))
   # A tall image is padded to a square: 100 x 300 -> 85 x 256, left pad (256 - 85) // 2.
-  padded, placement = bottomup.letterbox(np.full((300, 100, 3), 7, np.uint8))
+  padded, placement = lightweight_openpose.letterbox(np.full((300, 100, 3), 7, np.uint8))
   assert padded.shape == (256, 256, 3)
   assert placement.pad == (85, 0)
-  assert padded[0, 0, 0] == bottomup.PAD_PIXEL and padded[128, 128, 0] == 7
+  assert padded[0, 0, 0] == lightweight_openpose.PAD_PIXEL and padded[128, 128, 0] == 7
   # A fixed-size model: fit inside 256 x 128 (W x H), 300 x 100 -> 43 x 128, pad 106 left.
-  padded, placement = bottomup.letterbox(np.zeros((300, 100, 3), np.uint8),
+  padded, placement = lightweight_openpose.letterbox(np.zeros((300, 100, 3), np.uint8),
                                          input_size=(256, 128))
   assert padded.shape == (128, 256, 3)
   assert placement.pad == (106, 0)
 
 
 def test_letterbox_to_image_inverts_cv2_resize_centres():
-  placement = bottomup.Letterbox(scale=(0.5, 0.25), pad=(10, 3))
+  placement = lightweight_openpose.Letterbox(scale=(0.5, 0.25), pad=(10, 3))
   # Input pixel (10, 3) is the image's top-left input pixel, whose centre is
   # image (0.5, 1.5) for a 2x / 4x shrink (cv2.resize's half-pixel centres).
   np.testing.assert_allclose(placement.to_image([[10, 3]]), [[0.5, 1.5]])
@@ -80,7 +80,7 @@ def test_people_come_back_at_the_square(shape, centre):
   x, y = centre
   image[y - 6:y + 6, x - 6:x + 6] = 255  # centre (x - 0.5, y - 0.5) in pixel-centre coordinates
   model = _SquareFinder()
-  people, scores = bottomup.predict_demo(model, image)
+  people, scores = lightweight_openpose.predict_demo(model, image)
   assert people.shape == (1, 18, 3) and scores.shape == (1,)
   assert (people[0, :, 2] > 0).all()
   scale = model.inputs[0].shape[1] / shape[0]  # the input height over the image's
@@ -97,7 +97,7 @@ def test_coco_keypoints_and_upstream_score():
   people[0, 0] = (10, 20, 0.9)  # nose
   people[0, 1] = (11, 30, 0.8)  # neck
   people[0, 2] = (5, 30, 0.7)  # right shoulder
-  keypoints, keypoint_scores, scores = bottomup.coco_keypoints(people, np.array([2.5]))
+  keypoints, keypoint_scores, scores = lightweight_openpose.coco_keypoints(people, np.array([2.5]))
   np.testing.assert_allclose(keypoints[0, 0], (10, 20))
   np.testing.assert_allclose(keypoints[0, 6], (5, 30))  # COCO right shoulder
   np.testing.assert_allclose(keypoint_scores[0, [0, 6]], (0.9, 0.7))
@@ -117,7 +117,7 @@ def test_no_bias_over_sub_pixel_positions():
     x, y = 200 + k, 220 + k
     image = np.zeros((512, 640, 3), np.uint8)
     image[y - 8:y + 8, x - 8:x + 8] = 255
-    people, _ = bottomup.predict_demo(_SquareFinder(), image)
+    people, _ = lightweight_openpose.predict_demo(_SquareFinder(), image)
     errors.append(people[0, skeletons.OPENPOSE_NECK, :2] - (x - 0.5, y - 0.5))
   np.testing.assert_array_less(np.abs(np.mean(errors, axis=0)), 0.5)
   np.testing.assert_array_less(np.abs(errors), 2.01)
@@ -152,11 +152,11 @@ def _pooled_mixing_model(normalised: bool):
   return batched
 
 
-@pytest.mark.parametrize('scales', [(1.0,), bottomup.MULTISCALE, (0.75, 1.25)])
+@pytest.mark.parametrize('scales', [(1.0,), lightweight_openpose.MULTISCALE, (0.75, 1.25)])
 def test_image_maps_equal_val_py_infer(scales):
   image = cv2.cvtColor(cv2.imread(COCO_IMAGE), cv2.COLOR_BGR2RGB)
   assert image.shape == (425, 640, 3)
-  heatmaps, pafs = bottomup.image_maps(_pooled_mixing_model(normalised=False), image, scales)
+  heatmaps, pafs = lightweight_openpose.image_maps(_pooled_mixing_model(normalised=False), image, scales)
   expected_heatmaps, expected_pafs = upstream_grouping.infer_like_val(
       _pooled_mixing_model(normalised=True), image, scales)
   assert heatmaps.shape == (425, 640, 19) and pafs.shape == (425, 640, 38)
@@ -170,16 +170,16 @@ def test_image_maps_refuse_no_or_nonpositive_scales():
   image = np.zeros((40, 60, 3), np.uint8)
   for scales in ((), (1.0, 0.0), (-0.5,)):
     with pytest.raises(ValueError, match='expected one or more positive scales'):
-      bottomup.image_maps(_pooled_mixing_model(normalised=False), image, scales)
+      lightweight_openpose.image_maps(_pooled_mixing_model(normalised=False), image, scales)
 
 
 def test_letterbox_at_a_scale_pads_as_val_py():
   image = np.zeros((425, 640, 3), np.float32)
   # Half scale: 184 rows, centred in 368; double: 736 rows, no height padding.
-  half, placement = bottomup.letterbox(image, 368, 8, scale=0.5)
+  half, placement = lightweight_openpose.letterbox(image, 368, 8, scale=0.5)
   assert half.shape[:2] == (368, 368) and placement.size == (277, 184)
   assert placement.pad == ((368 - 277) // 2, (368 - 184) // 2)
-  double, placement = bottomup.letterbox(image, 368, 8, scale=2.0)
+  double, placement = lightweight_openpose.letterbox(image, 368, 8, scale=2.0)
   assert placement.size == (1108, 736) and double.shape[:2] == (736, 1112)
   assert placement.pad == (2, 0) and double.dtype == np.float32
   np.testing.assert_allclose(placement.scale, (736 / 425, 736 / 425))

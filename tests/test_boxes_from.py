@@ -15,7 +15,7 @@ import pytest
 from jaxpose import approaches, cli, evaluation, skeletons
 from jaxpose.inference import pipeline
 from jaxpose.deploy import predictor
-from jaxpose.approaches import bottomup
+from jaxpose.approaches.protocols import lightweight_openpose
 from jaxpose.codecs import heatmap, paf
 from jaxpose.data import geometry, images
 from jaxpose.inference import frame_sources
@@ -73,8 +73,8 @@ class RenderingBottomUp:
   def __call__(self, inputs: np.ndarray) -> dict:
     self.calls += 1
     height, width = inputs.shape[1:3]
-    _, placement = bottomup.letterbox(np.zeros(self.image_shape, np.uint8),
-                                      self.approach.default_height, self.input_multiple)
+    _, placement = lightweight_openpose.letterbox(np.zeros(self.image_shape, np.uint8),
+                                      self.approach.protocol(approaches.Options()).DEFAULT_HEIGHT, self.input_multiple)
     assert inputs.shape[1:3] == _.shape[:2]
     in_input = ((self.people[..., :2] + 0.5) * np.array(placement.scale) - 0.5 +
                 np.array(placement.pad))
@@ -167,12 +167,12 @@ def test_command_line_loads_the_bottom_up_model_and_refuses_a_top_down_one(tmp_p
   name, people = coco_people()[196141]
   real_load_path = predictor.load_path
 
-  def load_path(path, approach=None, what='model'):
+  def load_path(path, what='model', whole_images=False):
     if path == 'standin':
       return standin
     if path == 'top-down':
       return CanonicalPose()
-    return real_load_path(path, approach, what)
+    return real_load_path(path, what, whole_images)
 
   monkeypatch.setattr(predictor, 'load_path', load_path)
   monkeypatch.setattr(predictor, 'load', lambda **kwargs: CanonicalPose())
@@ -198,7 +198,7 @@ def test_eval_with_boxes_from_scores_the_bottom_up_boxes(tmp_path, monkeypatch):
   # give the same results, box for box.
   standin = RenderingBottomUp()
   people = coco_people()
-  monkeypatch.setattr(predictor, 'load_path', lambda path, approach=None, what='': standin)
+  monkeypatch.setattr(predictor, 'load_path', lambda path, what='', whole_images=False: standin)
   real_read_image = images.read_image
 
   def read_image(path, image_id):
@@ -213,7 +213,7 @@ def test_eval_with_boxes_from_scores_the_bottom_up_boxes(tmp_path, monkeypatch):
   heatmaps_fn = lambda crops: top_down.approach.last_maps(top_down(crops))
   from_model = evaluation.evaluate_workdir(
       config, str(tmp_path), model_fn=heatmaps_fn, results_file=str(tmp_path / 'model.json'),
-      options=approaches.EvalOptions(boxes_from='standin', flip_test=False))
+      options=approaches.Options(boxes_from='standin', flip_test=False))
   assert standin.calls == len(people)
   detections = []
   for image_id, (name, image_people) in people.items():
@@ -225,7 +225,7 @@ def test_eval_with_boxes_from_scores_the_bottom_up_boxes(tmp_path, monkeypatch):
   (tmp_path / 'dets.json').write_text(json.dumps(detections))
   from_file = evaluation.evaluate_workdir(
       config, str(tmp_path), model_fn=heatmaps_fn, results_file=str(tmp_path / 'file.json'),
-      options=approaches.EvalOptions(detections=str(tmp_path / 'dets.json'), flip_test=False))
+      options=approaches.Options(detections=str(tmp_path / 'dets.json'), flip_test=False))
   ours = json.loads((tmp_path / 'model.json').read_text())
   theirs = json.loads((tmp_path / 'file.json').read_text())
   assert len(ours) == len(theirs) == sum(len(p) for _, p in people.values())
@@ -236,10 +236,10 @@ def test_eval_with_boxes_from_scores_the_bottom_up_boxes(tmp_path, monkeypatch):
 
 def test_load_path_takes_a_workdir_or_an_onnx_file_and_names_anything_else(tmp_path):
   paths = inference_models.write_models(tmp_path, onnx=False)
-  bottom_up = predictor.load_path(paths['openpose'], approaches.BottomUp, '--boxes_from')
+  bottom_up = predictor.load_path(paths['openpose'], '--boxes_from', whole_images=True)
   assert isinstance(bottom_up, predictor.JaxPredictor)
   assert isinstance(bottom_up.approach, approaches.BottomUp)
   with pytest.raises(ValueError, match='bottom-up'):
-    predictor.load_path(paths['hourglass'], approaches.BottomUp, '--boxes_from')
+    predictor.load_path(paths['hourglass'], '--boxes_from', whole_images=True)
   with pytest.raises(FileNotFoundError, match='--boxes_from .*nowhere.pth: expected a workdir'):
     predictor.load_path(str(tmp_path / 'nowhere.pth'), what='--boxes_from')

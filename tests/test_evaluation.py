@@ -16,7 +16,8 @@ from pycocotools.cocoeval import COCOeval
 from jaxpose import approaches, cli, evaluation, models, skeletons
 from jaxpose.training import checkpoint
 from jaxpose import config as config_lib
-from jaxpose.approaches import bottomup, topdown
+from jaxpose.approaches import bottomup
+from jaxpose.approaches.protocols import jaxpose_topdown, lightweight_openpose
 from jaxpose.codecs import heatmap, paf
 from jaxpose.data import coco, geometry, images, mpii
 from jaxpose.metrics import coco_ap, pck
@@ -55,8 +56,8 @@ class _TargetRenderer:
     self.add(crop, joints, labelled)
     width = self.input_size[0]
     mirrored = joints.copy()
-    mirrored[:, 0] = width - STRIDE - joints[:, 0]  # topdown.mirror_crops: x -> w - stride - x
-    self.add(topdown.mirror_crops(crop[None], STRIDE)[0], mirrored[flip_permutation],
+    mirrored[:, 0] = width - STRIDE - joints[:, 0]  # jaxpose_topdown.mirror_crops: x -> w - stride - x
+    self.add(jaxpose_topdown.mirror_crops(crop[None], STRIDE)[0], mirrored[flip_permutation],
              labelled[flip_permutation])
 
   def __call__(self, images):
@@ -74,7 +75,7 @@ def _oracle(records, skeleton, input_size=INPUT_SIZE):
   expected = []
   for record in records:
     image = images.read_image(record.path, record.image_id)
-    crops, matrices = topdown.crop_people(image, record.boxes, input_size)
+    crops, matrices = jaxpose_topdown.crop_people(image, record.boxes, input_size)
     for crop, matrix, joints, visible in zip(crops, matrices, record.keypoints, record.visible):
       in_crop = geometry.apply_affine(joints.astype(np.float64), matrix)
       labelled = (visible > 0).astype(np.float32)
@@ -151,7 +152,7 @@ def test_random_model_with_detections_writes_results_pycocotools_scores(tmp_path
   workdir = tmp_path / 'hg'
   _save_tiny_hourglass(workdir)
   config = coco_sample_config(**{'input_size': INPUT_SIZE})
-  options = approaches.EvalOptions(detections=str(DETECTIONS), detection_threshold=0.5)
+  options = approaches.Options(detections=str(DETECTIONS), detection_threshold=0.5)
   metrics = evaluation.evaluate_workdir(config, str(workdir), options=options)
   results_file = workdir / 'eval' / 'results_step7.json'
   ground_truth = COCO(str(COCO_JSON))
@@ -262,7 +263,7 @@ class _BottomUpOracle:
   """A perfect Lightweight OpenPose: the codec's exact maps of an image's people, in each input.
 
   Told the image and its people, it expects one call per scale, in order, and
-  moves the people into each input as `bottomup.letterbox` placed the image.
+  moves the people into each input as `lightweight_openpose.letterbox` placed the image.
   """
 
   def __init__(self, scales):
@@ -276,8 +277,8 @@ class _BottomUpOracle:
   def __call__(self, inputs):
     scale = self.scales[self.calls % len(self.scales)]
     self.calls += 1
-    expected, placement = bottomup.letterbox(np.asarray(self.image, np.float32),
-                                             bottomup.VAL_HEIGHT, OPENPOSE_STRIDE,
+    expected, placement = lightweight_openpose.letterbox(np.asarray(self.image, np.float32),
+                                             lightweight_openpose.VAL_HEIGHT, OPENPOSE_STRIDE,
                                              scale=scale)
     assert inputs.shape == (1, *expected.shape) and inputs.dtype == np.float32
     in_input = ((self.people[..., :2] + 0.5) * np.array(placement.scale) - 0.5 +
@@ -289,7 +290,7 @@ class _BottomUpOracle:
     return np.asarray(heatmaps)[None], np.asarray(pafs)[None]
 
 
-@pytest.mark.parametrize('scales', [(1.0,), bottomup.MULTISCALE])
+@pytest.mark.parametrize('scales', [(1.0,), lightweight_openpose.MULTISCALE])
 def test_bottom_up_oracle_maps_find_every_person(tmp_path, scales):
   # Maps over the image (val.py's protocol) place each keypoint on its pixel;
   # val.py then adds 0.5 px, which the positions below show.
@@ -307,7 +308,7 @@ def test_bottom_up_oracle_maps_find_every_person(tmp_path, scales):
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(bottomup, 'read_image', read_image)
     metrics = evaluation.evaluate_workdir(config, str(tmp_path), model_fn=oracle,
-                                          options=approaches.EvalOptions(scales=scales))
+                                          options=approaches.Options(scales=scales))
   assert oracle.calls == len(people) * len(scales)
   # Every person is found with the right limbs.
   assert metrics['AP50'] == 1.0 and metrics['AP75'] == 1.0 and metrics['AR50'] == 1.0
@@ -338,15 +339,15 @@ def test_bottom_up_eval_equals_val_py_on_oracle_maps():
   people = _coco_people_by_image()
   for image_id, keypoints in people.items():
     image = images.read_image(str(COCO_DIR / f'{image_id:012d}.jpg'), image_id)
-    oracle = _BottomUpOracle(bottomup.MULTISCALE)
+    oracle = _BottomUpOracle(lightweight_openpose.MULTISCALE)
     oracle.show(image, keypoints)
-    found, keypoint_scores, scores = bottomup.predict_val(oracle, image, bottomup.MULTISCALE)
+    found, keypoint_scores, scores = lightweight_openpose.predict_val(oracle, image, lightweight_openpose.MULTISCALE)
     reference_net = lambda normalised: [m[0] for m in oracle(normalised[None] * 256 + 128)]
-    heatmaps, pafs = upstream_grouping.infer_like_val(reference_net, image, bottomup.MULTISCALE)
+    heatmaps, pafs = upstream_grouping.infer_like_val(reference_net, image, lightweight_openpose.MULTISCALE)
     expected_people, expected_scores = upstream_grouping.decode_like_upstream(
         heatmaps, pafs, stride=1, upsample=1)
     expected_people[..., :2] += np.where(expected_people[..., 2:] > 0, 0.5, 0)
-    expected = bottomup.coco_keypoints(expected_people, expected_scores)
+    expected = lightweight_openpose.coco_keypoints(expected_people, expected_scores)
     assert len(scores) == len(keypoints), image_id
     np.testing.assert_allclose(found, expected[0], atol=1e-4, err_msg=str(image_id))
     np.testing.assert_allclose(keypoint_scores, expected[1], atol=1e-4)

@@ -10,7 +10,7 @@ import pytest
 from jaxpose import approaches, cli, skeletons
 from jaxpose.inference import pipeline
 from jaxpose.deploy import predictor
-from jaxpose.approaches import bottomup, topdown
+from jaxpose.approaches.protocols import jaxpose_topdown, lightweight_openpose
 from jaxpose import tracking
 from jaxpose.inference import frame_sources
 import inference_models
@@ -109,7 +109,7 @@ def test_topdown_video(models, topdown_jax):
   # Frame 0's records are predict_topdown on its boxes, in the box order.
   image = next(iter(frame_sources.VideoSource(DEMO_VIDEO))).image
   model = predictor.JaxPredictor(models['hourglass'])
-  keypoints, scores = topdown.predict_topdown(
+  keypoints, scores = jaxpose_topdown.predict_topdown(
       lambda crops: approaches.last_output(model(crops), 'heatmaps'), image,
       np.array([[100, 100, 120, 300], [600, 150, 100, 250]]), (256, 256),
       skeletons.COCO.flip_permutation(), flip_test=False)
@@ -131,7 +131,7 @@ def test_topdown_flip_test(models, video_detections, tmp_path):
   assert _video_properties(tmp_path / 'demo.mp4')[0] == 2
   image = next(iter(frame_sources.VideoSource(DEMO_VIDEO))).image
   model = predictor.JaxPredictor(models['hourglass'])
-  keypoints, scores = topdown.predict_topdown(
+  keypoints, scores = jaxpose_topdown.predict_topdown(
       lambda crops: approaches.last_output(model(crops), 'heatmaps'), image,
       np.array([[100, 100, 120, 300], [600, 150, 100, 250]]), (256, 256),
       skeletons.COCO.flip_permutation(), flip_test=True)
@@ -155,8 +155,8 @@ def test_bottomup_video(models, bottomup_jax):
   # Each frame's records are predict_demo's people, converted to COCO-17.
   model = predictor.JaxPredictor(models['openpose'])
   for frame in frame_sources.VideoSource(DEMO_VIDEO):
-    people, person_scores = bottomup.predict_demo(model, frame.image)
-    keypoints, keypoint_scores, scores = bottomup.coco_keypoints(people, person_scores)
+    people, person_scores = lightweight_openpose.predict_demo(model, frame.image)
+    keypoints, keypoint_scores, scores = lightweight_openpose.coco_keypoints(people, person_scores)
     ours = [r for r in records if r['frame'] == frame.index]
     assert frames[frame.index]['people'] == len(ours) == len(people)
     flat = np.array([r['keypoints'] for r in ours]).reshape(len(ours), 17, 3)

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 from jaxpose import approaches, evaluation
-from jaxpose.approaches import bottomup, bottomup_body_py
+from jaxpose.approaches import bottomup
+from jaxpose.approaches import protocols
+from jaxpose.approaches.protocols import lightweight_openpose
 from jaxpose.codecs import paf, paf_body_py
 from jaxpose.metrics import coco_ap
 from jaxpose.models import cmu_openpose
@@ -59,7 +61,7 @@ class StandIn:
     self.keypoints, self.visible = keypoints, visible
     self.factors = {}
     for scale in scales:
-      factor = scale * bottomup_body_py.BOX_SIZE / self.height
+      factor = scale * protocols.cmu_openpose.BOX_SIZE / self.height
       resized = cv2.resize(image, (0, 0), fx=factor, fy=factor, interpolation=cv2.INTER_CUBIC)
       size = tuple(-(-s // STRIDE) * STRIDE for s in resized.shape[:2])
       self.factors[size] = factor
@@ -99,7 +101,7 @@ def test_protocol_finds_the_ports_people_on_the_coco_sample(scales):
   for image, annotations in coco_images():
     standin = StandIn(image, annotations, scales)
     expected_people, expected_scores = port_people(image, standin, scales)
-    people, scores = bottomup_body_py.predict(standin.maps_fn, image, scales)
+    people, scores = protocols.cmu_openpose.predict_body_py(standin.maps_fn, image, scales)
     np.testing.assert_allclose(people, expected_people, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(scores, expected_scores, rtol=1e-6)
     assert standin.calls == 2 * len(scales)
@@ -114,15 +116,15 @@ def test_maps_are_the_ports_bit_for_bit_with_its_double_counting():
   standin = StandIn(image, annotations, scales)
   expected = upstream_body_py.averaged_maps(standin.port_net, image[..., ::-1].copy(),
                                             scale_search=scales)
-  maps = bottomup_body_py.image_maps(standin.maps_fn, image, scales)
+  maps = protocols.cmu_openpose.image_maps(standin.maps_fn, image, scales)
   for got, want in zip(maps, expected):
     assert got.dtype == np.float64
     np.testing.assert_array_equal(got, want)
   # The port's heatmap sum counts the first scale twice: h1 / 2 * 2 + h2 / 2.
-  single = [bottomup_body_py.image_maps(standin.maps_fn, image, (s,))[0] for s in scales]
+  single = [protocols.cmu_openpose.image_maps(standin.maps_fn, image, (s,))[0] for s in scales]
   np.testing.assert_allclose(maps[0], single[0] + single[1] / 2, atol=1e-6)
-  np.testing.assert_allclose(maps[1], (bottomup_body_py.image_maps(
-      standin.maps_fn, image, (0.5,))[1] + bottomup_body_py.image_maps(
+  np.testing.assert_allclose(maps[1], (protocols.cmu_openpose.image_maps(
+      standin.maps_fn, image, (0.5,))[1] + protocols.cmu_openpose.image_maps(
           standin.maps_fn, image, (1.0,))[1]) / 2, atol=1e-6)
 
 
@@ -191,18 +193,19 @@ def test_long_limbs_pay_the_distance_prior():
 
 
 def test_cmu_openpose_runs_body_py_and_lightweight_openpose_demo_py():
-  cmu = approaches.for_description({'arch': 'openpose'})
-  light = approaches.for_description({'arch': 'lightweight_openpose'})
-  assert cmu.body_py and not light.body_py
-  assert (cmu.default_height, cmu.default_scales) == (184, (0.5,))
-  assert (light.default_height, light.default_scales) == (256, (1.0,))
+  cmu = approaches.for_description({'arch': 'openpose'}).protocol(approaches.Options())
+  light = approaches.for_description({'arch': 'lightweight_openpose'}).protocol(
+      approaches.Options())
+  assert (cmu.NAME, light.NAME) == ('cmu_openpose', 'lightweight_openpose')
+  assert (cmu.DEFAULT_HEIGHT, cmu.DEFAULT_SCALES) == (184, (0.5,))
+  assert (light.DEFAULT_HEIGHT, light.DEFAULT_SCALES) == (256, (1.0,))
 
 
 def test_decode_names_the_expected_shapes():
   with pytest.raises(ValueError, match=r'heatmaps \[H, W, 19\] and pafs \[H, W, 38\]'):
     paf_body_py.decode(np.zeros((10, 10, 19)), np.zeros((10, 10, 19)))
   with pytest.raises(ValueError, match='uint8 image'):
-    bottomup_body_py.image_maps(lambda x: x, np.zeros((10, 10, 3), np.float32))
+    protocols.cmu_openpose.image_maps(lambda x: x, np.zeros((10, 10, 3), np.float32))
 
 
 class _StandInPredictor:
@@ -224,9 +227,10 @@ def test_cmu_openpose_inference_is_the_ports_at_its_height():
   image, annotations = coco_images()[1]
   for height, scale in ((None, 0.5), (276, 0.75)):
     standin = StandIn(image, annotations, (scale,))
-    people = approach.predict(_StandInPredictor(standin), image, height)
+    people = approach.predict(_StandInPredictor(standin), [image],
+                              approaches.Options(height=height))[0]
     expected_people, expected_scores = port_people(image, standin, (scale,))
-    keypoints, keypoint_scores, scores = bottomup.coco_keypoints(expected_people,
+    keypoints, keypoint_scores, scores = lightweight_openpose.coco_keypoints(expected_people,
                                                                  expected_scores)
     assert len(people.scores) == len(expected_scores) >= 1
     np.testing.assert_allclose(people.keypoints, keypoints, atol=1e-4)
@@ -258,7 +262,7 @@ def test_cmu_openpose_evaluation_scores_the_ports_people(tmp_path):
     people, scores = port_people(image, standin, (0.5,))
     found = people[..., 2] > 0
     people[..., :2] = np.where(found[..., None], people[..., :2] + 0.5, -1)  # COCO's half pixel
-    keypoints, keypoint_scores, person_scores = bottomup.coco_keypoints(people, scores)
+    keypoints, keypoint_scores, person_scores = lightweight_openpose.coco_keypoints(people, scores)
     expected += coco_ap.coco_results(np.full(len(scores), image_id), keypoints,
                                      keypoint_scores, person_scores)
   key = lambda r: (r['image_id'], -r['score'])

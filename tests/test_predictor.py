@@ -61,11 +61,14 @@ def test_batch_padding_does_not_change_outputs(models):
   np.testing.assert_allclose(together, alone, rtol=0, atol=1e-5 * np.abs(alone).max())
 
 
-def test_wrong_architecture_names_the_path(models):
-  with pytest.raises(ValueError, match=f'{models["hourglass"]}.*top-down.*bottom-up'):
-    predictor.JaxPredictor(models['hourglass'], approach=approaches.BottomUp)
-  with pytest.raises(ValueError, match=f'{models["openpose_onnx"]}.*bottom-up.*top-down'):
-    predictor.OnnxPredictor(models['openpose_onnx'], approach=approaches.TopDown)
+def test_a_model_that_needs_boxes_where_whole_images_are_asked_for_names_the_path(models):
+  with pytest.raises(ValueError, match=f'{models["hourglass"]}: the model is top-down, but a '
+                     'model that finds people in whole images'):
+    predictor.JaxPredictor(models['hourglass'], whole_images=True)
+  with pytest.raises(ValueError, match=f'{models["hourglass_onnx"]}: the model is top-down'):
+    predictor.OnnxPredictor(models['hourglass_onnx'], whole_images=True)
+  assert predictor.OnnxPredictor(models['openpose_onnx'], whole_images=True).approach.name == (
+      'bottom-up')
 
 
 def test_checkpoint_of_another_architecture_names_the_path(models, tmp_path):

@@ -23,7 +23,8 @@ import torch
 from jaxpose import cli, evaluation, skeletons
 from jaxpose.training import checkpoint
 from jaxpose.deploy import predictor
-from jaxpose.approaches import EvalOptions, topdown_bearpaw
+from jaxpose.approaches import Options
+from jaxpose.approaches.protocols import bearpaw_mpii
 from jaxpose.data import images, mpii
 from jaxpose.models import hourglass
 import bearpaw_mpii_reference
@@ -149,7 +150,7 @@ def test_normalisation_travels_with_the_converted_weights(tmp_path):
 
 def test_bearpaw_checkpoint_scores_bearpaws_mpii_pckh(tmp_path):
   # bearpaw's `example/main.py -e` then `eval_PCKh.py` (transcribed) against
-  # `jaxpose eval --mpii_protocol=bearpaw` on a converted random checkpoint,
+  # `jaxpose eval --protocol=bearpaw_mpii` on a converted random checkpoint,
   # on the bundled MPII sample: the same whole-pixel predictions, the same PCKh.
   model = torch_hourglass.randomize(torch_hourglass.HourglassNet(1, 1, 16), seed=5).eval()
   torch.save({'state_dict': {f'module.{k}': v for k, v in model.state_dict().items()}},
@@ -172,7 +173,7 @@ def test_bearpaw_checkpoint_scores_bearpaws_mpii_pckh(tmp_path):
     with torch.no_grad():
       expected.append(bearpaw_mpii_reference.validate_image(
           lambda batch: model(batch)[-1], image, people, mean) - 1)
-    ours.append(topdown_bearpaw.predict_mpii(heatmaps_fn, image, record.center, record.scale,
+    ours.append(bearpaw_mpii.predict_mpii(heatmaps_fn, image, record.center, record.scale,
                                              (256, 256), skeletons.MPII.flip_permutation()))
   expected, ours = np.concatenate(expected), np.concatenate(ours)
   np.testing.assert_array_equal(ours, expected)
@@ -182,7 +183,7 @@ def test_bearpaw_checkpoint_scores_bearpaws_mpii_pckh(tmp_path):
                                  'data.eval_images': mpii_dir})
   config.model.num_joints = 16
   metrics = evaluation.evaluate_workdir(config, workdir, model_fn=heatmaps_fn,
-                                        options=EvalOptions(mpii_protocol='bearpaw'))
+                                        options=Options(protocol='bearpaw_mpii'))
   target = np.concatenate([r.keypoints for r in records])
   visible = np.concatenate([r.visible for r in records]) > 0
   head_boxes = np.concatenate([r.head_boxes for r in records])

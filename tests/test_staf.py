@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import types
 
 import cv2
 import jax
@@ -15,7 +16,8 @@ from jaxpose.inference import pipeline
 from jaxpose.training import parallel
 from jaxpose.deploy import predictor
 from jaxpose.training import trainer
-from jaxpose.approaches import base, bottomup, staf, staf_tracking
+from jaxpose.approaches import base, staf, staf_tracking
+from jaxpose.approaches.protocols import lightweight_openpose
 from jaxpose.codecs import paf, taf
 from jaxpose.data import geometry, synthetic_clips
 from jaxpose import tracking
@@ -277,7 +279,7 @@ def test_ground_truth_people_lie_where_the_frame_s_placement_puts_them():
   # A 96x64 frame letterboxed into a 96x96 input (16 rows of padding): the
   # clip's people in image pixels, and in input pixels where the TAFs lie.
   clip = synthetic_clips.SyntheticClips(1, clip_length=2, image_size=(96, 64), max_people=2)[0]
-  _, placement = bottomup.letterbox(clip['images'][0], input_size=(96, 96))
+  _, placement = lightweight_openpose.letterbox(clip['images'][0], input_size=(96, 96))
   tafs = np.ones((12, 12, taf.NUM_CHANNELS), np.float32)
   frames = [staf_tracking.FramePeople(None, None, None, placement),
             staf_tracking.FramePeople(None, None, tafs, placement)]
@@ -303,7 +305,7 @@ def test_decoded_people_come_back_in_the_image():
   # as the runner decodes: the people land where they are in the frame.
   clip = synthetic_clips.SyntheticClips(1, clip_length=1, image_size=(96, 64), max_people=2,
                                         height_range=(0.8, 0.9))[0]
-  _, placement = bottomup.letterbox(clip['images'][0], input_size=(96, 96))
+  _, placement = lightweight_openpose.letterbox(clip['images'][0], input_size=(96, 96))
   assert placement.pad == (0, 16)
   keypoints, visible = skeletons.openpose_from_coco(clip['keypoints'][0], clip['visible'][0])
   heatmaps, pafs = paf.encode(keypoints + [0, 16], visible, image_size=(96, 96), sigma=4.0)
@@ -368,8 +370,13 @@ def test_infer_tracks_a_staf_model_by_its_fields(staf_workdir, tmp_path, monkeyp
                       '--height', '64', '--notrack', '--out', str(tmp_path / 'untracked')])
   with open(tmp_path / 'untracked' / pipeline.RESULTS_FILE) as f:
     assert {r['track_id'] for r in json.load(f)} == {-1}
-  with pytest.raises(ValueError, match='--tracker taf: the model must be a STAF model'):
-    pipeline.frame_tracker('taf', pipeline.BottomUpEstimator(None), 25.0)
+  # Another model's people carry no fields to track by.
+  lightweight = types.SimpleNamespace(
+      approach=approaches.for_description({'arch': 'lightweight_openpose'}),
+      skeleton=skeletons.COCO)
+  with pytest.raises(ValueError, match='--tracker taf: a bottom-up model tracks by oks; TAF '
+                     'tracking needs a STAF model'):
+    pipeline.frame_tracker('taf', lightweight, 25.0)
 
 
 def test_eval_prints_both_trackers_mota(staf_workdir, capsys):

@@ -7,6 +7,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from jaxpose import approaches, models
 from jaxpose.deploy import export
 from jaxpose.models import openpose, staf
 import random_weights
@@ -148,8 +149,13 @@ def test_bad_previous_is_named(tiny):
 def tiny_onnx(tiny, tmp_path_factory):
   model, variables, _, _ = tiny
   path = str(tmp_path_factory.mktemp('staf') / 'staf.onnx')
-  return export.export_recurrent_onnx(variables, model, path, input_size=(SIZE, SIZE),
-                                      check=False)
+  return export.export_onnx(variables, _description(model), path, input_size=(SIZE, SIZE),
+                            check=False)
+
+
+def _description(model: staf.StafOpenPose) -> dict:
+  """The model description a workdir of `model` holds (trained at SIZE x SIZE)."""
+  return models.describe(model, model.DEFAULT_NORMALIZATION, (SIZE, SIZE))
 
 
 def test_onnx_clip_fed_its_own_outputs_matches_jax(tiny, tiny_onnx):
@@ -159,7 +165,8 @@ def test_onnx_clip_fed_its_own_outputs_matches_jax(tiny, tiny_onnx):
       ('images', ['N', 64, 64, 3]), ('previous_heatmaps', ['N', 8, 8, 19]),
       ('previous_pafs', ['N', 8, 8, 38]), ('previous_tafs', ['N', 8, 8, 66])]
   assert [o.name for o in session.get_outputs()] == model.output_names
-  feedback = export.recurrent_feedback(model)
+  feedback = approaches.for_description(_description(model)).export_signature(
+      (SIZE, SIZE)).feedback
   assert feedback == {'heatmaps_stage1': 'previous_heatmaps', 'pafs_stage1': 'previous_pafs',
                       'tafs_stage1': 'previous_tafs'}
   # A 5-frame clip: a random image panning right by 4 pixels a frame.
@@ -186,16 +193,20 @@ def test_onnx_clip_fed_its_own_outputs_matches_jax(tiny, tiny_onnx):
 
 def test_recurrent_check_reports_a_mismatch_per_output(tiny, tiny_onnx):
   model, variables, _, _ = tiny
-  forward, names = export.recurrent_network_fn(variables, model, model.DEFAULT_NORMALIZATION)
+  approach = approaches.for_description(_description(model))
+  forward = approach.export_fn(variables)
+  signature = approach.export_signature((SIZE, SIZE))
+  names = signature.outputs
   assert names == model.output_names
 
   def off_by_1e3(*inputs):  # the first stage's heatmaps (not fed back) 0.1% too large
     outputs = forward(*inputs)
     return (1.001 * outputs[0], *outputs[1:])
-  errors = export.check_recurrent_onnx(tiny_onnx, off_by_1e3, export.recurrent_feedback(model),
+  errors = export.check_recurrent_onnx(tiny_onnx, off_by_1e3, signature.feedback,
                                        (2, SIZE, SIZE, 3), num_frames=2)
   assert errors['heatmaps_stage0'] == pytest.approx(1e-3 / 1.001, rel=0.02)
   assert max(errors[name] for name in names[1:]) < TOLERANCE
-  with pytest.raises(ValueError, match='input_size: the STAF model needs .* multiples of 8, '
-                     'got 60x64'):
-    export.export_recurrent_onnx(variables, model, '/nonexistent/x.onnx', input_size=(60, 64))
+  with pytest.raises(ValueError, match='input_size: staf needs .* multiples of 8, got 60x64'):
+    export.export_onnx(variables, _description(model), '/nonexistent/x.onnx', input_size=(60, 64))
+  with pytest.raises(ValueError, match='exported channels last only'):
+    export.export_onnx(variables, _description(model), '/nonexistent/x.onnx', nchw=True)

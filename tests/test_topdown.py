@@ -10,7 +10,7 @@ import pytest
 from jaxpose import approaches, skeletons
 from jaxpose.codecs import heatmap
 from jaxpose.data import geometry
-from jaxpose.approaches import topdown
+from jaxpose.approaches.protocols import jaxpose_topdown
 
 COCO_DIR = pathlib.Path(__file__).parent / 'data' / 'coco'
 COCO_FLIP = skeletons.COCO.flip_permutation()
@@ -73,7 +73,7 @@ def test_crop_people_cuts_each_box_at_its_padded_aspect():
   rng = np.random.default_rng(0)
   image = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
   boxes = np.array([[30.0, 20.0, 40.0, 80.0], [100.0, 10.0, 50.0, 20.0]])
-  crops, matrices = topdown.crop_people(image, boxes, (48, 64))
+  crops, matrices = jaxpose_topdown.crop_people(image, boxes, (48, 64))
   assert crops.shape == (2, 64, 48, 3) and crops.dtype == np.uint8
   # Box 0 is 40 x 80: already 3:4 after widening to 60 x 80, padded 1.25x to
   # 75 x 100 about (50, 60); box 1, 50 x 20, becomes 62.5 x 83.3 about (125, 20).
@@ -83,20 +83,20 @@ def test_crop_people_cuts_each_box_at_its_padded_aspect():
     np.testing.assert_allclose(matrix[:, :2], np.eye(2) * 48 / side, atol=1e-12)
     np.testing.assert_array_equal(crops[matrices.tolist().index(matrix.tolist())],
                                   cv2.warpAffine(image, matrix, (48, 64)))
-  empty, no_matrices = topdown.crop_people(image, np.zeros((0, 4)), (48, 64))
+  empty, no_matrices = jaxpose_topdown.crop_people(image, np.zeros((0, 4)), (48, 64))
   assert empty.shape == (0, 64, 48, 3) and no_matrices.shape == (0, 2, 3)
 
 
 def test_mirror_crops_maps_x_to_width_minus_stride_minus_x():
   rng = np.random.default_rng(1)
   crops = rng.integers(1, 256, (2, 8, 16, 3), dtype=np.uint8)
-  mirrored = topdown.mirror_crops(crops, STRIDE)
+  mirrored = jaxpose_topdown.mirror_crops(crops, STRIDE)
   for crop, got in zip(crops, mirrored):
     np.testing.assert_array_equal(got, _mirror_by_index(crop, STRIDE - 1))
   np.testing.assert_array_equal(mirrored[:, :, 16 - 3:], 0)
-  twice = topdown.mirror_crops(mirrored, STRIDE)
+  twice = jaxpose_topdown.mirror_crops(mirrored, STRIDE)
   np.testing.assert_array_equal(twice[:, :, :16 - 3], crops[:, :, :16 - 3])
-  np.testing.assert_array_equal(topdown.mirror_crops(crops, 1), crops[:, :, ::-1])
+  np.testing.assert_array_equal(jaxpose_topdown.mirror_crops(crops, 1), crops[:, :, ::-1])
 
 
 def _subpixel_joints(rng, input_size, num_people, fractions):
@@ -126,7 +126,7 @@ def test_flip_test_heatmaps_equal_the_unflipped_ones_for_exact_targets():
                 crop_visible)
 
   plain = model(crops)
-  averaged = topdown.flip_test_heatmaps(model, crops, COCO_FLIP)
+  averaged = jaxpose_topdown.flip_test_heatmaps(model, crops, COCO_FLIP)
   np.testing.assert_array_equal(averaged, plain)
   plain_peaks, plain_scores = heatmap.decode(plain)
   flip_peaks, flip_scores = heatmap.decode(averaged)
@@ -152,9 +152,9 @@ def test_flip_test_heatmaps_equal_the_unflipped_ones_for_exact_targets():
 def test_flip_test_heatmaps_checks_the_model_output():
   crops = np.zeros((2, 64, 48, 3), np.uint8)
   with pytest.raises(ValueError, match='48 is not a whole multiple of the heatmap width 10'):
-    topdown.flip_test_heatmaps(lambda x: np.zeros((len(x), 16, 10, 17)), crops, COCO_FLIP)
+    jaxpose_topdown.flip_test_heatmaps(lambda x: np.zeros((len(x), 16, 10, 17)), crops, COCO_FLIP)
   with pytest.raises(ValueError, match='16 heatmap channels but a flip permutation of 17'):
-    topdown.flip_test_heatmaps(lambda x: np.zeros((len(x), 16, 12, 16)), crops, COCO_FLIP)
+    jaxpose_topdown.flip_test_heatmaps(lambda x: np.zeros((len(x), 16, 12, 16)), crops, COCO_FLIP)
 
 
 def test_keypoints_in_image_by_hand():
@@ -164,7 +164,7 @@ def test_keypoints_in_image_by_hand():
   heatmaps[0, 6, 5, 3] = 0.2  # the one above higher than the one below: -0.25 in y
   # The crop: a 24 x 32 box about (100, 50), magnified 2x into 48 x 64.
   matrix = geometry.crop_matrix(np.array([100.0, 50.0]), np.array([24.0, 32.0]), (48, 64))
-  keypoints, scores = topdown.keypoints_in_image(heatmaps, matrix[None], (48, 64))
+  keypoints, scores = jaxpose_topdown.keypoints_in_image(heatmaps, matrix[None], (48, 64))
   # Heatmap (5.25, 6.75) -> input (21, 27) -> image (100 + (21 - 24) / 2, 50 + (27 - 32) / 2).
   np.testing.assert_allclose(keypoints[0, 3], (98.5, 47.5), atol=1e-9)
   assert scores[0, 3] == 1.0 and scores[0, 0] == 0.0
@@ -211,7 +211,7 @@ def test_predict_topdown_returns_ground_truth_within_the_codec_quantisation(inpu
                                             geometry.invert_affine(matrix))
       bound[p] = STRIDE / 2 * size[0] / width
 
-    keypoints, scores = topdown.predict_topdown(model, image, boxes, input_size, COCO_FLIP,
+    keypoints, scores = jaxpose_topdown.predict_topdown(model, image, boxes, input_size, COCO_FLIP,
                                                 flip_test=flip_test)
     assert keypoints.shape == joints.shape and scores.shape == labelled.shape
     np.testing.assert_allclose(keypoints[labelled], expected[labelled], atol=1e-3)
@@ -224,7 +224,7 @@ def test_predict_topdown_returns_ground_truth_within_the_codec_quantisation(inpu
 
 
 def test_predict_topdown_without_people():
-  keypoints, scores = topdown.predict_topdown(
+  keypoints, scores = jaxpose_topdown.predict_topdown(
       lambda x: pytest.fail('no crops, no model call'), np.zeros((10, 10, 3), np.uint8),
       np.zeros((0, 4)), (48, 64), COCO_FLIP)
   assert keypoints.shape == (0, 17, 2) and scores.shape == (0, 17)
@@ -240,14 +240,31 @@ def test_keypoints_in_image_with_dark_find_sub_pixel_peaks():
                   (rows[None, :, :, None] - centres[:, None, None, :, 1]) ** 2) / 8)
   identity = np.tile(np.array([[1.0, 0, 0], [0, 1.0, 0]]), (3, 1, 1))
   truth = centres * 4  # input (= image) pixels, stride 4
-  dark, _ = topdown.keypoints_in_image(maps, identity, (192, 256), dark_kernel=11)
-  plain, _ = topdown.keypoints_in_image(maps, identity, (192, 256))
+  dark, _ = jaxpose_topdown.keypoints_in_image(maps, identity, (192, 256), dark_kernel=11)
+  plain, _ = jaxpose_topdown.keypoints_in_image(maps, identity, (192, 256))
   assert np.abs(dark - truth).max() < 0.05 * 4
   assert np.median(np.abs(plain - truth)) > 5 * np.median(np.abs(dark - truth))
 
 
+class _FixedSizeNetwork:
+  """A predictor stand-in of input 64x64 that must not be called."""
+  input_size = (64, 64)
+  source = '<stand-in>'
+
+  def __call__(self, images):
+    pytest.fail('no call')
+
+
 def test_dark_is_refused_with_an_upstream_protocol():
   approach = approaches.for_description({'arch': 'hourglass', 'num_joints': 17})
-  with pytest.raises(ValueError, match="--dark_kernel: DARK is an option of jaxpose's protocol"):
-    approach.predict(lambda x: pytest.fail('no call'), np.zeros((10, 10, 3), np.uint8),
-                     np.zeros((1, 4)), np.ones(1), (64, 64), skeletons.COCO, False, 'mmpose', 11)
+  image = np.zeros((10, 10, 3), np.uint8)
+  with pytest.raises(ValueError, match='--dark_kernel: DARK is an option of jaxpose_topdown, '
+                     'not of mmpose_topdown'):
+    approach.predict(_FixedSizeNetwork(), [image],
+                     approaches.Options(protocol='mmpose_topdown', flip_test=False,
+                                        dark_kernel=11), [(np.zeros((1, 4)), np.ones(1))])
+  with pytest.raises(ValueError, match='--protocol lightweight_openpose is a bottom-up protocol'):
+    approach.predict(_FixedSizeNetwork(), [image], approaches.Options(
+        protocol='lightweight_openpose'), [(np.zeros((1, 4)), np.ones(1))])
+  with pytest.raises(ValueError, match='top-down prediction needs person boxes'):
+    approach.predict(_FixedSizeNetwork(), [image], approaches.Options())

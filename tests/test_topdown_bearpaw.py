@@ -1,4 +1,4 @@
-"""bearpaw/pytorch-pose's MPII protocol (`approaches.topdown_bearpaw`) against a transcription of its code.
+"""bearpaw/pytorch-pose's MPII protocol (`approaches.protocols.bearpaw_mpii`) against a transcription of its code.
 
 The reference is tests/bearpaw_mpii_reference.py (repository, commit and
 files in its docstring). Both run the same stand-in network on the bundled
@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from jaxpose import evaluation, skeletons
-from jaxpose.approaches import topdown_bearpaw
+from jaxpose.approaches.protocols import bearpaw_mpii
 from jaxpose.data import images as images_lib, mpii
 from jaxpose.metrics import pck
 from jaxpose.models import hourglass
@@ -67,7 +67,7 @@ def test_predictions_are_bearpaws_on_the_mpii_sample(flip):
   for name, image, objpos, scale in sample_people():
     expected = bearpaw_mpii_reference.validate_image(
         reference_net, image, [(objpos, scale)], torch.from_numpy(MEAN), flip=flip)
-    ours = topdown_bearpaw.predict_mpii(
+    ours = bearpaw_mpii.predict_mpii(
         heatmaps_fn, image, np.array([objpos], np.float64) - 1, np.array([scale]), (256, 256),
         skeletons.MPII.flip_permutation(), flip_test=flip)
     np.testing.assert_array_equal(ours + 1, expected, err_msg=name)
@@ -78,9 +78,9 @@ def test_predictions_are_bearpaws_on_the_mpii_sample(flip):
 def test_crop_is_bearpaws_including_the_shrunk_image():
   name, image, objpos, scale = sample_people()[0]
   reference_image = bearpaw_mpii_reference.im_to_torch(image)
-  center, scales = topdown_bearpaw.boxes(np.array([objpos], np.float64) - 1, np.array([scale]))
+  center, scales = bearpaw_mpii.boxes(np.array([objpos], np.float64) - 1, np.array([scale]))
   for res in (256, 64):  # 64: 200 x scale / 64 >= 2, the image is shrunk first
-    ours = topdown_bearpaw.crop(image, center[0], scales[0], res)
+    ours = bearpaw_mpii.crop(image, center[0], scales[0], res)
     c = torch.Tensor(objpos)
     c[1] = c[1] + 15 * scale
     expected = bearpaw_mpii_reference.crop(reference_image, c, scale * 1.25, [res, res])
@@ -97,7 +97,7 @@ def test_final_preds_moves_a_quarter_pixel_towards_the_higher_neighbour():
   # Box side 200 x 0.32 = 64 = the map: bearpaw's inverse `transform` maps a
   # 1-based map point p to int(p - 0.5) + 1.
   center, scale = np.array([[32.5, 32.5]], np.float32), np.array([0.32])
-  preds = topdown_bearpaw.final_preds(maps, center, scale)
+  preds = bearpaw_mpii.final_preds(maps, center, scale)
   # (31, 21) 1-based, + (0.25, 0), + 0.5 = (31.75, 21.5) -> (32, 22); (1, 1) + 0.5
   # -> (2, 2); (0, 0) + 0.5 -> (1, 1).
   np.testing.assert_array_equal(preds[0], [[32, 22], [2, 2], [1, 1]])
@@ -132,7 +132,7 @@ class GroundTruthStandIn:
     """Normalised [P, 3, 256, 256] -> [P, 16, 64, 64]."""
     flipped = self.flip_test and self.calls % 2 == 1
     self.calls += 1
-    centers, scales = topdown_bearpaw.boxes(*self.people[:2])
+    centers, scales = bearpaw_mpii.boxes(*self.people[:2])
     rows, cols = np.mgrid[0:64, 0:64].astype(np.float32)
     maps = []
     for center, scale, joints in zip(centers, scales, self.people[2]):
@@ -170,7 +170,7 @@ def test_eval_with_bearpaws_protocol_scores_as_eval_pckh(tmp_path, monkeypatch):
   monkeypatch.setattr(images_lib, 'read_image', read_image)
   metrics = evaluation.evaluate_workdir(
       config, str(tmp_path), model_fn=jaxpose_net,
-      options=evaluation.approaches.EvalOptions(mpii_protocol='bearpaw'))
+      options=evaluation.approaches.Options(protocol='bearpaw_mpii'))
   assert standin.calls == 2 * len(records)
   # The same people through the transcription, then eval_PCKh.py's arithmetic.
   predicted = []

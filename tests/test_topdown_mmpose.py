@@ -1,4 +1,4 @@
-"""mmpose's top-down COCO protocol (`approaches.topdown_mmpose`) against a transcription of its code.
+"""mmpose's top-down COCO protocol (`approaches.protocols.mmpose_topdown`) against a transcription of its code.
 
 The reference is tests/mmpose_topdown_reference.py (repository, commit and
 files in its docstring). Both run the same stand-in network on the bundled
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from jaxpose import approaches, evaluation, skeletons
-from jaxpose.approaches import topdown_mmpose
+from jaxpose.approaches.protocols import mmpose_topdown
 from jaxpose.data import detections as detections_lib, geometry, images as images_lib
 from jaxpose.metrics import coco_ap, oks as oks_lib
 import mmpose_topdown_reference as reference
@@ -93,6 +93,18 @@ def channels_last(network):
   return lambda pixels: network(pixels).transpose(0, 2, 3, 1)
 
 
+class HeatmapsPredictor:
+  """A `deploy.predictor` stand-in of a fixed input size: crops -> {'heatmaps_stack0': heatmaps_fn(crops)}."""
+
+  def __init__(self, heatmaps_fn, input_size):
+    self.heatmaps_fn = heatmaps_fn
+    self.input_size = input_size
+    self.source = '<stand-in>'
+
+  def __call__(self, crops):
+    return {'heatmaps_stack0': self.heatmaps_fn(crops)}
+
+
 def sample():
   """[(image id, RGB image, annotations, detection boxes [P, 4] xywh, scores [P])] of the sample."""
   with open(ANNOTATIONS) as f:
@@ -116,10 +128,10 @@ def run_both(flip_test: bool):
     expected = reference.evaluate_image(standin, image, image_id, boxes, scores, flip_test)
     assert standin.calls == (2 if flip_test else 1)
     standin.show(annotations, boxes)
-    keypoints, keypoint_scores = topdown_mmpose.predict_mmpose(
+    keypoints, keypoint_scores = mmpose_topdown.predict_mmpose(
         channels_last(standin), image, boxes, (INPUT, INPUT), COCO_FLIP, flip_test)
     standin.show(annotations, boxes)
-    results, kept = topdown_mmpose.image_results(channels_last(standin), image, image_id, boxes,
+    results, kept = mmpose_topdown.image_results(channels_last(standin), image, image_id, boxes,
                                                  scores, flip_test=flip_test)
     runs.append((expected, (keypoints, keypoint_scores, results, kept)))
   return runs
@@ -140,7 +152,7 @@ def test_keypoints_and_scores_equal_the_transcription(flip_test):
   assert negative.sum() == 5 + 6 + 7 + 8  # ceil(P / 5) of the 22, 26, 33, 37 boxes
   keypoints = np.concatenate([expected[0] for expected, _ in run_both(flip_test)])
   boxes = np.concatenate([people[3] for people in sample()])
-  centers, scales = topdown_mmpose.boxes_to_center_scale(boxes, 1.0)
+  centers, scales = mmpose_topdown.boxes_to_center_scale(boxes, 1.0)
   corner = centers - scales / 2 - 4 / INPUT * scales  # input pixel (-4, -4)
   np.testing.assert_allclose(keypoints[negative], corner[np.nonzero(negative)[0]], atol=1e-3)
 
@@ -183,7 +195,7 @@ def test_coco_ap_of_the_results_equals_the_transcriptions(tmp_path):
 
 def test_center_and_scale_pad_then_fix_the_aspect_ratio():
   boxes = np.array([[10.0, 20.0, 40.0, 80.0], [0.0, 0.0, 100.0, 20.0]])
-  centers, scales = topdown_mmpose.boxes_to_center_scale(boxes, 192 / 256)
+  centers, scales = mmpose_topdown.boxes_to_center_scale(boxes, 192 / 256)
   assert centers.dtype == scales.dtype == np.float32
   # Box 0: 50 x 100 after padding, narrower than 3:4, widened to 75 x 100.
   # Box 1: 125 x 25, wider: 125 x 166.67.
@@ -194,7 +206,7 @@ def test_center_and_scale_pad_then_fix_the_aspect_ratio():
     np.testing.assert_allclose(center, expected_center, rtol=1e-7)
     np.testing.assert_allclose(scale, expected_size, rtol=1e-7)
   # Box 0 is scaled by 192 / 75 = 2.56 about its centre to the input's (96, 128).
-  matrices = topdown_mmpose.warp_matrices(centers, scales, (192, 256))
+  matrices = mmpose_topdown.warp_matrices(centers, scales, (192, 256))
   np.testing.assert_allclose(matrices[0], [[2.56, 0, 96 - 30 * 2.56], [0, 2.56, 128 - 60 * 2.56]],
                              atol=1e-5)
 
@@ -203,8 +215,8 @@ def test_center_scale_and_matrix_are_mmposes_to_the_bit():
   rng = np.random.default_rng(0)
   boxes = np.concatenate([rng.uniform(0, 600, (50, 2)), rng.uniform(0.5, 300, (50, 2))], 1)
   for input_size in ((256, 256), (192, 256)):
-    centers, scales = topdown_mmpose.boxes_to_center_scale(boxes, input_size[0] / input_size[1])
-    matrices = topdown_mmpose.warp_matrices(centers, scales, input_size)
+    centers, scales = mmpose_topdown.boxes_to_center_scale(boxes, input_size[0] / input_size[1])
+    matrices = mmpose_topdown.warp_matrices(centers, scales, input_size)
     for box, center, scale, matrix in zip(boxes, centers, scales, matrices):
       results = reference.get_bbox_center_scale(
           {'bbox': reference.bbox_xywh2xyxy(np.array([box], np.float32))})
@@ -214,7 +226,7 @@ def test_center_scale_and_matrix_are_mmposes_to_the_bit():
       np.testing.assert_array_equal(scale, expected_scale)
       np.testing.assert_array_equal(
           matrix, reference.get_warp_matrix(center, scale, 0., output_size=input_size))
-  areas = topdown_mmpose.crop_areas(np.array([[0.0, 0.0, 40.0, 80.0]]), (256, 256))
+  areas = mmpose_topdown.crop_areas(np.array([[0.0, 0.0, 40.0, 80.0]]), (256, 256))
   assert areas.tolist() == [100.0 * 100.0]  # 50 x 100 padded, squared to 100 x 100
 
 
@@ -229,7 +241,7 @@ def test_flip_test_mirrors_back_one_heatmap_pixel_right():
       maps[0, 7, 63, 0] = 0.8  # the nose at the last column
     return maps
 
-  heatmaps = topdown_mmpose.flip_test_heatmaps_mmpose(network, crops, COCO_FLIP)
+  heatmaps = mmpose_topdown.flip_test_heatmaps_mmpose(network, crops, COCO_FLIP)
   # Reversed, x = 63 - 10 = 53; moved right to 54; the right eye's map; averaged with 0.
   assert heatmaps[0, 5, 54, 2] == 0.5
   # The last column reverses to column 0, which keeps its value and also moves to 1.
@@ -243,7 +255,7 @@ def test_decoding_follows_mmposes_border_rule():
   maps[0, 0, 30, 1], maps[0, 0, 31, 1], maps[0, 1, 30, 1] = 1.0, 0.5, 0.5  # y = 0: neither moves
   maps[..., 2] = -0.5  # nothing positive: (-1, -1)
   maps[0, 30, 20, 3], maps[0, 30, 19, 3] = 1.0, 0.7  # left higher: x - 0.25; y even
-  keypoints, scores = topdown_mmpose.decode_msra(maps, (256, 256))
+  keypoints, scores = mmpose_topdown.decode_msra(maps, (256, 256))
   np.testing.assert_array_equal(keypoints[0], [[4, 41], [120, 0], [-4, -4], [79, 120]])
   np.testing.assert_array_equal(scores[0], [1.0, 1.0, -0.5, 1.0])
   expected, expected_scores = reference.msra_decode(maps[0].transpose(2, 0, 1))
@@ -259,7 +271,7 @@ def test_oks_nms_uses_the_crop_area_and_mmposes_order():
   box_area, crop_area = 40.0 * 80.0, 100.0 * 100.0
   # OKS of a 3-pixel shift: 0.858 at the box's area (kept), 0.949 at the crop's (dropped).
   for area, expected in ((box_area, [0, 1]), (crop_area, [0])):
-    kept = topdown_mmpose.oks_nms_mmpose(keypoints, scores, np.full(2, area))
+    kept = mmpose_topdown.oks_nms_mmpose(keypoints, scores, np.full(2, area))
     assert kept.tolist() == expected
     assert oks_lib.oks_nms(keypoints, scores, np.full(2, area)).tolist() == expected
   # Ties (people without a keypoint above 0.2 score 0): people 1 and 2 are the
@@ -269,7 +281,7 @@ def test_oks_nms_uses_the_crop_area_and_mmposes_order():
   keypoints = np.stack([person, person + (40.0, 0.0), person + (40.0, 0.0)])
   scores = np.array([0.5, 0.0, 0.0], np.float32)
   areas = np.full(3, crop_area, np.float32)
-  kept = topdown_mmpose.oks_nms_mmpose(keypoints, scores, areas)
+  kept = mmpose_topdown.oks_nms_mmpose(keypoints, scores, areas)
   instances = [{'score': s, 'keypoints': np.concatenate([k, np.ones((17, 1))], -1).astype(np.float32),
                 'area': a} for s, k, a in zip(scores, keypoints, areas)]
   expected = reference.oks_nms(instances, 0.9, sigmas=reference.SIGMAS)
@@ -279,7 +291,7 @@ def test_oks_nms_uses_the_crop_area_and_mmposes_order():
 
 def test_jaxpose_eval_with_mmposes_protocol_writes_the_transcriptions_results(tmp_path,
                                                                                monkeypatch):
-  # `jaxpose eval --coco_protocol=mmpose --detections=...`, the stand-in as the model.
+  # `jaxpose eval --protocol=mmpose_topdown --detections=...`, the stand-in as the model.
   by_image = {image_id: (annotations, boxes) for image_id, _, annotations, boxes, _ in sample()}
   standin = GroundTruthStandIn(flip_test=True)
   real_read_image = images_lib.read_image
@@ -294,7 +306,7 @@ def test_jaxpose_eval_with_mmposes_protocol_writes_the_transcriptions_results(tm
   metrics = evaluation.evaluate_workdir(
       config, str(tmp_path), model_fn=channels_last(standin),
       results_file=str(tmp_path / 'results.json'),
-      options=approaches.EvalOptions(detections=str(DETECTIONS), coco_protocol='mmpose'))
+      options=approaches.Options(detections=str(DETECTIONS), protocol='mmpose_topdown'))
   ours = json.loads((tmp_path / 'results.json').read_text())
   expected = [r for run, _ in run_both(True) for r in run[2]]
   assert len(ours) == len(expected)
@@ -305,10 +317,10 @@ def test_jaxpose_eval_with_mmposes_protocol_writes_the_transcriptions_results(tm
   expected_stats = coco_ap.score_results_file(ANNOTATIONS, tmp_path / 'reference.keypoints.json',
                                               verbose=False)
   assert metrics['AP'] == pytest.approx(expected_stats['AP'], abs=1e-6)
-  # Inference's `TopDown.predict(..., protocol='mmpose')` gives the same keypoints.
+  # Inference's `TopDown.predict` with the same protocol gives the same keypoints.
   image_id, image, annotations, boxes, scores = sample()[0]
   standin.show(annotations, boxes)
   people = approaches.for_description({'arch': 'hourglass', 'num_joints': 17}).predict(
-      channels_last(standin), image, boxes, scores, (INPUT, INPUT), skeletons.COCO, True,
-      'mmpose')
+      HeatmapsPredictor(channels_last(standin), (INPUT, INPUT)), [image],
+      approaches.Options(protocol='mmpose_topdown', flip_test=True), [(boxes, scores)])[0]
   np.testing.assert_allclose(people.keypoints, run_both(True)[0][0][0], atol=1e-3)

@@ -1,19 +1,22 @@
-"""The two approaches of the seed, one object each: `TopDown` (crops of one person) and `BottomUp` (whole images).
+"""The approaches of the seed, one object each, behind one abstract interface (`base.Approach`).
 
-An approach owns everything that differs between the two: output stride,
-input normalisation (from the model description), targets, loss, training
-metric, the kind of source (per person or per image) and its transform, the
-decoding protocols, the evaluation metric and protocol, and the prediction
-function that evaluation, inference and export all call. The trainer,
-`jaxpose eval`, `jaxpose infer` and `jaxpose export` call the approach of the
-model they hold and never look at its architecture's name:
+`TopDown` (crops of one person; stacked hourglass), `BottomUp` (whole
+images; Lightweight and CMU OpenPose) and `StafBottomUp` (the recurrent STAF
+model) implement every hook that the trainer, `jaxpose eval`, `jaxpose
+infer` and `jaxpose export` call: the model, targets, loss, metrics, data
+transform, prediction, evaluation, export signature and a video's state.
+Callers hold the approach of the model they have and never test which one
+it is:
 
   approach = approaches.for_description(description)   # a checkpoint's, or the config's
   targets = approach.make_targets(batch, config)
 
+How a model's maps become people as a published result did (crops, flip
+test, decoding, grouping, scoring) is a protocol (`approaches.protocols`),
+chosen by name with `Options.protocol`, by default the one of its arch.
 Which approach a model belongs to is a fact of its family (`models/`): a
 model that predicts part affinity fields is bottom-up, one that also
-predicts temporal affinity fields is STAF's (`approaches.staf`).
+predicts temporal affinity fields is STAF's.
 """
 
 from collections.abc import Mapping
@@ -22,16 +25,18 @@ from typing import Any
 import ml_collections
 
 from jaxpose import models
-from jaxpose.approaches.base import Approach, EvalOptions, People, last_output
+from jaxpose.approaches import protocols
+from jaxpose.approaches.base import (Approach, EvalOptions, ExportSignature, Options, People,
+                                     last_output)
 from jaxpose.approaches.bottomup import BottomUp
 from jaxpose.approaches.staf import StafBottomUp
 from jaxpose.approaches.topdown import TopDown
 
-__all__ = ['Approach', 'BottomUp', 'EvalOptions', 'People', 'StafBottomUp', 'TopDown',
-           'for_config', 'for_description', 'last_output']
+__all__ = ['Approach', 'BottomUp', 'EvalOptions', 'ExportSignature', 'Options', 'People',
+           'StafBottomUp', 'TopDown', 'for_config', 'for_description', 'last_output', 'protocols']
 
 
-def for_description(description: Mapping[str, Any]) -> TopDown | BottomUp:
+def for_description(description: Mapping[str, Any]) -> Approach:
   """A model description ({'arch': ..., **options}) -> the approach of its model.
 
   A model that predicts temporal affinity fields is STAF's (`StafBottomUp`),
@@ -43,6 +48,6 @@ def for_description(description: Mapping[str, Any]) -> TopDown | BottomUp:
   return BottomUp(description) if 'pafs' in maps else TopDown(description)
 
 
-def for_config(config: ml_collections.ConfigDict) -> TopDown | BottomUp:
+def for_config(config: ml_collections.ConfigDict) -> Approach:
   """A training config -> the approach of config.model."""
   return for_description(config.model.to_dict())

@@ -21,17 +21,24 @@ decoding and protocols) with what the recurrence changes:
   held-out generated clips (`jaxpose.approaches.staf_tracking`).
 """
 
+import dataclasses
+import sys
+
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from jaxpose import losses, skeletons
-from jaxpose.approaches import staf_tracking
+from jaxpose.approaches import base, staf_tracking
 from jaxpose.approaches.bottomup import BottomUp
+from jaxpose.approaches.protocols import lightweight_openpose
 from jaxpose.codecs import paf, taf
-from jaxpose.data import augment, geometry
+from jaxpose.data import augment, geometry, posetrack
+from jaxpose.models import staf as models_staf
 
+# Exported inputs of the previous frame's maps: `previous_heatmaps`, `_pafs`, `_tafs`.
+PREVIOUS_INPUT_PREFIX = 'previous_'
 # Keys of `forward`'s outputs: each frame's outputs by name.
 PREVIOUS_FRAME, FRAME = 'previous_frame', 'frame'
 # Suffix of the batch fields and targets of frame t-1.
@@ -131,6 +138,8 @@ def _masked_l2(predicted: jax.Array, target: jax.Array, mask: jax.Array) -> jax.
 class StafBottomUp(BottomUp):
   """The recurrent STAF model: per-frame heatmaps and PAFs as `BottomUp`, and TAFs linking frames (module docstring)."""
   name = 'bottom-up STAF'
+  # Its people carry their TAFs (`People.links`): TAF tracking by default, OKS on request.
+  trackers = ('taf', 'oks')
 
   # --- data --------------------------------------------------------------------
 
@@ -213,13 +222,116 @@ class StafBottomUp(BottomUp):
     loss, _ = self.loss(outputs, weighted, targets, None, config)
     return {'loss': loss * batch['mask'].shape[0]}
 
+  # --- prediction --------------------------------------------------------------
+
+  def new_video_state(self, network, options: base.Options) -> staf_tracking.RecurrentRunner:
+    """A runner of the model on one video: the previous frame's maps, zeros before the first frame.
+
+    `network` must hold the model's variables (a workdir's `JaxPredictor`):
+    the recurrent model is run with its previous maps, which a one-input
+    ONNX predictor cannot be given.
+    """
+    variables = getattr(network, 'variables', None)
+    if variables is None:
+      raise ValueError(f'{getattr(network, "source", "model")}: the recurrent STAF model runs '
+                       'from its workdir (--workdir), frame by frame on its own previous maps; '
+                       'its ONNX export takes them as inputs (docs/export.md)')
+    return self.recurrent_runner(variables, input_size=options.input_size, height=options.height)
+
+  def predict(self, network, images, options: base.Options = base.Options(), boxes=None,
+              state=None) -> list[base.People]:
+    """Consecutive frames [H, W, 3] uint8 -> each one's People (COCO-17), their TAFs in `People.links`.
+
+    `state` (`new_video_state`) carries the previous frame's maps; without
+    it the images start a new video.
+    """
+    del boxes
+    runner = state if state is not None else self.new_video_state(network, options)
+    found = []
+    for image in images:
+      frame = runner(image)
+      found.append(dataclasses.replace(frame.people, links=frame))
+    return found
+
+  # --- export ------------------------------------------------------------------
+
+  def export_signature(self, input_size, *, nchw: bool = False,
+                       last_only: bool = False) -> base.ExportSignature:
+    """`images` [N, H, W, 3] and the previous frame's last-stage maps in; every stage's maps and the TAFs out.
+
+    `feedback` says which output feeds which input on the next frame (zeros
+    on a clip's first frame); channels last only.
+    """
+    if nchw:
+      raise ValueError('the recurrent STAF model is exported channels last only')
+    width, height = self.check_input_size(input_size)
+    previous = self.model.previous_shapes(1, height, width)
+    inputs = {'images': ('N', height, width, 3)}
+    inputs.update({PREVIOUS_INPUT_PREFIX + name: ('N', *previous[name][1:])
+                   for name in models_staf.RECURRENT_MAPS})
+    return base.ExportSignature(inputs, self._export_outputs(last_only), self._feedback())
+
+  def _feedback(self) -> dict[str, str]:
+    """Output name -> the input of the next frame it feeds: `{map}_stage{last}` -> `previous_{map}`."""
+    return {self.model.last_stage_name(name): PREVIOUS_INPUT_PREFIX + name
+            for name in models_staf.RECURRENT_MAPS}
+
+  def _export_outputs(self, last_only: bool) -> list[str]:
+    return list(self._feedback()) if last_only else list(self.model.output_names)
+
+  def export_fn(self, variables: dict, *, nchw: bool = False, last_only: bool = False):
+    """forward(images, previous heatmaps, pafs, tafs) -> this frame's outputs, in `export_signature`'s order."""
+    if nchw:
+      raise ValueError('the recurrent STAF model is exported channels last only')
+    model = self.create_model()
+    names = self._export_outputs(last_only)
+
+    def forward(images: jax.Array, *previous: jax.Array) -> tuple[jax.Array, ...]:
+      outputs = model.apply(variables, self.normalize(images),
+                            dict(zip(models_staf.RECURRENT_MAPS, previous, strict=True)),
+                            train=False)
+      # A copy per output, as `Approach.network_fn` does: the last stage's
+      # maps also feed the TAF stage.
+      return tuple(jnp.copy(outputs[name]) for name in names)
+
+    return forward
+
   # --- evaluation --------------------------------------------------------------
 
   def recurrent_runner(self, variables: dict, input_size: tuple[int, int] | None = None,
                        height: int | None = None) -> staf_tracking.RecurrentRunner:
     """A runner of this model on videos, frame by frame (`staf_tracking.RecurrentRunner`)."""
     return staf_tracking.RecurrentRunner(self, variables, input_size=input_size,
-                                         height=height or self.default_height)
+                                         height=height or lightweight_openpose.DEFAULT_HEIGHT)
+
+  def evaluate(self, network, config: ml_collections.ConfigDict, options: base.Options,
+               results_file: str) -> dict:
+    """Tracking, scored: MOTA of TAF and of OKS tracking, and AP, on held-out clips or `options.posetrack`.
+
+    Prints each result's table per joint to stderr; `results_file` is not
+    written (PoseTrack's results are per video).
+    """
+    del results_file
+    runner = self.new_video_state(network, dataclasses.replace(
+        options, input_size=tuple(config.input_size)))
+    results = self.tracking_results(lambda clip: runner.video(clip['images']), config, options,
+                                    runner)
+    for result in results:
+      print(staf_tracking.tracking_table(result), file=sys.stderr)
+    return staf_tracking.summary(results)
+
+  def tracking_results(self, frames_fn: staf_tracking.FramesFn,
+                       config: ml_collections.ConfigDict, options: base.Options,
+                       runner: staf_tracking.RecurrentRunner | None = None
+                       ) -> list[staf_tracking.TrackingResult]:
+    """Tracking results of `frames_fn` (a clip -> its frames' people) on held-out clips, or of `runner` on PoseTrack18."""
+    if options.posetrack:
+      if runner is None:
+        raise ValueError('PoseTrack18 is scored with the workdir\'s model')
+      videos = posetrack.load_posetrack(options.posetrack, options.posetrack_images)
+      return [staf_tracking.evaluate_posetrack(
+          runner, videos, keypoint_threshold=config.data.track_keypoint_threshold)]
+    return staf_tracking.evaluate_clips(frames_fn, config)
 
   def host_eval(self, variables: dict, config: ml_collections.ConfigDict) -> dict[str, float]:
     """MOTA of TAF and of OKS tracking, and AP, on config.data.track_eval_clips held-out clips.

@@ -4,7 +4,7 @@
 video one frame at a time, each frame given the previous frame's last-stage
 heatmaps, PAFs and TAFs (zeros on the first frame, or after the input size
 changes), and decodes each frame's people as `BottomUp`'s demo does
-(`bottomup.letterbox`, `paf.decode`, COCO-17). It keeps the people's
+(`lightweight_openpose.letterbox`, `paf.decode`, COCO-17). It keeps the people's
 keypoints in network-input pixels too, where the TAFs lie
 (`codecs.taf.score` reads them there).
 
@@ -39,7 +39,8 @@ import ml_collections
 import numpy as np
 
 from jaxpose import skeletons
-from jaxpose.approaches import base, bottomup
+from jaxpose.approaches import base
+from jaxpose.approaches.protocols import lightweight_openpose
 from jaxpose.data import sources
 from jaxpose.data.images import read_image
 from jaxpose.data.posetrack import PoseTrackFrame, PoseTrackVideo
@@ -49,7 +50,7 @@ from jaxpose.metrics.oks import boxes_from_keypoints
 from jaxpose.models import staf
 
 # The network input as its own image: decoded positions stay in input pixels.
-_INPUT = bottomup.Letterbox(scale=(1.0, 1.0), pad=(0, 0))
+_INPUT = lightweight_openpose.Letterbox(scale=(1.0, 1.0), pad=(0, 0))
 # COCO's eyes sit in PoseTrack18's head_bottom and head_top slots.
 _HEAD_SLOTS = [1, 2]
 # COCO's ears (the generated head's rim).
@@ -71,7 +72,7 @@ class FramePeople:
   people: base.People
   input_keypoints: np.ndarray
   tafs: np.ndarray | None
-  placement: bottomup.Letterbox = _INPUT
+  placement: lightweight_openpose.Letterbox = _INPUT
 
 
 # A generated clip (`SyntheticClips` example) -> its frames' people.
@@ -79,13 +80,13 @@ FramesFn = Callable[[dict], Sequence[FramePeople]]
 
 
 def decode_frame(heatmaps: np.ndarray, pafs: np.ndarray, tafs: np.ndarray | None,
-                 placement: bottomup.Letterbox, stride: int) -> FramePeople:
+                 placement: lightweight_openpose.Letterbox, stride: int) -> FramePeople:
   """A frame's last-stage maps [h, w, 19], [h, w, 38], [h, w, 66] (or None) -> its people, as `BottomUp`'s demo.
 
-  `placement`: how the frame lies in the network input (`bottomup.letterbox`).
+  `placement`: how the frame lies in the network input (`lightweight_openpose.letterbox`).
   """
-  found_people, person_scores = bottomup.people_in_image(heatmaps, pafs, _INPUT, stride)
-  keypoints, keypoint_scores, scores = bottomup.coco_keypoints(found_people, person_scores)
+  found_people, person_scores = lightweight_openpose.people_in_image(heatmaps, pafs, _INPUT, stride)
+  keypoints, keypoint_scores, scores = lightweight_openpose.coco_keypoints(found_people, person_scores)
   found = keypoint_scores[..., None] > 0
   image_keypoints = np.where(found, placement.to_image(keypoints), 0).astype(np.float32)
   boxes = boxes_from_keypoints(image_keypoints, keypoint_scores, score_threshold=0.0)
@@ -134,7 +135,7 @@ class RecurrentRunner:
   """Runs a STAF model frame by frame, feeding each frame's last-stage maps to the next."""
 
   def __init__(self, approach: base.Approach, variables: dict, *,
-               input_size: tuple[int, int] | None = None, height: int = bottomup.DEFAULT_HEIGHT):
+               input_size: tuple[int, int] | None = None, height: int = lightweight_openpose.DEFAULT_HEIGHT):
     """Jits the eval-mode model.
 
     Args:
@@ -164,7 +165,7 @@ class RecurrentRunner:
 
   def __call__(self, image: np.ndarray) -> FramePeople:
     """RGB image [H, W, 3] uint8, the video's next frame -> its people and TAFs."""
-    network_input, placement = bottomup.letterbox(image, self.height, self.model.input_multiple,
+    network_input, placement = lightweight_openpose.letterbox(image, self.height, self.model.input_multiple,
                                                   self.input_size)
     shape = network_input.shape[:2]
     first = self._previous is None or shape != self._input_shape
@@ -381,3 +382,19 @@ def summary(results: Sequence[TrackingResult]) -> dict[str, float]:
     metrics['mota_taf'] = metrics[f'mota_taf_{results[0].key}']
     metrics['mota_oks'] = metrics[f'mota_oks_{results[0].key}']
   return metrics
+
+
+def tracking_table(result) -> str:
+  """A `TrackingResult` -> per joint and total: MOTA of TAF and OKS tracking, and AP."""
+  columns = {'MOTA TAF': result.taf.mota, 'MOTA OKS': result.oks.mota}
+  if result.pose is not None:  # None: the people are the ground truth's
+    columns['AP'] = result.pose.ap
+  lines = [result.title, f'{"joint":16}' + ''.join(f'{name:>10}' for name in columns)]
+  rows = list(posetrack.JOINT_NAMES) + ['total']
+  for row, name in enumerate(rows):
+    values = [posetrack.total(v) if name == 'total' else v[row] for v in columns.values()]
+    lines.append(f'{name:16}' + ''.join(f'{value:10.1f}' for value in values))
+  switches = {'TAF': result.taf.num_switches, 'OKS': result.oks.num_switches}
+  lines.append('identity switches: ' + ', '.join(f'{kind} {int(np.sum(count))}'
+                                                 for kind, count in switches.items()))
+  return '\n'.join(lines)

@@ -4,36 +4,9 @@
 (`codecs.heatmap`), intermediate supervision or distillation from a teacher,
 PCK as the training metric, per-person sources and their crop augmentation,
 and the prediction protocol that evaluation (COCO AP, MPII PCKh) and
-inference share. That protocol is made of pure functions of numpy arrays
-around a model given as a callable `heatmaps_fn(images uint8 [B, h, w, 3])
--> heatmaps [B, h', w', J]` (the last stack's output):
-
-  crops, matrices = crop_people(image, boxes, input_size)
-  heatmaps = flip_test_heatmaps(heatmaps_fn, crops, flip_permutation)
-  keypoints, scores = keypoints_in_image(heatmaps, matrices, input_size)
-
-Coordinates follow the heatmap codec (`jaxpose.codecs.heatmap`): pixel
-centres are at integers, and a joint at input pixel x is drawn at heatmap
-pixel round(x / stride), stride = input width / heatmap width. So heatmap
-pixel j stands for input pixel j * stride.
-
-Flip test and the heatmap shift. Mirroring a crop W pixels wide as an image
-(x -> W - 1 - x) moves a joint from heatmap coordinate u = x / stride to
-(W - 1 - x) / stride = w - 1 - u + (1 - 1 / stride), with w = W / stride; so
-reversing the heatmap (j -> w - 1 - j) leaves it (1 - 1 / stride) heatmap
-pixels, 0.75 at stride 4, left of where the unflipped crop puts it.
-SimpleBaseline, HRNet and mmpose (`shift_heatmap=True`) move the reversed
-heatmap one whole pixel right, which over-corrects by 1 / stride heatmap
-pixel (one input pixel): with exact targets, the flipped and unflipped
-maps then peak at different pixels for a quarter of sub-pixel positions
-(three quarters without any shift). Here the mirrored crop is instead the
-crop mirrored about x = (W - stride) / 2, i.e. x -> W - stride - x, an
-integer shift of stride - 1 pixels after the plain mirror. Its heatmap is
-then exactly the reversed heatmap of the crop (u -> w - 1 - u), so
-reversing it back needs no shift and the two maps agree for every joint
-(but on exact half-way points of the codec's rounding). The price: the
-mirrored crop shows stride - 1 black columns at its right edge instead of
-the crop's rightmost stride - 1 columns, which lie in the box's padding.
+and the prediction that evaluation (COCO AP, MPII PCKh) and inference share:
+its protocol (`approaches.protocols`: jaxpose_topdown, mmpose_topdown,
+bearpaw_mpii) crops, runs and decodes.
 """
 
 from collections.abc import Callable
@@ -47,127 +20,14 @@ import numpy as np
 import tqdm
 
 from jaxpose import losses, models, skeletons
-from jaxpose.approaches import base, topdown_bearpaw, topdown_mmpose
+from jaxpose.approaches import base
 from jaxpose.codecs import heatmap
-from jaxpose.data import augment, coco, detections as detections_lib, geometry, images, mpii
+from jaxpose.data import augment, coco, detections as detections_lib, images, mpii
 from jaxpose.data import sources
-from jaxpose.metrics import coco_ap, oks as oks_lib, pck
-from jaxpose.metrics.oks import person_scores  # the rescoring, re-exported: part of the protocol
+from jaxpose.metrics import coco_ap, pck
+from jaxpose.metrics.oks import person_scores
 
 HeatmapsFn = Callable[[np.ndarray], np.ndarray]
-# `EvalOptions.mpii_protocol`: jaxpose's own, or bearpaw/pytorch-pose's.
-MPII_PROTOCOLS = ('jaxpose', topdown_bearpaw.PROTOCOL)
-# `EvalOptions.coco_protocol` and inference's: jaxpose's own, or mmpose's.
-COCO_PROTOCOLS = ('jaxpose', topdown_mmpose.PROTOCOL)
-
-
-def crop_people(image: np.ndarray, boxes: np.ndarray, input_size: tuple[int, int]
-                ) -> tuple[np.ndarray, np.ndarray]:
-  """Image [H, W, C], boxes [P, 4] (x, y, w, h) -> (crops [P, h, w, C] of the image's dtype, matrices [P, 2, 3]).
-
-  Each crop is its box enlarged by `geometry.BOX_PADDING` to the input's
-  aspect ratio (`input_size` is (width, height)); matrix p takes image
-  coordinates to crop p's.
-  """
-  image = np.asarray(image)
-  boxes = np.asarray(boxes, np.float64).reshape(-1, 4) if np.size(boxes) else np.zeros((0, 4))
-  if image.ndim != 3:
-    raise ValueError(f'crop_people: expected an image [H, W, C], got shape {image.shape}')
-  width, height = (int(s) for s in input_size)
-  matrices = np.zeros((len(boxes), 2, 3))
-  crops = np.zeros((len(boxes), height, width, image.shape[-1]), image.dtype)
-  for p, box in enumerate(boxes):
-    center, size = geometry.box_to_center_scale(box, width / height)
-    # A box of zero extent would divide by zero in the scale.
-    matrices[p] = geometry.crop_matrix(center, np.maximum(size, 1.0), (width, height))
-    crops[p] = geometry.warp(image, matrices[p], (width, height)).reshape(crops[p].shape)
-  return crops, matrices
-
-
-def mirror_crops(crops: np.ndarray, stride: int) -> np.ndarray:
-  """Crops [P, h, w, C] -> [P, h, w, C] mirrored about x = (w - stride) / 2 (x -> w - stride - x; black beyond).
-
-  The input of the flip test whose heatmaps mirror exactly onto the crops'
-  (see the module docstring).
-  """
-  shift = stride - 1
-  mirrored = np.zeros_like(crops)
-  mirrored[:, :, :crops.shape[2] - shift] = crops[:, :, ::-1][:, :, shift:]
-  return mirrored
-
-
-def _heatmap_stride(input_width: int, heatmap_width: int) -> int:
-  """The model's output stride along x, which the flip test needs to be a whole number."""
-  if heatmap_width <= 0 or input_width % heatmap_width:
-    raise ValueError(f'flip test: the input width {input_width} is not a whole multiple of '
-                     f'the heatmap width {heatmap_width}')
-  return input_width // heatmap_width
-
-
-def flip_test_heatmaps(heatmaps_fn: HeatmapsFn, crops: np.ndarray,
-                       flip_permutation: np.ndarray) -> np.ndarray:
-  """Crops [P, h, w, 3] -> heatmaps [P, h', w', J], the mean of the crops' and their mirror images'.
-
-  The mirrored crops' heatmaps are reversed along x and their channels
-  swapped left for right with `flip_permutation` ([J], the skeleton's) before
-  averaging. No heatmap shift is needed: see the module docstring.
-  """
-  heatmaps = np.asarray(heatmaps_fn(crops), np.float32)
-  if heatmaps.ndim != 4 or heatmaps.shape[0] != crops.shape[0]:
-    raise ValueError(f'flip test: heatmaps_fn gave shape {heatmaps.shape} for crops '
-                     f'{crops.shape}; expected [P, h, w, J] with P = {crops.shape[0]}')
-  if heatmaps.shape[-1] != len(flip_permutation):
-    raise ValueError(f'flip test: {heatmaps.shape[-1]} heatmap channels but a flip '
-                     f'permutation of {len(flip_permutation)} joints')
-  stride = _heatmap_stride(crops.shape[2], heatmaps.shape[2])
-  mirrored = np.asarray(heatmaps_fn(mirror_crops(crops, stride)), np.float32)
-  return (heatmaps + mirrored[:, :, ::-1, flip_permutation]) / 2
-
-
-def keypoints_in_image(heatmaps: np.ndarray, matrices: np.ndarray, input_size: tuple[int, int],
-                       dark_kernel: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-  """Heatmaps [P, h', w', J], crop matrices [P, 2, 3] -> (keypoints [P, J, 2] (x, y image pixels), scores [P, J]).
-
-  `heatmap.decode` (argmax and quarter-pixel shift) in heatmap pixels, times
-  the stride to input pixels (heatmap pixel j is input pixel j * stride, as
-  the targets are encoded), then the inverse crop matrix. A joint whose
-  heatmap has no positive value gets score <= 0 and the crop's top-left
-  corner, as `decode` gives (0, 0). `dark_kernel`: decode with DARK instead.
-  """
-  heatmaps = np.asarray(heatmaps, np.float32)
-  matrices = np.asarray(matrices, np.float64)
-  if heatmaps.ndim != 4 or matrices.shape != (heatmaps.shape[0], 2, 3):
-    raise ValueError(f'keypoints_in_image: expected heatmaps [P, h, w, J] and matrices '
-                     f'[P, 2, 3], got {heatmaps.shape} and {matrices.shape}')
-  coordinates, scores = heatmap.decode(heatmaps, dark_kernel)
-  stride = np.asarray(input_size, np.float64) / (heatmaps.shape[2], heatmaps.shape[1])
-  in_crop = np.asarray(coordinates, np.float64) * stride
-  to_image = np.array([geometry.invert_affine(matrix) for matrix in matrices]).reshape(-1, 2, 3)
-  keypoints = (np.einsum('pkc,pjc->pjk', to_image[:, :, :2], in_crop) +
-               to_image[:, None, :, 2])
-  return keypoints, np.asarray(scores, np.float32)
-
-
-def predict_topdown(heatmaps_fn: HeatmapsFn, image: np.ndarray, boxes: np.ndarray,
-                    input_size: tuple[int, int], flip_permutation: np.ndarray,
-                    flip_test: bool = True, dark_kernel: int | None = None
-                    ) -> tuple[np.ndarray, np.ndarray]:
-  """Image [H, W, 3], boxes [P, 4] (x, y, w, h) -> (keypoints [P, J, 2] in image pixels, scores [P, J]).
-
-  `input_size` is the model's (width, height); `flip_permutation` ([J]) is the
-  skeleton's, which also gives J for an image without boxes; `dark_kernel`
-  decodes with DARK (`heatmap.decode`).
-  """
-  crops, matrices = crop_people(image, boxes, input_size)
-  if not len(crops):
-    num_joints = len(flip_permutation)
-    return np.zeros((0, num_joints, 2)), np.zeros((0, num_joints), np.float32)
-  if flip_test:
-    heatmaps = flip_test_heatmaps(heatmaps_fn, crops, flip_permutation)
-  else:
-    heatmaps = np.asarray(heatmaps_fn(crops), np.float32)
-  return keypoints_in_image(heatmaps, matrices, input_size, dark_kernel)
-
 
 def _inside(joints: jax.Array, size) -> jax.Array:
   """Joints [..., J, 2], size (width, height) -> [..., J] 1 where a joint lies in the input image, else 0."""
@@ -175,10 +35,21 @@ def _inside(joints: jax.Array, size) -> jax.Array:
   return ((x >= 0) & (y >= 0) & (x < size[0]) & (y < size[1])).astype(jnp.float32)
 
 
+def skeleton_for_joints(num_joints: int, source: str) -> skeletons.Skeleton:
+  """Heatmap channels of a top-down model -> its keypoint layout (17: COCO, 16: MPII)."""
+  for skeleton in (skeletons.COCO, skeletons.MPII):
+    if skeleton.num_keypoints == num_joints:
+      return skeleton
+  raise ValueError(f'{source}: the model has {num_joints} heatmap channels; top-down '
+                   'inference knows COCO (17) and MPII (16)')
+
+
 class TopDown(base.Approach):
   """Stacked hourglass and its kin: crops of one person -> per-stack heatmaps [B, H/4, W/4, J]."""
   name = 'top-down'
   per_person = True
+  protocol_kind = 'top-down'
+  loss_terms = ('kd_loss', 'gt_loss')
 
   # --- data --------------------------------------------------------------------
 
@@ -264,54 +135,78 @@ class TopDown(base.Approach):
                        f'expected a {self.description["arch"]} with '
                        f'num_joints={self.description.get("num_joints")}')
 
+  def summarize(self, sums, examples: float = 1.0) -> dict[str, float]:
+    """As `Approach.summarize`, and PCK over the visible joints (the seed's accuracy)."""
+    values = super().summarize(sums, examples)
+    if 'pck_counted' in sums:
+      values['pck'] = float(np.sum(sums['pck_correct']) / max(np.sum(sums['pck_counted']), 1))
+    return values
+
   # --- prediction --------------------------------------------------------------
 
   def last_maps(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
     """Named outputs -> the last stack's heatmaps [N, h, w, J]."""
     return base.last_output(outputs, 'heatmaps')
 
-  def predict(self, heatmaps_fn: HeatmapsFn, image: np.ndarray, boxes: np.ndarray,
-              box_scores: np.ndarray, input_size: tuple[int, int],
-              skeleton: skeletons.Skeleton, flip_test: bool,
-              protocol: str = 'jaxpose', dark_kernel: int | None = None) -> base.People:
-    """Image [H, W, 3], boxes [P, 4], box scores [P] -> People, rescored (`person_scores`).
+  def input_size(self, network, options: base.Options) -> tuple[int, int]:
+    """The crop (width, height): a fixed-size network's (ONNX), else `options.input_size`, else the trained size."""
+    return tuple(int(s) for s in (network.input_size or options.input_size
+                                  or self.default_input_size))
 
-    `protocol` (COCO_PROTOCOLS): jaxpose's crops and flip test
-    (`predict_topdown`, with DARK decoding given `dark_kernel`), or mmpose's
-    (`topdown_mmpose.predict_mmpose`).
+  def skeleton(self, network) -> skeletons.Skeleton:
+    """The keypoint layout of the model's heatmaps (its description's joints, else a probe of `network`)."""
+    num_joints = self.description.get('num_joints')
+    if num_joints is None:  # an ONNX model's description has its arch alone
+      width, height = network.input_size or self.default_input_size
+      num_joints = self.last_maps(network(np.zeros((1, height, width, 3), np.uint8))).shape[-1]
+    return skeleton_for_joints(int(num_joints), getattr(network, 'source', 'model'))
+
+  def predict(self, network, images, options: base.Options = base.Options(), boxes=None,
+              state=None) -> list[base.People]:
+    """Images [H, W, 3] and their person boxes -> each one's People, rescored (`person_scores`).
+
+    `boxes`: per image, (boxes [P, 4] x, y, w, h; box scores [P]). The crops,
+    flip test and decoding are the protocol's (`jaxpose_topdown`'s, or
+    `mmpose_topdown`'s). Stateless: `state` is not used.
     """
-    if protocol not in COCO_PROTOCOLS:
-      raise ValueError(f'top-down protocol: expected one of {COCO_PROTOCOLS}, got {protocol!r}')
-    if protocol == topdown_mmpose.PROTOCOL:
-      if dark_kernel is not None:
-        raise ValueError("--dark_kernel: DARK is an option of jaxpose's protocol, not mmpose's")
-      keypoints, scores = topdown_mmpose.predict_mmpose(
-          heatmaps_fn, image, boxes, input_size, skeleton.flip_permutation(), flip_test)
-    else:
-      keypoints, scores = predict_topdown(heatmaps_fn, image, boxes, input_size,
-                                          skeleton.flip_permutation(), flip_test, dark_kernel)
-    box_scores = np.asarray(box_scores, np.float32)
-    return base.People(keypoints, scores, np.asarray(boxes, np.float32).reshape(-1, 4),
-                       person_scores(box_scores, scores))
+    del state
+    if boxes is None or len(boxes) != len(images):
+      raise ValueError(f'top-down prediction needs person boxes for each of the {len(images)} '
+                       'images')
+    protocol = self.protocol(options)
+    input_size = self.input_size(network, options)
+    skeleton = self.skeleton(network)
+    heatmaps_fn = lambda crops: self.last_maps(network(crops))
+    found = []
+    for image, (image_boxes, box_scores) in zip(images, boxes):
+      keypoints, scores = protocol.predict(heatmaps_fn, image, image_boxes, input_size,
+                                           skeleton, options)
+      box_scores = np.asarray(box_scores, np.float32)
+      found.append(base.People(keypoints, scores,
+                               np.asarray(image_boxes, np.float32).reshape(-1, 4),
+                               person_scores(box_scores, scores)))
+    return found
 
   # --- evaluation --------------------------------------------------------------
 
-  def evaluate(self, heatmaps_fn: HeatmapsFn, config: ml_collections.ConfigDict,
-               files: sources.DatasetFiles, options: base.EvalOptions,
+  def evaluate(self, network, config: ml_collections.ConfigDict, options: base.Options,
                results_file: str) -> dict:
     """The eval split of config.data -> COCO AP (results written to `results_file`) or MPII PCKh."""
     skeleton = sources.data_skeleton(config)
     self.check_data(config, skeleton)
+    files = sources.eval_files(config)
+    protocol = self.protocol(options)
+    heatmaps_fn = lambda crops: self.last_maps(network(crops))
     if config.data.source == 'mpii':
       if options.detections is not None:
         raise ValueError('--detections: MPII is evaluated with its ground-truth boxes')
-      return self._mpii_pckh(heatmaps_fn, config, files, options.flip_test,
-                             options.mpii_protocol, options.dark_kernel)
-    results = self._coco_results(heatmaps_fn, config, files, options)
+      return self._mpii_pckh(heatmaps_fn, protocol, config, files, skeleton, options)
+    results = self._coco_results(heatmaps_fn, protocol, config, files, skeleton, options)
     return coco_ap.score_or_zero(files.eval_annotations, results, results_file)
 
-  def _coco_results(self, heatmaps_fn: HeatmapsFn, config: ml_collections.ConfigDict,
-                    files: sources.DatasetFiles, options: base.EvalOptions) -> list[dict]:
+  def _coco_results(self, heatmaps_fn: HeatmapsFn, protocol, config: ml_collections.ConfigDict,
+                    files: sources.DatasetFiles, skeleton: skeletons.Skeleton,
+                    options: base.Options) -> list[dict]:
     """COCO eval images -> COCO results, one per ground-truth, detected or bottom-up box (OKS-NMS on the last two)."""
     if options.detections is not None and options.person_boxes is not None:
       raise ValueError('--detections and --boxes_from: give one source of person boxes')
@@ -327,6 +222,7 @@ class TopDown(base.Approach):
     else:
       records = coco.load_coco(files.eval_annotations, files.eval_images)
       people = [(r.image_id, r.path, r.boxes, np.ones(len(r.boxes))) for r in records]
+    detected = options.detections is not None or options.person_boxes is not None
     results = []
     for image_id, path, image_boxes, box_scores in tqdm.tqdm(
         people, desc='eval', unit='image', file=sys.stderr):
@@ -335,32 +231,14 @@ class TopDown(base.Approach):
         image_boxes, box_scores = options.person_boxes(image)
         keep = box_scores >= options.detection_threshold
         image_boxes, box_scores = image_boxes[keep], box_scores[keep]
-      if options.coco_protocol == topdown_mmpose.PROTOCOL:  # its NMS and results, on any boxes
-        results += topdown_mmpose.image_results(heatmaps_fn, image, image_id, image_boxes,
-                                                box_scores, tuple(config.input_size),
-                                                skeletons.COCO, options.flip_test)[0]
-        continue
-      found = self.predict(heatmaps_fn, image, image_boxes, box_scores,
-                           tuple(config.input_size), skeletons.COCO, options.flip_test,
-                           options.coco_protocol, options.dark_kernel)
-      if options.detections is not None or options.person_boxes is not None:
-        kept = oks_lib.oks_nms(found.keypoints, found.scores,
-                               image_boxes[:, 2] * image_boxes[:, 3])
-        found = base.People(found.keypoints[kept], found.keypoint_scores[kept],
-                            found.boxes[kept], found.scores[kept])
-      results += coco_ap.coco_results(np.full(len(found.scores), image_id), found.keypoints,
-                                      found.keypoint_scores, found.scores)
+      results += protocol.coco_results(heatmaps_fn, image, image_id, image_boxes, box_scores,
+                                       tuple(config.input_size), skeleton, options, detected)
     return results
 
-  def _mpii_pckh(self, heatmaps_fn: HeatmapsFn, config: ml_collections.ConfigDict,
-                 files: sources.DatasetFiles, flip_test: bool, protocol: str,
-                 dark_kernel: int | None = None) -> dict:
-    """MPII eval people with their ground-truth boxes -> `pck.pckh_summary`, by `protocol` (MPII_PROTOCOLS)."""
-    if protocol not in MPII_PROTOCOLS:
-      raise ValueError(f'--mpii_protocol: expected one of {MPII_PROTOCOLS}, got {protocol!r}')
-    bearpaw = protocol == topdown_bearpaw.PROTOCOL
-    if bearpaw and dark_kernel is not None:
-      raise ValueError("--dark_kernel: DARK is an option of jaxpose's protocol, not bearpaw's")
+  def _mpii_pckh(self, heatmaps_fn: HeatmapsFn, protocol, config: ml_collections.ConfigDict,
+                 files: sources.DatasetFiles, skeleton: skeletons.Skeleton,
+                 options: base.Options) -> dict:
+    """MPII eval people with their ground-truth boxes -> `pck.pckh_summary`, by the protocol (strict for bearpaw_mpii)."""
     ground_truth = None
     if files.eval_annotations.endswith('.json'):
       # HRNet's and mmpose's layout: the head boxes live in a .mat beside the JSON.
@@ -379,17 +257,11 @@ class TopDown(base.Approach):
     predicted, target, visible, head_boxes = [], [], [], []
     for record in tqdm.tqdm(records, desc='eval', unit='image', file=sys.stderr):
       image = images.read_image(record.path, record.image_id)
-      if bearpaw:
-        keypoints = topdown_bearpaw.predict_mpii(
-            heatmaps_fn, image, record.center, record.scale, tuple(config.input_size),
-            skeletons.MPII.flip_permutation(), flip_test=flip_test)
-      else:
-        keypoints, _ = predict_topdown(heatmaps_fn, image, record.boxes,
-                                       tuple(config.input_size),
-                                       skeletons.MPII.flip_permutation(), flip_test, dark_kernel)
-      predicted.append(keypoints)
+      predicted.append(protocol.mpii_keypoints(heatmaps_fn, image, record,
+                                               tuple(config.input_size), skeleton, options))
       target.append(record.keypoints)
       visible.append(record.visible > 0)
       head_boxes.append(record.head_boxes)
     return pck.pckh_summary(np.concatenate(predicted), np.concatenate(target),
-                            np.concatenate(visible), np.concatenate(head_boxes), strict=bearpaw)
+                            np.concatenate(visible), np.concatenate(head_boxes),
+                            strict=protocol.PCKH_STRICT)

@@ -46,9 +46,6 @@ from jaxpose.codecs import paf_grouping
 # The layout's constants are paf_grouping's, which needs them too and cannot
 # import this module (it is imported here).
 NUM_KEYPOINTS = paf_grouping.NUM_KEYPOINTS  # 18
-# A bottom-up model family's PAF_PROTOCOL when its published weights are run
-# as upstream's demo.py (inference) and val.py (evaluation) run them.
-PROTOCOL = 'lightweight-openpose demo.py/val.py'
 NUM_LIMBS = len(skeletons.OPENPOSE.limbs)  # 19
 _LIMB_A, _LIMB_B = paf_grouping.LIMB_A, paf_grouping.LIMB_B
 

@@ -33,7 +33,7 @@ Sums are float64 and in the port's order, so the results are its results
 bit for bit (tests/test_paf_body_py.py, against a transcription of the port,
 scripts/upstream_body_py.py). The port's scales, padding and map resizing,
 which bring the network's maps to the image, are
-`jaxpose.approaches.bottomup_body_py`.
+`jaxpose.approaches.protocols.cmu_openpose`.
 """
 
 import cv2
@@ -42,8 +42,6 @@ from scipy import ndimage
 
 from jaxpose.codecs import paf_grouping
 
-# A bottom-up model family's PAF_PROTOCOL when its published weights are run this way.
-PROTOCOL = 'pytorch-openpose body.py'
 NUM_KEYPOINTS = paf_grouping.NUM_KEYPOINTS  # 18
 # The port's limbSeq, in its order, as indices into skeletons.OPENPOSE.limbs
 # (whose PAF channels 2i, 2i + 1 are the port's mapIdx - 19): the same order

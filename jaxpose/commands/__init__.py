@@ -11,10 +11,13 @@ module may also set:
   writes, checked writable before any work (a usage error otherwise).
 """
 
+import sys
+
 from absl import flags
 from ml_collections import config_flags
 
 from jaxpose import files
+from jaxpose.approaches import protocols, records
 
 
 class UsageError(ValueError):
@@ -47,3 +50,33 @@ def parse_size(values: list[str] | None, flag: str) -> tuple[int, int] | None:
   except ValueError:
     raise UsageError(f'--{flag}: expected WIDTH,HEIGHT, got {",".join(values)}') from None
   return width, height
+
+
+def define_protocol_flag(flag_values: flags.FlagValues) -> None:
+  """--protocol NAME, its help listing every protocol of `approaches.protocols`."""
+  names = ', '.join(protocols.PROTOCOLS)
+  flags.DEFINE_string('protocol', None,
+                      f'How the maps become people, as a published result was made: {names} '
+                      "(docs/evaluation.md says what each reproduces); default: the model's own, "
+                      'from its arch.', flag_values=flag_values)
+
+
+def protocol_name(value: str | None, command: str, old_flag: str = 'protocol') -> str | None:
+  """--protocol's (or a deprecated per-case flag's) value -> a protocol name, or None for the model's default.
+
+  The values of the flags before protocols had names ('jaxpose', 'bearpaw',
+  'mmpose') still work for one release, with a warning on stderr naming the
+  new form.
+  """
+  if value is None:
+    return None
+  if value in records.OLD_PROTOCOL_NAMES:
+    new = records.OLD_PROTOCOL_NAMES[value]
+    print(f'jaxpose {command}: --{old_flag}={value} is deprecated: use '
+          f'--protocol={new or "NAME"}' + ('' if new else " (or leave it out: the model's own)"),
+          file=sys.stderr)
+    return new
+  if value not in protocols.PROTOCOLS:
+    raise UsageError(f'--{old_flag}: expected one of {", ".join(protocols.PROTOCOLS)}, '
+                     f'got {value!r}')
+  return value

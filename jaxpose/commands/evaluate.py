@@ -5,14 +5,10 @@ tracking of the same people, and their AP, per joint, side by side, on
 held-out generated clips or on --posetrack FILE (with --posetrack_images).
 """
 
-import sys
-
 from absl import flags
-import numpy as np
 
-from jaxpose import approaches, evaluation
+from jaxpose import approaches, commands, evaluation
 from jaxpose.commands import UsageError
-from jaxpose.metrics import posetrack
 
 CONFIG_DRIVEN = True
 OUTPUT_FLAGS = {'results': 'file'}
@@ -35,15 +31,12 @@ def define_flags(flag_values: flags.FlagValues) -> None:
                     "are averaged; default: the protocol's (Lightweight OpenPose val.py: 1, "
                     "CMU OpenPose body.py: 0.5; val.py's --multiscale: 0.5,1,1.5,2).",
                     flag_values=flag_values)
-  flags.DEFINE_enum('mpii_protocol', 'jaxpose', ['jaxpose', 'bearpaw'],
-                    "Top-down MPII: jaxpose's protocol, or bearpaw/pytorch-pose's (its box, "
-                    "crop, flip test and final_preds; PCKh strictly below 0.5, as its "
-                    'eval_PCKh.py).', flag_values=flag_values)
-  flags.DEFINE_enum('coco_protocol', 'jaxpose', ['jaxpose', 'mmpose'],
-                    "Top-down COCO: jaxpose's protocol, or mmpose's (its crop, shifted flip "
-                    'test, decoding, rescoring and OKS-NMS), which mmpose checkpoints are '
-                    'published with.', flag_values=flag_values)
-  flags.DEFINE_integer('dark_kernel', None, "Top-down, jaxpose's protocol: DARK decoding with "
+  commands.define_protocol_flag(flag_values)
+  flags.DEFINE_string('mpii_protocol', None, 'Deprecated: --protocol=bearpaw_mpii for '
+                      "'bearpaw' (default: the model's own).", flag_values=flag_values)
+  flags.DEFINE_string('coco_protocol', None, 'Deprecated: --protocol=mmpose_topdown for '
+                      "'mmpose' (default: the model's own).", flag_values=flag_values)
+  flags.DEFINE_integer('dark_kernel', None, 'Top-down, jaxpose_topdown: DARK decoding with '
                        'this odd blur kernel (11 for sigma-2 heatmaps).', flag_values=flag_values)
   flags.DEFINE_string('posetrack', None, 'STAF: a PoseTrack18 annotation file or folder to '
                       'track on, instead of generated clips.', flag_values=flag_values)
@@ -67,38 +60,23 @@ def parse_scales(values: list[str] | None) -> tuple[float, ...] | None:
   return scales
 
 
-def tracking_table(result) -> str:
-  """A `staf_tracking.TrackingResult` -> per joint and total: MOTA of TAF and OKS tracking, and AP."""
-  columns = {'MOTA TAF': result.taf.mota, 'MOTA OKS': result.oks.mota}
-  if result.pose is not None:  # None: the people are the ground truth's
-    columns['AP'] = result.pose.ap
-  lines = [result.title, f'{"joint":16}' + ''.join(f'{name:>10}' for name in columns)]
-  rows = list(posetrack.JOINT_NAMES) + ['total']
-  for row, name in enumerate(rows):
-    values = [posetrack.total(v) if name == 'total' else v[row] for v in columns.values()]
-    lines.append(f'{name:16}' + ''.join(f'{value:10.1f}' for value in values))
-  switches = {'TAF': result.taf.num_switches, 'OKS': result.oks.num_switches}
-  lines.append('identity switches: ' + ', '.join(f'{kind} {int(np.sum(count))}'
-                                                 for kind, count in switches.items()))
-  return '\n'.join(lines)
+def _protocol(flag_values: flags.FlagValues) -> str | None:
+  """--protocol, or one of the deprecated per-case flags in its place (a usage error to give two)."""
+  given = {name: flag_values[name].value for name in ('protocol', 'mpii_protocol', 'coco_protocol')
+           if flag_values[name].value is not None}
+  if len(given) > 1:
+    raise UsageError(f'give --protocol alone, not with {", ".join("--" + n for n in given)}')
+  name, value = next(iter(given.items()), ('protocol', None))
+  return commands.protocol_name(value, 'eval', name)
 
 
 def main(flag_values: flags.FlagValues) -> dict:
-  if isinstance(approaches.for_config(flag_values.config), approaches.StafBottomUp):
-    results, metrics = evaluation.evaluate_tracking(
-        flag_values.config, flag_values.workdir, step=flag_values.step,
-        posetrack_annotations=flag_values.posetrack,
-        posetrack_images=flag_values.posetrack_images)
-    for result in results:
-      print(tracking_table(result), file=sys.stderr)
-    return metrics
-  options = approaches.EvalOptions(
+  options = approaches.Options(
+      protocol=_protocol(flag_values),
       detections=flag_values.detections, detection_threshold=flag_values.detection_threshold,
       flip_test=flag_values.flip_test, scales=parse_scales(flag_values.scales),
-      mpii_protocol=flag_values.mpii_protocol, coco_protocol=flag_values.coco_protocol,
-      dark_kernel=flag_values.dark_kernel,
-      boxes_from=flag_values.boxes_from)
-  metrics = evaluation.evaluate_workdir(flag_values.config, flag_values.workdir,
-                                        step=flag_values.step, options=options,
-                                        results_file=flag_values.results)
-  return metrics
+      dark_kernel=flag_values.dark_kernel, boxes_from=flag_values.boxes_from,
+      posetrack=flag_values.posetrack, posetrack_images=flag_values.posetrack_images)
+  return evaluation.evaluate_workdir(flag_values.config, flag_values.workdir,
+                                     step=flag_values.step, options=options,
+                                     results_file=flag_values.results)

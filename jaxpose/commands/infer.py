@@ -2,7 +2,7 @@
 
   jaxpose infer --workdir DIR | --onnx model.onnx
                 (--image PATH | --images DIR | --video PATH) --out OUT
-                [--detections FILE] [--flip_test] [--notrack] [--tracker oks|taf]
+                [--detections FILE] [--flip_test] [--protocol NAME] [--notrack] [--tracker oks|taf]
 
 A STAF model (--workdir) runs frame by frame on its own previous maps; its
 people are linked by its temporal affinity fields (--tracker taf, its
@@ -46,10 +46,8 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_integer('height', None,
                        "Bottom-up network input height with --workdir; default: the protocol's "
                        '(Lightweight OpenPose demo: 256, CMU OpenPose body.py: 184).', **define)
-  flags.DEFINE_enum('protocol', 'jaxpose', ['jaxpose', 'mmpose'],
-                    "Top-down crop, flip test and decoding: jaxpose's, or mmpose's (as its "
-                    'checkpoints are published with).', **define)
-  flags.DEFINE_integer('dark_kernel', None, "Top-down, jaxpose's protocol: DARK decoding with "
+  commands.define_protocol_flag(flag_values)
+  flags.DEFINE_integer('dark_kernel', None, 'Top-down, jaxpose_topdown: DARK decoding with '
                        'this odd blur kernel (11 for sigma-2 heatmaps).', **define)
   flags.DEFINE_bool('track', True, 'Link people across frames (--notrack: every track_id is -1).',
                     **define)
@@ -67,18 +65,16 @@ def main(flag_values: flags.FlagValues) -> dict:
   source = pipeline.open_source(flag_values.image, flag_values.images, flag_values.video)
   model = predictor_lib.load(workdir=flag_values.workdir, onnx_path=flag_values.onnx,
                              step=flag_values.step)
-  staf = isinstance(model.approach, approaches.StafBottomUp)
-  tracker = flag_values.tracker or ('taf' if staf else 'oks')
-  if staf:  # recurrent: run on its own previous maps (a workdir: ONNX has one input)
-    estimator = pipeline.StafEstimator(flag_values.workdir, flag_values.step, flag_values.height)
-  else:
-    estimator = pipeline.make_estimator(
-        model, detections=flag_values.detections,
-        detection_threshold=flag_values.detection_threshold, flip_test=flag_values.flip_test,
-        input_size=commands.parse_size(flag_values.input_size, 'input_size'),
-        height=flag_values.height, protocol=flag_values.protocol,
-        dark_kernel=flag_values.dark_kernel,
-        boxes_from=(predictor_lib.load_path(flag_values.boxes_from, what='--boxes_from')
-                    if flag_values.boxes_from else None))
+  options = approaches.Options(
+      protocol=commands.protocol_name(flag_values.protocol, 'infer'),
+      flip_test=flag_values.flip_test, dark_kernel=flag_values.dark_kernel,
+      input_size=commands.parse_size(flag_values.input_size, 'input_size'),
+      height=flag_values.height)
+  estimator = pipeline.make_estimator(
+      model, detections=flag_values.detections,
+      detection_threshold=flag_values.detection_threshold, options=options,
+      boxes_from=(predictor_lib.load_path(flag_values.boxes_from, '--boxes_from')
+                  if flag_values.boxes_from else None))
   return pipeline.run(source, estimator, flag_values.out, track=flag_values.track,
-                   max_frames=flag_values.max_frames, tracker=tracker)
+                      max_frames=flag_values.max_frames,
+                      tracker=flag_values.tracker or model.approach.trackers[0])

@@ -93,6 +93,16 @@ def dataset_files(config: ml_collections.ConfigDict) -> DatasetFiles:
   return DatasetFiles(train_annotations, train_images, eval_annotations, eval_images)
 
 
+def eval_files(config: ml_collections.ConfigDict) -> DatasetFiles:
+  """The eval annotations and images that config.data names (a 'coco' or 'mpii' source); no train paths needed."""
+  if config.data.source not in ('coco', 'mpii'):
+    raise ValueError(f"config.data.source is {config.data.source!r}: jaxpose eval reads the "
+                     "'coco' or 'mpii' annotation files (set --config.data.source and its "
+                     'directory)')
+  annotations, images = split_files(config, 'eval')
+  return DatasetFiles('', '', annotations, images)
+
+
 def data_skeleton(config: ml_collections.ConfigDict) -> skeletons.Skeleton:
   """The keypoint layout of the config's dataset: COCO (17) or MPII (16)."""
   source = config.data.source

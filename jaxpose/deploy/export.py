@@ -23,12 +23,12 @@ After writing, `export_onnx` runs the file with onnxruntime on a random batch
 and fails if any output differs from the JAX model's by more than
 `CHECK_TOLERANCE` times that output's largest magnitude.
 
-The recurrent STAF model (`jaxpose.models.staf`) is written by
-`export_recurrent_onnx`, with the previous frame's heatmaps, PAFs and TAFs as
-the extra inputs `previous_heatmaps`, `previous_pafs`, `previous_tafs` (zeros
-on a clip's first frame), so that a runtime loops it frame by frame, feeding
-each frame's last-stage maps to the next (`recurrent_feedback`); its check runs
-a clip that way.
+The graph's interface is the approach's `export_signature`: the recurrent
+STAF model (`jaxpose.models.staf`) has the previous frame's heatmaps, PAFs
+and TAFs as the extra inputs `previous_heatmaps`, `previous_pafs`,
+`previous_tafs` (zeros on a clip's first frame), so that a runtime loops it
+frame by frame, feeding each frame's last-stage maps to the next (the
+signature's `feedback`); its check runs a clip that way.
 """
 
 from collections.abc import Callable, Iterator, Sequence
@@ -46,8 +46,7 @@ import onnx
 from jaxpose import approaches, files, models
 from jaxpose.training import checkpoint
 from jaxpose.deploy import predictor
-from jaxpose.models import layers, staf
-from jaxpose.models.normalization import Normalization
+from jaxpose.models import layers
 
 # Opset 17 has every operator these models need (Conv, BatchNormalization,
 # MaxPool, Elu, ...) and is read by onnxruntime >= 1.13 and TensorRT >= 8.6.
@@ -60,14 +59,6 @@ INPUT_NAME = 'images'
 BATCH_DIM = 'N'
 class OnnxMismatchError(ValueError):
   """The exported model's outputs differ from the JAX model's."""
-
-
-def _input_shape(approach, input_size: Sequence[int] | None, nchw: bool
-                 ) -> tuple[int, int, int, int]:
-  """[N, H, W, 3] (or [N, 3, H, W]) with N = 1 for `input_size` (width, height), checked against the model."""
-  width, height = approach.check_input_size(
-      input_size if input_size is not None else approach.default_input_size)
-  return (1, 3, height, width) if nchw else (1, height, width, 3)
 
 
 @contextlib.contextmanager
@@ -88,6 +79,10 @@ def export_onnx(variables: dict, model_config: dict[str, Any], out_path: str, *,
                 opset: int = DEFAULT_OPSET, resize_upsampling: bool = True) -> str:
   """Writes the model described by `model_config` with `variables` as ONNX; returns `out_path`.
 
+  The graph's inputs and outputs are its approach's `export_signature` (one
+  `images` input, or with a recurrent model its previous maps too), the
+  network its `export_fn`.
+
   Args:
     variables: {'params', 'batch_stats'} of the model.
     model_config: the model description (`jaxpose.models.model_config`).
@@ -96,7 +91,8 @@ def export_onnx(variables: dict, model_config: dict[str, Any], out_path: str, *,
       was trained at (`models.trained_input_size` of `model_config`).
     nchw: input [N, 3, H, W] and outputs [N, C, h, w] instead of channels last.
     last_only: export only the last stack's (stage's) outputs.
-    check: run the file with onnxruntime and compare with JAX (`check_onnx`).
+    check: run the file with onnxruntime and compare with JAX (`check_onnx`,
+      or frame by frame `check_recurrent_onnx` for a recurrent model).
     opset: ONNX opset to target.
     resize_upsampling: rewrite nearest upsampling as Resize
       (`upsampling_as_resize`); False keeps the graph as jax2onnx traced it.
@@ -108,23 +104,28 @@ def export_onnx(variables: dict, model_config: dict[str, Any], out_path: str, *,
   from jax2onnx import to_onnx  # pylint: disable=g-import-not-at-top
   variables = jax.tree_util.tree_map(jnp.asarray, variables)
   approach = approaches.for_description(model_config)
-  forward = approach.network_fn(variables, nchw=nchw, last_only=last_only)
-  shape = _input_shape(approach, input_size, nchw)
-  names = approach.output_names(last_only)
+  signature = approach.export_signature(
+      input_size if input_size is not None else approach.default_input_size,
+      nchw=nchw, last_only=last_only)
+  forward = approach.export_fn(variables, nchw=nchw, last_only=last_only)
   # ONNX runtimes have fast depthwise and 1x1 convs: trace them as Conv nodes,
   # not as the multiply-adds and matrix products XLA's CPU backend is given.
   with _quiet_onnx_ir(), layers.portable_convs():
-    proto = to_onnx(forward, inputs=[(BATCH_DIM, *shape[1:])], opset=opset,
-                    model_name=f'jaxpose_{model_config["arch"]}',
-                    input_names=[INPUT_NAME], output_names=names)
+    proto = to_onnx(forward, inputs=[(BATCH_DIM, *shape[1:]) for shape in signature.inputs.values()],
+                    opset=opset, model_name=f'jaxpose_{model_config["arch"]}',
+                    input_names=list(signature.inputs), output_names=signature.outputs)
   if resize_upsampling:
     upsampling_as_resize(proto.graph)
   # Checked before it takes the name: a failed check leaves any earlier file.
   with files.replacing(out_path) as temporary:
     _save_model(proto, temporary)
     if check:
-      _raise_on_mismatch(out_path, check_onnx(str(temporary), forward,
-                                              (CHECK_BATCH, *shape[1:])))
+      check_shape = (CHECK_BATCH, *signature.inputs[INPUT_NAME][1:])
+      if signature.feedback:
+        errors = check_recurrent_onnx(str(temporary), forward, signature.feedback, check_shape)
+      else:
+        errors = check_onnx(str(temporary), forward, check_shape)
+      _raise_on_mismatch(out_path, errors)
   return out_path
 
 
@@ -257,105 +258,18 @@ def _relative_error(path: str, name: str, onnx_out: np.ndarray, jax_out: jax.Arr
 def export_workdir(workdir: str, out_path: str, step: int | None = None, **kwargs) -> str:
   """Exports a checkpoint of a `jaxpose train` / `convert` workdir (latest step by default).
 
-  Keyword arguments are those of `export_onnx`. A STAF model is written by
-  `export_recurrent_onnx` (channels last only), with its own normalisation.
+  Keyword arguments are those of `export_onnx`; the input size defaults to
+  the one the model was trained at.
   """
   variables, model_config = checkpoint.restore_variables(workdir, step)
   models.check_variables(variables, model_config, source=checkpoint.checkpoint_dir(workdir))
-  model = models.create_model(model_config)
   if kwargs.get('input_size') is None:
     kwargs['input_size'] = models.trained_input_size(model_config)
-  if not isinstance(model, staf.StafOpenPose):
-    return export_onnx(variables, model_config, out_path, **kwargs)
-  if kwargs.pop('nchw', False):
-    raise ValueError(f'{workdir}: the recurrent STAF model is exported channels last only')
-  kwargs.pop('resize_upsampling', None)  # it has no upsampling
-  return export_recurrent_onnx(variables, model, out_path,
-                               normalization=models.input_normalization(model_config), **kwargs)
+  return export_onnx(variables, model_config, out_path, **kwargs)
 
 
-# The recurrent (STAF) model: the previous frame's maps are extra inputs.
-PREVIOUS_PREFIX = 'previous_'
 # Frames of the clip `check_recurrent_onnx` runs.
 CHECK_FRAMES = 5
-
-
-def recurrent_feedback(model: staf.StafOpenPose) -> dict[str, str]:
-  """Output name -> the input of the next frame it feeds: `{map}_stage{last}` -> `previous_{map}`."""
-  return {model.last_stage_name(name): PREVIOUS_PREFIX + name for name in staf.RECURRENT_MAPS}
-
-
-def recurrent_network_fn(variables: dict, model: staf.StafOpenPose, normalization: Normalization,
-                         last_only: bool = False) -> tuple[Callable[..., tuple], list[str]]:
-  """The eval-mode recurrent network and its output names.
-
-  forward(images, previous heatmaps, pafs, tafs): RGB pixels [N, H, W, 3] and
-  the previous frame's last-stage maps [N, H/8, W/8, C] (zeros on a clip's
-  first frame) -> this frame's outputs [N, H/8, W/8, C] in the order of the
-  names: every stage's heatmaps and PAFs and the TAFs, or with `last_only`
-  the last stage's heatmaps, PAFs and TAFs.
-  """
-  names = list(recurrent_feedback(model)) if last_only else model.output_names
-
-  def forward(images: jax.Array, *previous: jax.Array) -> tuple[jax.Array, ...]:
-    outputs = model.apply(variables, normalization.normalize(images),
-                          dict(zip(staf.RECURRENT_MAPS, previous, strict=True)), train=False)
-    # A copy per output, as `Approach.network_fn` does: the last stage's
-    # maps also feed the TAF stage.
-    return tuple(jnp.copy(outputs[name]) for name in names)
-
-  return forward, names
-
-
-def export_recurrent_onnx(variables: dict, model: staf.StafOpenPose, out_path: str, *,
-                          normalization: Normalization | None = None,
-                          input_size: Sequence[int] | None = None, last_only: bool = False,
-                          check: bool = True, opset: int = DEFAULT_OPSET) -> str:
-  """Writes the recurrent STAF model as ONNX, run frame by frame; returns `out_path`.
-
-  Inputs: `images` [N, H, W, 3] RGB pixels 0..255 (normalised inside the
-  graph, as by `export_onnx`), and `previous_heatmaps`, `previous_pafs`,
-  `previous_tafs` [N, H/8, W/8, C]: the previous frame's outputs named in
-  `recurrent_feedback`, zeros on a clip's first frame. Outputs as
-  `recurrent_network_fn`'s, channels last; N is dynamic, H and W fixed.
-
-  Args:
-    variables: {'params', 'batch_stats'} of `model`.
-    model: the STAF model (`jaxpose.models.staf.StafOpenPose`).
-    out_path: the .onnx file to write.
-    normalization: the input normalisation its weights were trained with;
-      default the family's `DEFAULT_NORMALIZATION`.
-    input_size: (width, height); default the family's `DEFAULT_INPUT_SIZE`.
-    last_only: only the last stage's maps (those fed back) as outputs.
-    check: run a `CHECK_FRAMES`-frame clip with onnxruntime and JAX, each fed
-      its own outputs (`check_recurrent_onnx`).
-    opset: ONNX opset to target.
-
-  Raises:
-    ValueError: on an input size that is not a positive multiple of 8.
-    OnnxMismatchError: if `check` finds an output off by more than `CHECK_TOLERANCE`.
-  """
-  from jax2onnx import to_onnx  # pylint: disable=g-import-not-at-top
-  width, height = (int(size) for size in (input_size or model.DEFAULT_INPUT_SIZE))
-  if width <= 0 or height <= 0 or width % model.input_multiple or height % model.input_multiple:
-    raise ValueError(f'input_size: the STAF model needs a width and height that are positive '
-                     f'multiples of {model.input_multiple}, got {width}x{height} (W x H)')
-  variables = jax.tree_util.tree_map(jnp.asarray, variables)
-  forward, names = recurrent_network_fn(
-      variables, model, normalization or model.DEFAULT_NORMALIZATION, last_only)
-  previous_shapes = model.previous_shapes(1, height, width)
-  inputs = [(BATCH_DIM, height, width, 3)] + [
-      (BATCH_DIM, *previous_shapes[name][1:]) for name in staf.RECURRENT_MAPS]
-  input_names = [INPUT_NAME] + [PREVIOUS_PREFIX + name for name in staf.RECURRENT_MAPS]
-  with _quiet_onnx_ir(), layers.portable_convs():
-    proto = to_onnx(forward, inputs=inputs, opset=opset, model_name='jaxpose_staf',
-                    input_names=input_names, output_names=names)
-  with files.replacing(out_path) as temporary:
-    _save_model(proto, temporary)
-    if check:
-      _raise_on_mismatch(out_path, check_recurrent_onnx(
-          str(temporary), forward, recurrent_feedback(model), (CHECK_BATCH, height, width, 3)))
-  return out_path
 
 
 def check_recurrent_onnx(path: str, forward: Callable[..., tuple[jax.Array, ...]],
@@ -364,10 +278,10 @@ def check_recurrent_onnx(path: str, forward: Callable[..., tuple[jax.Array, ...]
   """Runs a clip of random frames of `shape` through `path` and `forward`, each fed its own outputs.
 
   Args:
-    path: a recurrent export (`export_recurrent_onnx`).
+    path: a recurrent export (`export_onnx` of a STAF model).
     forward: the JAX network, with the inputs of `path` in order.
     feedback: output name -> the input it feeds on the next frame
-      (`recurrent_feedback`); zeros on the first frame.
+      (`ExportSignature.feedback`); zeros on the first frame.
     shape: [N, H, W, 3] of each frame.
     num_frames: frames of the clip.
     seed: of the random pixels.

@@ -48,11 +48,11 @@ class Predictor(Protocol):
     """uint8 RGB images [N, H, W, 3] -> {name: float32 [N, h, w, C]}."""
 
 
-def _check_approach(approach: approaches.Approach, expected: type | None, source: str) -> None:
-  """Raises ValueError naming `source` when the model is not of the `expected` approach."""
-  if expected is not None and not isinstance(approach, expected):
-    raise ValueError(f'{source}: the model is {approach.name}, but a {expected.name} model is '
-                     'needed here')
+def _check_approach(approach: approaches.Approach, whole_images: bool, source: str) -> None:
+  """Raises ValueError naming `source` when `whole_images` asks for a model that finds people in whole images and this one needs boxes."""
+  if whole_images and approach.per_person:
+    raise ValueError(f'{source}: the model is {approach.name}, but a model that finds people '
+                     'in whole images (bottom-up) is needed here')
 
 
 def _check_images(images: np.ndarray, source: str) -> np.ndarray:
@@ -89,19 +89,19 @@ def _padded_batch(images: np.ndarray) -> np.ndarray:
 class JaxPredictor:
   """A checkpoint in a workdir, run by JAX (see the module docstring)."""
 
-  def __init__(self, workdir: str, step: int | None = None, approach: type | None = None):
+  def __init__(self, workdir: str, step: int | None = None, whole_images: bool = False):
     """Restores the checkpoint at `step` (default: the latest) and jits its forward pass.
 
     Args:
       workdir: written by `jaxpose train` or `jaxpose convert`.
       step: checkpoint step, None for the latest.
-      approach: the approach class the caller needs (`approaches.TopDown`), or
-        None for any.
+      whole_images: the caller needs a model that finds people in whole
+        images (bottom-up), not one that needs person boxes.
 
     Raises:
       FileNotFoundError: no checkpoint in `workdir` (the path is named).
       ValueError: the checkpoint's variables do not fit its model description,
-        or the model is not of `approach`.
+        or the model needs boxes where `whole_images` asks otherwise.
     """
     self.source = os.fspath(workdir)
     if not os.path.isdir(self.source):
@@ -109,25 +109,27 @@ class JaxPredictor:
                               '`jaxpose train` or `jaxpose convert`)')
     variables, model_config = checkpoint.restore_variables(self.source, step)
     models.check_variables(variables, model_config, source=checkpoint.checkpoint_dir(self.source))
-    self._init(variables, model_config, approach)
+    self._init(variables, model_config, whole_images)
 
   @classmethod
   def from_variables(cls, variables: dict, model_config: dict[str, Any], source: str = '<memory>',
-                     approach: type | None = None) -> 'JaxPredictor':
+                     whole_images: bool = False) -> 'JaxPredictor':
     """A predictor for variables already in memory (benchmarks, tests)."""
     predictor = cls.__new__(cls)
     predictor.source = source
-    predictor._init(variables, model_config, approach)  # pylint: disable=protected-access
+    predictor._init(variables, model_config, whole_images)  # pylint: disable=protected-access
     return predictor
 
-  def _init(self, variables: dict, model_config: dict[str, Any], approach: type | None) -> None:
+  def _init(self, variables: dict, model_config: dict[str, Any], whole_images: bool) -> None:
     self.model_config = dict(model_config)
     self.approach = approaches.for_description(self.model_config)
-    _check_approach(self.approach, approach, self.source)
+    _check_approach(self.approach, whole_images, self.source)
     self.output_names = self.approach.output_names()
     self.input_size = None
     self.input_multiple = self.approach.input_multiple
     variables = jax.tree_util.tree_map(jnp.asarray, variables)
+    # Kept for approaches that run the model with state between frames (STAF).
+    self.variables = variables
     forward = self.approach.network_fn(variables)
     self._forward: Callable[[jax.Array], tuple[jax.Array, ...]] = jax.jit(
         lambda images: forward(images.astype(jnp.float32)))
@@ -143,18 +145,19 @@ class JaxPredictor:
 class OnnxPredictor:
   """An ONNX file from `jaxpose export`, run by onnxruntime on the CPU."""
 
-  def __init__(self, path: str, approach: type | None = None, num_threads: int = 0):
+  def __init__(self, path: str, whole_images: bool = False, num_threads: int = 0):
     """Opens `path`; the layout (NHWC or NCHW) and input size come from its input's shape.
 
     Args:
       path: the .onnx file.
-      approach: the approach class the caller needs, or None for any.
+      whole_images: the caller needs a model that finds people in whole
+        images (bottom-up).
       num_threads: onnxruntime intra-op threads, 0 for its default.
 
     Raises:
       FileNotFoundError: `path` does not exist.
       ValueError: onnxruntime cannot load it, its interface is not
-        `jaxpose export`'s, or the model is not of `approach`.
+        `jaxpose export`'s, or the model needs boxes where `whole_images` asks otherwise.
     """
     self.source = os.fspath(path)
     if not os.path.isfile(self.source):
@@ -182,7 +185,7 @@ class OnnxPredictor:
     arch = models.arch_of_output_names(self.output_names, self.source)
     # The family's defaults: the graph holds its own options and normalisation.
     self.approach = approaches.for_description({'arch': arch})
-    _check_approach(self.approach, approach, self.source)
+    _check_approach(self.approach, whole_images, self.source)
     self.input_multiple = self.approach.input_multiple
 
   def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
@@ -211,21 +214,21 @@ def onnx_session(path: str, num_threads: int = 0):
   return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 
-def load_path(path: str, approach: type | None = None, what: str = 'model'
+def load_path(path: str, what: str = 'model', whole_images: bool = False
               ) -> 'JaxPredictor | OnnxPredictor':
   """A workdir (a folder) or an exported .onnx file -> its predictor; `what` names it in errors."""
   if os.path.isdir(path):
-    return JaxPredictor(path, approach=approach)
+    return JaxPredictor(path, whole_images=whole_images)
   if path.endswith('.onnx'):
-    return OnnxPredictor(path, approach)
+    return OnnxPredictor(path, whole_images)
   raise FileNotFoundError(f'{what} {path}: expected a workdir (a folder) or an .onnx file')
 
 
 def load(workdir: str | None = None, onnx_path: str | None = None, step: int | None = None,
-         approach: type | None = None) -> JaxPredictor | OnnxPredictor:
+         whole_images: bool = False) -> JaxPredictor | OnnxPredictor:
   """Exactly one of a workdir (JAX) or an ONNX file -> its predictor."""
   if (workdir is None) == (onnx_path is None):
     raise ValueError('give exactly one of a workdir (JAX) or an ONNX file')
   if workdir is not None:
-    return JaxPredictor(workdir, step, approach)
-  return OnnxPredictor(onnx_path, approach)
+    return JaxPredictor(workdir, step, whole_images)
+  return OnnxPredictor(onnx_path, whole_images)

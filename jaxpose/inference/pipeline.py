@@ -4,16 +4,20 @@
   estimator = make_estimator(predictor.load(workdir='workdirs/hg'), detections='dets.json')
   summary = run(source, estimator, 'out/')
 
-The model's approach decides: a top-down model (a stacked hourglass) runs on
-person boxes from a detections file (COCO results format, matched by image
-id), or from the people a bottom-up model finds (`boxes_from`), or else
-OpenCV's HOG people detector; a bottom-up model (Lightweight or CMU
-OpenPose) runs on the whole frame, as its upstream's demo. People are linked across frames by
-`jaxpose.tracking.tracker.Tracker` (OKS / box IoU, Hungarian matching).
-A STAF model (a workdir) runs frame by frame, each frame given the previous
-frame's maps (`StafEstimator`), and its people can be linked by its temporal
-affinity fields instead (`tracker='taf'`, `TafTracker`; OKS where the fields
-are silent).
+  summary = run(source, estimator, 'out/')
+
+The model's approach predicts (`Approach.predict`, with the protocol of
+`approaches.Options`, by default its arch's): a top-down model (a stacked
+hourglass) runs on person boxes from a detections file (COCO results
+format, matched by image id), or from the people a bottom-up model finds
+(`boxes_from`), or else OpenCV's HOG people detector; a bottom-up model
+(Lightweight or CMU OpenPose) runs on the whole frame, as its upstream's
+demo; a STAF model (a workdir) runs frame by frame on its own previous
+maps, the video's state (`Approach.new_video_state`). People are linked
+across frames by `jaxpose.tracking.Tracker` (OKS / box IoU, Hungarian
+matching), or, where the approach's people carry temporal affinity fields
+(STAF's `People.links`), by them (`tracker='taf'`, `TafTracker`; OKS where
+the fields are silent).
 
 Written to OUT:
 
@@ -40,15 +44,10 @@ import time
 import numpy as np
 import tqdm
 
-from jaxpose import approaches, files, models, skeletons
-from jaxpose.training import checkpoint
-from jaxpose.inference import drawing
-from jaxpose.deploy import predictor as predictor_lib
-from jaxpose.approaches import staf_tracking
+from jaxpose import approaches, files, skeletons, tracking
 from jaxpose.data.detections import DetectionsFile
-from jaxpose.inference import detect
-from jaxpose import tracking
-from jaxpose.inference import frame_sources
+from jaxpose.deploy import predictor as predictor_lib
+from jaxpose.inference import detect, drawing, frame_sources
 from jaxpose.metrics import coco_ap
 
 RESULTS_FILE = 'results.json'
@@ -58,102 +57,44 @@ FRAMES_FILE = 'frames.json'
 DEFAULT_SIGMA = 0.079
 
 
-def skeleton_for_joints(num_joints: int, source: str) -> skeletons.Skeleton:
-  """Heatmap channels of a top-down model -> its keypoint layout (17: COCO, 16: MPII)."""
-  for skeleton in (skeletons.COCO, skeletons.MPII):
-    if skeleton.num_keypoints == num_joints:
-      return skeleton
-  raise ValueError(f'{source}: the model has {num_joints} heatmap channels; top-down '
-                   'inference knows COCO (17) and MPII (16)')
+class Estimator:
+  """Frame -> People: the model's approach on each frame, in order, with the video's state between frames."""
 
-
-class TopDownEstimator:
-  """Frame -> People with a stacked hourglass on person boxes."""
-
-  def __init__(self, predictor: predictor_lib.Predictor, boxes_fn, flip_test: bool = False,
-               input_size: tuple[int, int] | None = None,
-               protocol: str = 'jaxpose', dark_kernel: int | None = None):
-    """`boxes_fn(frame) -> (boxes [P, 4], scores [P])`; `input_size` (width, height) unless the model fixes it.
-
-    The input size: an ONNX model's own, else `input_size`, else the size
-    the model was trained at (`Approach.default_input_size`).
-
-    `protocol`, `dark_kernel`: the crop, flip test and decoding of `TopDown.predict`.
-    """
-    self.protocol = protocol
-    self.dark_kernel = dark_kernel
-    self.predictor = predictor
-    self.approach = predictor.approach
+  def __init__(self, network: predictor_lib.Predictor, options: approaches.Options,
+               boxes_fn=None):
+    """`boxes_fn(frame) -> (boxes [P, 4], scores [P])` for an approach that needs person boxes."""
+    self.network = network
+    self.approach = network.approach
+    self.options = options
     self.boxes_fn = boxes_fn
-    self.flip_test = flip_test
-    self.input_size = tuple(predictor.input_size or input_size
-                            or predictor.approach.default_input_size)
-    width, height = self.input_size
-    probe = predictor(np.zeros((1, height, width, 3), np.uint8))
-    self.skeleton = skeleton_for_joints(self.approach.last_maps(probe).shape[-1],
-                                        predictor.source)
-
-  def _heatmaps(self, crops: np.ndarray) -> np.ndarray:
-    return self.approach.last_maps(self.predictor(crops))
+    self.state = self.approach.new_video_state(network, options)
+    self.skeleton = (self.approach.skeleton(network) if self.approach.per_person
+                     else skeletons.COCO)
 
   def __call__(self, frame: frame_sources.Frame) -> approaches.People:
-    boxes, box_scores = self.boxes_fn(frame)
-    return self.approach.predict(self._heatmaps, frame.image, boxes, box_scores,
-                                 self.input_size, self.skeleton, self.flip_test, self.protocol,
-                                 self.dark_kernel)
+    boxes = [self.boxes_fn(frame)] if self.approach.per_person else None
+    return self.approach.predict(self.network, [frame.image], self.options, boxes,
+                                 self.state)[0]
 
 
-class BottomUpEstimator:
-  """Frame -> People (COCO-17) with a bottom-up model and its PAF decoding protocol."""
-
-  skeleton = skeletons.COCO
-
-  def __init__(self, predictor: predictor_lib.Predictor, height: int | None = None):
-    self.predictor = predictor
-    self.height = height
-
-  def __call__(self, frame: frame_sources.Frame) -> approaches.People:
-    return self.predictor.approach.predict(self.predictor, frame.image, self.height)
-
-
-class StafEstimator:
-  """Frame -> People (COCO-17) with a STAF model run frame by frame; `last` keeps the frame's TAFs."""
-
-  skeleton = skeletons.COCO
-
-  def __init__(self, workdir: str, step: int | None = None, height: int | None = None):
-    """Restores the workdir's STAF model; the input is scaled to `height` (default the demo's 256)."""
-    variables, description = checkpoint.restore_variables(workdir, step)
-    models.check_variables(variables, description, source=checkpoint.checkpoint_dir(workdir))
-    approach = approaches.for_description(description)
-    if not isinstance(approach, approaches.StafBottomUp):
-      raise ValueError(f'{workdir}: the model is {approach.name}, not STAF (no TAFs)')
-    self.runner = approach.recurrent_runner(variables, height=height)
-    self.last: staf_tracking.FramePeople | None = None
-
-  def __call__(self, frame: frame_sources.Frame) -> approaches.People:
-    self.last = self.runner(frame.image)
-    return self.last.people
-
-
-def frame_tracker(kind: str | None, estimator, frame_rate: float):
+def frame_tracker(kind: str | None, estimator: Estimator, frame_rate: float):
   """'oks', 'taf' or None (no tracking) -> people -> track ids [P] (-1 everywhere without tracking)."""
   sigmas = estimator.skeleton.sigmas or (DEFAULT_SIGMA,) * estimator.skeleton.num_keypoints
   if kind is None:
     return lambda people: np.full(len(people.scores), -1, np.int64)
+  if kind not in ('oks', 'taf'):
+    raise ValueError(f"tracker: expected 'oks' or 'taf', got {kind!r}")
+  if kind not in estimator.approach.trackers:
+    raise ValueError(f'--tracker {kind}: a {estimator.approach.name} model tracks by '
+                     f'{" or ".join(estimator.approach.trackers)}; TAF tracking needs a STAF model '
+                     '(a workdir of one that predicts temporal affinity fields)')
   if kind == 'oks':
     tracker = tracking.Tracker(sigmas, frame_rate=frame_rate)
     return lambda people: tracker.update(people.keypoints, people.keypoint_scores, people.boxes)
-  if kind != 'taf':
-    raise ValueError(f"tracker: expected 'oks' or 'taf', got {kind!r}")
-  if not isinstance(estimator, StafEstimator):
-    raise ValueError('--tracker taf: the model must be a STAF model (a workdir of one that '
-                     'predicts temporal affinity fields)')
   # The TAFs lie on the network input: the tracker reads the people there.
-  tracker = tracking.TafTracker(sigmas, stride=estimator.runner.stride,
-                                    frame_rate=frame_rate)
-  return lambda people: tracker.update(estimator.last.input_keypoints, people.keypoint_scores,
-                                       tafs=estimator.last.tafs)
+  tracker = tracking.TafTracker(sigmas, stride=estimator.approach.stride, frame_rate=frame_rate)
+  return lambda people: tracker.update(people.links.input_keypoints, people.keypoint_scores,
+                                       tafs=people.links.tafs)
 
 
 def frame_records(frame: frame_sources.Frame, people: approaches.People, track_ids: np.ndarray
@@ -178,26 +119,23 @@ def open_source(image: str | None = None, images: str | None = None, video_path:
 
 
 def make_estimator(model: predictor_lib.Predictor, *, detections: str | None = None,
-                   detection_threshold: float = 0.0, flip_test: bool = False,
-                   input_size: tuple[int, int] | None = None,
-                   height: int | None = None,
+                   detection_threshold: float = 0.0,
                    boxes_from: predictor_lib.Predictor | None = None,
-                   protocol: str = 'jaxpose', dark_kernel: int | None = None):
+                   options: approaches.Options = approaches.Options(flip_test=False)
+                   ) -> Estimator:
   """A model and, for top-down, where its person boxes come from -> a frame estimator.
 
   Top-down boxes: a COCO results-format `detections` file, else the people
-  of the bottom-up model `boxes_from` (`BottomUp.person_boxes`, at `height`),
-  else OpenCV's HOG people detector. `input_size` (width, height) and
-  `height` are the top-down crop and the bottom-up input height for a JAX
-  model (None: the size the top-down model was trained at; the bottom-up
-  protocol's height, as its upstream demo runs it). `protocol`: top-down's, 'jaxpose' or 'mmpose';
-  `dark_kernel`: DARK decoding in jaxpose's.
+  of the bottom-up model `boxes_from` (`Approach.person_boxes`, at
+  `options.height`), else OpenCV's HOG people detector. `options`: the
+  protocol, flip test, crop size, bottom-up input height
+  (`approaches.Options`).
   """
-  if isinstance(model.approach, approaches.BottomUp):
-    if flip_test or detections or boxes_from:
-      logging.warning('%s is a bottom-up model: --flip-test, --detections and --boxes-from are '
-                      'ignored', model.source)
-    return BottomUpEstimator(model, height)
+  if not model.approach.per_person:
+    if options.flip_test or detections or boxes_from:
+      logging.warning('%s is a %s model: --flip_test, --detections and --boxes_from are '
+                      'ignored', model.source, model.approach.name)
+    return Estimator(model, options)
   if detections and boxes_from:
     raise ValueError('give --detections or --boxes-from, not both: they are two sources of the '
                      'same person boxes')
@@ -205,26 +143,27 @@ def make_estimator(model: predictor_lib.Predictor, *, detections: str | None = N
     boxes = DetectionsFile(detections, detection_threshold)
     boxes_fn = lambda frame: boxes.boxes(frame.image_id)
   elif boxes_from is not None:
-    if not isinstance(boxes_from.approach, approaches.BottomUp):
+    if boxes_from.approach.per_person:
       raise ValueError(f'--boxes-from {boxes_from.source}: expected a bottom-up model (Lightweight '
                        f'or CMU OpenPose), got a {boxes_from.approach.name} one')
+    box_options = approaches.Options(height=options.height)
 
     def boxes_fn(frame):
-      boxes, scores = boxes_from.approach.person_boxes(boxes_from, frame.image, height)
+      boxes, scores = boxes_from.approach.person_boxes(boxes_from, frame.image, box_options)
       keep = scores >= detection_threshold
       return boxes[keep], scores[keep]
   else:
     hog = detect.HogPeopleDetector(score_threshold=detection_threshold)
     boxes_fn = lambda frame: hog(frame.image)
-  return TopDownEstimator(model, boxes_fn, flip_test, input_size, protocol, dark_kernel)
+  return Estimator(model, options, boxes_fn)
 
 
 def run(source, estimator, out: str | os.PathLike, *, track: bool = True,
         max_frames: int | None = None, tracker: str = 'oks') -> dict:
   """Frames of `source` -> people by `estimator`, tracked, written to `out` (module docstring).
 
-  `tracker`: 'oks' (`Tracker`) or 'taf' (`TafTracker`, a `StafEstimator`'s
-  fields); unused without `track`. Returns a summary {frames, people,
+  `tracker`: 'oks' (`Tracker`) or 'taf' (`TafTracker`, on the TAFs of a
+  STAF model's people); unused without `track`. Returns a summary {frames, people,
   seconds, fps, ...}: `fps` counts every frame, the first one's compilation
   (JAX) included; `fps_after_first` the frames after the first, the steady rate.
   """
@@ -269,8 +208,7 @@ def run(source, estimator, out: str | os.PathLike, *, track: bool = True,
   summary = {'frames': len(frames), 'people': len(records), 'seconds': seconds,
              'fps': len(frames) / seconds if seconds > 0 else 0.0,
              'fps_after_first': (len(frames) - 1) / after_first if after_first > 0 else 0.0,
-             'approach': ('bottom-up' if isinstance(estimator, (BottomUpEstimator, StafEstimator))
-                          else 'top-down'),
+             'approach': estimator.approach.protocol_kind,
              'tracker': tracker if track else None,
              'out': os.fspath(out)}
   print(f'{summary["frames"]} frames, {summary["people"]} people ({summary["approach"]}), '

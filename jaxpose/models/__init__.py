@@ -7,10 +7,10 @@ top-down model, ('heatmaps', 'pafs') for a bottom-up one), `OUTPUT_STRIDE`,
 `DEFAULT_INPUT_SIZE` (width, height), `DEFAULT_NORMALIZATION` (models trained
 here) and `UPSTREAM_NORMALIZATION` (the published checkpoints'), the
 properties `num_stages` and `input_multiple`, and the static method
-`bias_is_cancelled(names, siblings)`; a bottom-up family also states
-`PAF_PROTOCOL`, the decoding protocol its published weights are run with
-(`codecs.paf.PROTOCOL` or `codecs.paf_body_py.PROTOCOL`). Add its class to `ARCHITECTURES` and the
-approaches, the trainer, evaluation, inference and export take it.
+`bias_is_cancelled(names, siblings)`. Add its class to `ARCHITECTURES` and the
+protocol its published weights are run with to
+`approaches.protocols.DEFAULT_FOR_ARCH`; the approaches, the trainer,
+evaluation, inference and export take it.
 """
 
 from collections.abc import Mapping, Sequence

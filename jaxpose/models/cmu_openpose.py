@@ -32,7 +32,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from jaxpose.codecs import paf_body_py
 from jaxpose.models import layers
 from jaxpose.models.normalization import Normalization
 
@@ -79,7 +78,6 @@ class CmuOpenPose(nn.Module):
   DEFAULT_INPUT_SIZE = (368, 368)  # (width, height): the port's boxsize
   DEFAULT_NORMALIZATION = PORT_NORMALIZATION
   UPSTREAM_NORMALIZATION = PORT_NORMALIZATION
-  PAF_PROTOCOL = paf_body_py.PROTOCOL  # the port's src/body.py
 
   @property
   def num_stages(self) -> int:

@@ -38,7 +38,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxpose.codecs import paf
 from jaxpose.models import layers
 from jaxpose.models.normalization import Normalization
 
@@ -272,7 +271,6 @@ class LightweightOpenPose(nn.Module):
   DEFAULT_NORMALIZATION = Normalization('BGR', 1.0, (128.0, 128.0, 128.0),
                                         (256.0, 256.0, 256.0))
   UPSTREAM_NORMALIZATION = DEFAULT_NORMALIZATION
-  PAF_PROTOCOL = paf.PROTOCOL  # upstream's demo.py and val.py
 
   @property
   def num_stages(self) -> int:

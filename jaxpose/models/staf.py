@@ -126,7 +126,6 @@ class StafOpenPose(nn.Module):
   DEFAULT_INPUT_SIZE = LightweightOpenPose.DEFAULT_INPUT_SIZE
   DEFAULT_NORMALIZATION = LightweightOpenPose.DEFAULT_NORMALIZATION
   UPSTREAM_NORMALIZATION = LightweightOpenPose.UPSTREAM_NORMALIZATION
-  PAF_PROTOCOL = LightweightOpenPose.PAF_PROTOCOL
   # Same conv-BN naming as Lightweight OpenPose, the TAF stage included.
   bias_is_cancelled = staticmethod(LightweightOpenPose.bias_is_cancelled)
   # The pose stages (initial and refinement), and the input's multiple (8).

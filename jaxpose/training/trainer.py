@@ -57,9 +57,13 @@ def compute_dtype_name(config: ml_collections.ConfigDict) -> str:
   return config_lib.compute_dtype(config, jax.default_backend())
 
 
-def create_model(config: ml_collections.ConfigDict, axis_name: str | None = None) -> nn.Module:
-  """The config's model, computing in its compute dtype; `axis_name` makes BatchNorm average across devices."""
-  return approaches.for_config(config).create_model(
+def create_model(config: ml_collections.ConfigDict, axis_name: str | None = None,
+                 approach: approaches.Approach | None = None) -> nn.Module:
+  """The config's model, computing in its compute dtype; `axis_name` makes BatchNorm average across devices.
+
+  `approach`: the config's, if the caller holds it already (the trainer builds it once).
+  """
+  return (approach or approaches.for_config(config)).create_model(
       axis_name=axis_name, compute_dtype=jnp.dtype(compute_dtype_name(config)))
 
 
@@ -154,24 +158,29 @@ def eval_step(state: TrainState, batch: dict, *, approach: approaches.Approach,
   return parallel.psum(sums, axis_name)
 
 
-def create_sources(config: ml_collections.ConfigDict):
+def create_sources(config: ml_collections.ConfigDict,
+                   approach: approaches.Approach | None = None):
   """config.data -> (train source, eval source) of the kind the config's approach reads.
 
   Raises ValueError first if the model cannot learn the dataset's keypoints.
   """
-  approach = approaches.for_config(config)
+  approach = approach or approaches.for_config(config)
   approach.check_data(config, sources.data_skeleton(config))
   return sources.create_sources(config, approach.per_person)
 
 
-def create_transform(config: ml_collections.ConfigDict, train: bool):
+def create_transform(config: ml_collections.ConfigDict, train: bool,
+                     approach: approaches.Approach | None = None):
   """The approach's grain transform of the config's examples; augmented only for training."""
-  return approaches.for_config(config).transform(config, sources.data_skeleton(config), train)
+  approach = approach or approaches.for_config(config)
+  return approach.transform(config, sources.data_skeleton(config), train)
 
 
-def train_loader(source, config: ml_collections.ConfigDict, start_step: int = 0):
+def train_loader(source, config: ml_collections.ConfigDict, start_step: int = 0,
+                 approach: approaches.Approach | None = None):
   """Endless, shuffled, augmented training batches of this host from `start_step` on (grain)."""
-  return loader.train_loader(source, create_transform(config, train=True), config, start_step)
+  return loader.train_loader(source, create_transform(config, train=True, approach=approach),
+                             config, start_step)
 
 
 def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
@@ -208,19 +217,8 @@ def _check_finite(metrics: dict, step: int, workdir: str) -> None:
         'config.learning_rate or check the data.')
 
 
-def _summarise(sums: dict) -> dict:
-  """Sums of a pass -> means: loss per example, PCK over visible joints."""
-  out = {}
-  if 'pck_counted' in sums:
-    out['pck'] = float(np.sum(sums['pck_correct']) / max(np.sum(sums['pck_counted']), 1))
-  for key in ('loss', 'kd_loss', 'gt_loss'):
-    if key in sums:
-      out[key] = float(sums[key] / max(sums.get('examples', 1), 1))
-  return out
-
-
 def evaluate_model(state, eval_fn, data: parallel.DataParallel, eval_source, eval_transform,
-                   config) -> dict:
+                   config, approach: approaches.Approach) -> dict:
   """One pass over the eval split -> summarised metrics."""
   totals = None
   for batch in loader.eval_batches(eval_source, eval_transform,
@@ -230,7 +228,7 @@ def evaluate_model(state, eval_fn, data: parallel.DataParallel, eval_source, eva
   if totals is None:
     raise ValueError('eval split: no examples (config.data.num_eval_examples)')
   host = data.unreplicate(state)  # the approach's host-side metrics (STAF: MOTA)
-  return _summarise(totals) | approaches.for_config(config).host_eval(
+  return approach.summarize(totals, totals.get('examples', 1)) | approach.host_eval(
       {'params': host.params, 'batch_stats': host.batch_stats}, config)
 
 
@@ -250,16 +248,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   data = parallel.DataParallel(config.parallel)
   approach = approaches.for_config(config)
-  model = create_model(config, axis_name=data.axis_name)
-  eval_model = create_model(config)
+  model = create_model(config, axis_name=data.axis_name, approach=approach)
+  eval_model = create_model(config, approach=approach)
   learning_rate_fn = create_learning_rate_fn(config)
   tx = create_optimizer(config, learning_rate_fn)
   teacher, teacher_variables = load_teacher(config, approach)
   # What the weights need to be rebuilt and fed as they were trained.
   model_description = models.describe(eval_model, approach.normalization, config.input_size)
 
-  train_source, eval_source = create_sources(config)
-  eval_transform = create_transform(config, train=False)
+  train_source, eval_source = create_sources(config, approach)
+  eval_transform = create_transform(config, train=False, approach=approach)
   progressive.check(config, approach)
 
   state = create_train_state(config, eval_model, tx)
@@ -282,7 +280,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         num_replicated_args=1)
     # The data position is the step: the loader starts at it, whatever the topology.
     batches = loader.TimedIterator(parallel.prefetch_to_device(
-        train_loader(train_source, phase, step - 1), data))
+        train_loader(train_source, phase, step - 1, approach), data))
     return progressive.phase_end(config, step), batches, p_train_step
 
   p_eval_step = data.compile(
@@ -297,7 +295,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   final = {}
   if start_step == 0:
     final = evaluate_model(device_state, p_eval_step, data, eval_source, eval_transform,
-                           config)
+                           config, approach)
     writer.write(0, {f'eval/{k}': v for k, v in final.items()})
     logging.info('step 0 (untrained): %s', final)
 
@@ -349,18 +347,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                    'train/images_per_second': len(window) * config.batch_size / elapsed,
                    'train/input_wait_fraction': batches.take_waited() / elapsed,
                    **throughput.summary(elapsed / len(window))}
-        if 'pck_counted' in host:
-          summary['train/pck'] = host['pck_correct'] / max(host['pck_counted'], 1)
-        for key in ('kd_loss', 'gt_loss'):
-          if key in host:
-            summary[f'train/{key}'] = host[key]
+        # The approach's own metrics (top-down: PCK, the distillation's parts).
+        summary.update({f'train/{key}': value for key, value in approach.summarize(host).items()
+                        if key != 'loss'})
         writer.write(step, summary)
         progress.update(step, summary)
         window = []
       eval_metrics = None
       if step % config.eval_every_steps == 0 or step == config.num_train_steps:
-        eval_metrics = evaluate_model(device_state, p_eval_step, data, eval_source, eval_transform,
-                           config)
+        eval_metrics = evaluate_model(device_state, p_eval_step, data, eval_source,
+                                      eval_transform, config, approach)
         writer.write(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
         final = eval_metrics
       if (step % config.checkpoint_every_steps == 0 or step == config.num_train_steps

@@ -1,6 +1,7 @@
 """bearpaw/pytorch-pose's MPII evaluation protocol: its box, crop, flip test and `final_preds`.
 
-`jaxpose eval --mpii_protocol=bearpaw` evaluates a top-down MPII model as
+Read at bearpaw/pytorch-pose commit 7ce6642f777e9da6249bd5b05330d57fa09ea37a.
+`jaxpose eval --protocol=bearpaw_mpii` evaluates a top-down MPII model as
 bearpaw's `example/main.py -e` does, so that a converted bearpaw checkpoint
 scores what bearpaw's `evaluation/eval_PCKh.py` reports for it:
 
@@ -36,10 +37,13 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from jaxpose import skeletons
+from jaxpose.approaches import records
 from jaxpose.data import mpii
 
-# The name of this protocol for `EvalOptions.mpii_protocol`.
-PROTOCOL = 'bearpaw'
+NAME = 'bearpaw_mpii'
+APPROACH = 'top-down'
+PCKH_STRICT = True  # eval_PCKh.py counts a joint strictly within half the head size
 SCALE_PADDING = 1.25  # bearpaw's s * 1.25 for validation
 
 
@@ -139,3 +143,29 @@ def predict_mpii(heatmaps_fn: Callable[[np.ndarray], np.ndarray], image: np.ndar
     flipped = np.asarray(heatmaps_fn(pixels[:, :, ::-1]), np.float32)
     score_maps = score_maps + flipped[:, :, ::-1][..., flip_permutation]
   return final_preds(score_maps, centers, scales) - 1
+
+
+# --- the protocol's interface (`approaches.protocols.TopDownProtocol`) ------------
+
+def predict(heatmaps_fn, image, boxes, input_size, skeleton, options):
+  """Not defined: bearpaw's crop is made from MPII's centre and scale, not from a box."""
+  del heatmaps_fn, image, boxes, input_size, skeleton, options
+  raise ValueError(f'--protocol {NAME} reproduces bearpaw\'s MPII evaluation (MPII\'s centres and '
+                   'scales); on person boxes use jaxpose_topdown')
+
+
+def coco_results(heatmaps_fn, image, image_id, boxes, box_scores, input_size, skeleton, options,
+                 detected):
+  """Not defined: bearpaw evaluates MPII only."""
+  del heatmaps_fn, image, image_id, boxes, box_scores, input_size, skeleton, options, detected
+  raise ValueError(f'--protocol {NAME} evaluates MPII (PCKh); for COCO use jaxpose_topdown or '
+                   'mmpose_topdown')
+
+
+def mpii_keypoints(heatmaps_fn, image: np.ndarray, record, input_size: tuple[int, int],
+                   skeleton: skeletons.Skeleton, options: records.Options) -> np.ndarray:
+  """One MPII image (`mpii.MpiiRecord`: its people's centres and scales) -> keypoints [P, J, 2], 0-based."""
+  if options.dark_kernel is not None:
+    raise ValueError(f"--dark_kernel: DARK is an option of jaxpose_topdown, not of {NAME}")
+  return predict_mpii(heatmaps_fn, image, record.center, record.scale, input_size,
+                      skeleton.flip_permutation(), flip_test=options.flip_test)

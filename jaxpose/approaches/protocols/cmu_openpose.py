@@ -1,8 +1,10 @@
 """CMU OpenPose's bottom-up protocol as its PyTorch port runs it: image -> maps over the image -> people.
 
-The inference of Hzzone/pytorch-openpose's `src/body.py` ("the port"), which
+The inference of Hzzone/pytorch-openpose's `src/body.py` ("the port", read at
+commit 7c983f5ec9b7d3baa97c9b04d216568daa75ca80), which
 the published `body_pose_model.pth` is used with, beside Lightweight
-OpenPose's demo and val.py protocols (`bottomup`):
+OpenPose's demo and val.py protocols (`lightweight_openpose`); the default
+protocol of the CMU model (`arch` 'openpose'):
 
 - at each scale s of `scales` (the port's scale_search, [0.5]) the uint8
   image is resized bicubically by 368 s / H (as uint8: cv2 rounds, as it does
@@ -25,11 +27,16 @@ Lightweight OpenPose's val.py does (+0.5 px, score x (keypoints - 1)).
 import cv2
 import numpy as np
 
+from jaxpose.approaches.protocols import lightweight_openpose
 from jaxpose.codecs import paf_body_py
+
+NAME = 'cmu_openpose'
+APPROACH = 'bottom-up'
 
 BOX_SIZE = 368  # the port's boxsize: the input height at scale 1
 SCALES = (0.5,)  # its scale_search
 PAD_PIXEL = 128  # its padValue, 0 after its normalisation
+DEFAULT_SCALES = SCALES
 DEFAULT_HEIGHT = int(BOX_SIZE * SCALES[0])  # the network input height of its one scale
 # Added to the port's keypoints for COCO, as val.py does to its own.
 COCO_OFFSET = 0.5
@@ -91,7 +98,7 @@ def _to_image(maps: np.ndarray, stride: int, resized_shape: tuple[int, int],
   return resized.reshape(image_size[1], image_size[0], channels)
 
 
-def predict(maps_fn, image: np.ndarray, scales=SCALES, stride: int = 8,
+def predict_body_py(maps_fn, image: np.ndarray, scales=SCALES, stride: int = 8,
             input_size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
   """RGB uint8 image [H, W, 3] -> (people [P, 18, 3] (x, y image pixels, score), scores [P]), the port's.
 
@@ -104,8 +111,28 @@ def predict(maps_fn, image: np.ndarray, scales=SCALES, stride: int = 8,
 
 def predict_coco(maps_fn, image: np.ndarray, scales=SCALES, stride: int = 8
                  ) -> tuple[np.ndarray, np.ndarray]:
-  """As `predict`, with COCO_OFFSET added to the keypoints found (COCO results' convention)."""
-  people, scores = predict(maps_fn, image, scales, stride)
+  """As `predict_body_py`, with COCO_OFFSET added to the keypoints found (COCO results' convention)."""
+  people, scores = predict_body_py(maps_fn, image, scales, stride)
   found = people[..., 2] > 0
   people[..., :2] = np.where(found[..., None], people[..., :2] + COCO_OFFSET, -1)
   return people, scores
+
+
+# --- the protocol's interface (`approaches.protocols.BottomUpProtocol`) -----------
+
+def predict(maps_fn, image: np.ndarray, height: int, stride: int, input_multiple: int,
+            input_size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+  """Image [H, W, 3] uint8 -> (people [P, 18, 3], person scores [P]): body.py at the scale height / 368."""
+  del input_multiple  # the port pads to the stride
+  return predict_body_py(maps_fn, image, scales=(height / BOX_SIZE,), stride=stride,
+                         input_size=input_size)
+
+
+def coco_people(maps_fn, image: np.ndarray, scales: tuple[float, ...], stride: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Image uint8 [H, W, 3] -> (COCO keypoints [N, 17, 2], keypoint scores [N, 17], person scores [N]).
+
+  body.py's people, scored as val.py scores them (`predict_coco`).
+  """
+  people, person_scores = predict_coco(maps_fn, image, scales, stride)
+  return lightweight_openpose.coco_keypoints(people, person_scores)

@@ -4,7 +4,8 @@ mmpose evaluates its top-down heatmap checkpoints on COCO with detected
 people (e.g. hourglass52 at 256x256, AP 0.726 with the AP_H_56 person
 detections) by the steps below; a converted checkpoint run through them
 scores what mmpose reports. Each step and the mmpose file it follows
-(open-mmlab/mmpose, 1.x layout):
+(open-mmlab/mmpose, 1.x layout, read at commit
+072211e6660664373599e5d262f56c5d190bc79a):
 
 - detections (`datasets/datasets/base/base_coco_style_dataset.py`): every
   person detection of the file (no score threshold unless the config sets
@@ -53,7 +54,7 @@ scores what mmpose reports. Each step and the mmpose file it follows
   w x h as the result's area, which decides the medium / large ranges (APm,
   APl, ARm, ARl), where a result without it gets its keypoints' extent.
 
-Where it differs from jaxpose's own protocol (`topdown`): the mirrored crop
+Where it differs from jaxpose's own protocol (`jaxpose_topdown`): the mirrored crop
 and the one-pixel heatmap shift (jaxpose mirrors about x = (W - stride) / 2
 and needs no shift); the per-axis border rule and (-1, -1) for a
 non-positive map (jaxpose: both axes or neither, and (0, 0)); float32 box
@@ -66,14 +67,14 @@ import cv2
 import numpy as np
 
 from jaxpose import skeletons
+from jaxpose.approaches import records
 from jaxpose.data import geometry
 from jaxpose.metrics import coco_ap, oks as oks_lib
 
-# Pixels [P, h, w, 3] -> heatmaps [P, h', w', J], as `topdown.HeatmapsFn`
-# (not imported by name, so that `topdown` may import this module).
+# Pixels [P, h, w, 3] -> heatmaps [P, h', w', J].
 HeatmapsFn = Callable[[np.ndarray], np.ndarray]
-# The name of this protocol for `EvalOptions.coco_protocol` and `jaxpose infer --protocol`.
-PROTOCOL = 'mmpose'
+NAME = 'mmpose_topdown'
+APPROACH = 'top-down'
 PADDING = 1.25  # GetBBoxCenterScale's default
 KEYPOINT_SCORE_THRESHOLD = 0.2  # CocoMetric's keypoint_score_thr
 NMS_THRESHOLD = 0.9  # CocoMetric's nms_thr
@@ -302,3 +303,37 @@ def image_results(heatmaps_fn: HeatmapsFn, image: np.ndarray, image_id: int,
   for result, low, high in zip(results, corners[:, :2], corners[:, 2:]):
     result['bbox'] = np.concatenate([low, high - low]).tolist()
   return results, kept
+
+
+# --- the protocol's interface (`approaches.protocols.TopDownProtocol`) ------------
+
+def _no_dark(options: records.Options) -> None:
+  if options.dark_kernel is not None:
+    raise ValueError(f"--dark_kernel: DARK is an option of jaxpose_topdown, not of {NAME}")
+
+
+def predict(heatmaps_fn: HeatmapsFn, image: np.ndarray, boxes: np.ndarray,
+            input_size: tuple[int, int], skeleton: skeletons.Skeleton,
+            options: records.Options) -> tuple[np.ndarray, np.ndarray]:
+  """Image [H, W, 3], boxes [P, 4] (x, y, w, h) -> (keypoints [P, J, 2] image pixels, scores [P, J])."""
+  _no_dark(options)
+  return predict_mmpose(heatmaps_fn, image, boxes, input_size, skeleton.flip_permutation(),
+                        options.flip_test)
+
+
+def coco_results(heatmaps_fn: HeatmapsFn, image: np.ndarray, image_id: int, boxes: np.ndarray,
+                 box_scores: np.ndarray, input_size: tuple[int, int],
+                 skeleton: skeletons.Skeleton, options: records.Options, detected: bool
+                 ) -> list[dict]:
+  """One COCO image and its person boxes -> CocoMetric's results (its rescoring and OKS-NMS, on any boxes)."""
+  del detected  # CocoMetric suppresses on ground-truth boxes too
+  _no_dark(options)
+  return image_results(heatmaps_fn, image, image_id, boxes, box_scores, input_size, skeleton,
+                       options.flip_test)[0]
+
+
+def mpii_keypoints(heatmaps_fn, image, record, input_size, skeleton, options):
+  """Not reproduced: mmpose's MPII evaluation is not one of jaxpose's protocols."""
+  del heatmaps_fn, image, record, input_size, skeleton, options
+  raise ValueError(f'--protocol {NAME} reproduces mmpose\'s COCO evaluation; for MPII use '
+                   'jaxpose_topdown or bearpaw_mpii')
