@@ -1,5 +1,7 @@
 """jaxpose.approaches: the model's family decides the approach; the network function is the model behind its normalisation."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -67,3 +69,49 @@ def test_each_approach_checks_the_datasets_keypoints():
     approaches.for_config(config).check_data(config, skeletons.MPII)
   with pytest.raises(ValueError, match='distillation is defined for top-down students'):
     approaches.for_config(config).check_teacher(HOURGLASS, 'teacher_dir')
+
+
+def test_protocols_come_from_the_table_by_arch_or_by_name():
+  defaults = {arch: approaches.for_description({'arch': arch}).protocol(approaches.Options()).NAME
+              for arch in models.ARCHITECTURES}
+  assert defaults == {'hourglass': 'jaxpose_topdown', 'mmpose_hourglass': 'jaxpose_topdown',
+                      'lightweight_openpose': 'lightweight_openpose', 'staf': 'lightweight_openpose',
+                      'openpose': 'cmu_openpose'}
+  top_down = approaches.for_description(HOURGLASS)
+  assert top_down.protocol(approaches.Options(protocol='bearpaw_mpii')).NAME == 'bearpaw_mpii'
+  with pytest.raises(ValueError, match='--protocol cmu_openpose is a bottom-up protocol, but '
+                     "'hourglass' is a top-down model: use one of jaxpose_topdown, "
+                     'mmpose_topdown, bearpaw_mpii'):
+    top_down.protocol(approaches.Options(protocol='cmu_openpose'))
+  with pytest.raises(ValueError, match="--protocol: expected one of .*, got 'val.py'"):
+    top_down.protocol(approaches.Options(protocol='val.py'))
+  # Each protocol module says what it reproduces, from which upstream commit (but jaxpose's own).
+  for name, module in approaches.protocols.PROTOCOLS.items():
+    assert module.NAME == name and module.APPROACH in ('top-down', 'bottom-up')
+    if name != 'jaxpose_topdown':
+      assert re.search(r'commit\s+[0-9a-f]{40}', module.__doc__), name
+
+
+def test_the_old_per_case_protocol_options_map_to_names_with_a_warning():
+  with pytest.warns(DeprecationWarning, match='--mpii_protocol=bearpaw is deprecated: use '
+                    '--protocol=bearpaw_mpii'):
+    assert approaches.Options(mpii_protocol='bearpaw').protocol == 'bearpaw_mpii'
+  with pytest.warns(DeprecationWarning, match='--coco_protocol=mmpose'):
+    assert approaches.Options(coco_protocol='mmpose').protocol == 'mmpose_topdown'
+  with pytest.warns(DeprecationWarning):
+    assert approaches.Options(coco_protocol='jaxpose').protocol is None  # the model's own
+  with pytest.raises(ValueError, match="--mpii_protocol: expected one of"):
+    approaches.Options(mpii_protocol='hrnet')
+
+
+def test_stateless_approaches_keep_no_video_state_and_export_one_input():
+  top_down = approaches.for_description(HOURGLASS)
+  assert top_down.new_video_state(None, approaches.Options()) == {}
+  signature = top_down.export_signature((32, 64), nchw=True)
+  assert signature.inputs == {'images': ('N', 3, 64, 32)} and signature.feedback == {}
+  assert signature.outputs == ['heatmaps_stack0', 'heatmaps_stack1']
+  staf = approaches.for_description({'arch': 'staf'})
+  with pytest.raises(ValueError, match='runs from its workdir'):
+    staf.new_video_state(object(), approaches.Options())  # an ONNX predictor holds no variables
+  with pytest.raises(ValueError, match='tracking is evaluated for STAF models'):
+    top_down.tracking_results(None, None, approaches.Options())

@@ -1,18 +1,22 @@
-"""The package's shape: layers import only downwards, architecture names are compared only in models/, modules stay small and unrepeated.
+"""The package's shape: layers import only downwards, no import cycle, one abstract interface, names compared only where they mean something.
 
-The layers, lowest first (README, "Architecture"):
-  core: skeletons, codecs, losses, models
-  data and metrics: data readers and augmentation, metrics, checkpoints, drawing
-  approaches: TopDown / BottomUp and the model runners (predictor)
-  workflows: training, evaluation, inference, export, convert (none imports another)
+The layers, lowest first (docs/architecture.md):
+  core: skeletons, files, config, codecs, losses, models
+  data, metrics and tracking: readers and augmentation, metrics, trackers, checkpoints
+  approaches: the interface and TopDown / BottomUp / StafBottomUp, protocols, the model runners (predictor)
+  workflows: training and sweeps, evaluation, inference, deploy (none imports another)
   commands: the `jaxpose` command line
 """
 
 import ast
+import inspect
 import pathlib
 import re
 
 import pytest
+
+from jaxpose import approaches
+from jaxpose.approaches import protocols
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'jaxpose'
 
@@ -43,8 +47,8 @@ LAYERS = {
     'jaxpose.cli': (4, 'commands'),
     'jaxpose.commands': (4, 'commands'),
 }
-MAX_MODULE_LINES = 400
 REPEATED_LINES = 6
+MAX_ROOT_MODULES = 8
 
 
 def _modules() -> dict[str, pathlib.Path]:
@@ -136,9 +140,109 @@ def test_architecture_names_are_compared_only_in_models():
   assert _ARCH_COMPARISON.search("per_person = arch in TOP_DOWN")
 
 
-def test_modules_are_small():
-  sizes = {module: len(path.read_text().splitlines()) for module, path in _modules().items()}
-  assert {m: n for m, n in sizes.items() if n > MAX_MODULE_LINES} == {}
+def _import_cycles() -> list[list[str]]:
+  """Every import cycle among the package's modules (a module importing another counts, wherever the import stands)."""
+  graph = {module: sorted(m for m in _imports(path) if m != module)
+           for module, path in _modules().items()}
+  cycles, state, stack = [], {}, []
+
+  def visit(module):  # depth first; a back edge to a module on the stack closes a cycle
+    state[module] = 'open'
+    stack.append(module)
+    for imported in graph.get(module, ()):
+      if state.get(imported) == 'open':
+        cycles.append(stack[stack.index(imported):] + [imported])
+      elif imported not in state:
+        visit(imported)
+    stack.pop()
+    state[module] = 'done'
+
+  for module in sorted(graph):
+    if module not in state:
+      visit(module)
+  return cycles
+
+
+def test_no_import_cycle():
+  assert _import_cycles() == []
+
+
+def test_the_cycle_check_catches_a_cycle(tmp_path, monkeypatch):
+  fake = tmp_path / 'jaxpose'
+  (fake / 'sweep').mkdir(parents=True)
+  (fake / '__init__.py').write_text('')
+  (fake / 'sweep' / '__init__.py').write_text('')
+  (fake / 'sweep' / 'runner.py').write_text('from jaxpose.sweep import scheduler\n')
+  (fake / 'sweep' / 'scheduler.py').write_text('def main():\n  from jaxpose.sweep import runner\n')
+  monkeypatch.setattr(__import__(__name__), 'PACKAGE', fake)
+  assert _import_cycles() == [['jaxpose.sweep.runner', 'jaxpose.sweep.scheduler',
+                               'jaxpose.sweep.runner']]
+
+
+def test_the_package_root_holds_few_modules():
+  root = sorted(path.name for path in PACKAGE.glob('*.py') if path.name != '__init__.py')
+  assert len(root) <= MAX_ROOT_MODULES, root
+
+
+def test_approach_is_the_abstract_interface_of_three_concrete_approaches():
+  assert inspect.isabstract(approaches.Approach)
+  with pytest.raises(TypeError, match='abstract'):
+    approaches.Approach({'arch': 'hourglass'})  # pylint: disable=abstract-class-instantiated
+  for approach, description in ((approaches.TopDown, {'arch': 'hourglass'}),
+                                (approaches.BottomUp, {'arch': 'lightweight_openpose'}),
+                                (approaches.StafBottomUp, {'arch': 'staf'})):
+    assert issubclass(approach, approaches.Approach) and not inspect.isabstract(approach)
+    assert type(approaches.for_description(description)) is approach
+  # Every hook the callers use is declared on the interface, not only on an approach.
+  hooks = {'check_data', 'transform', 'make_targets', 'loss', 'train_metrics', 'eval_sums',
+           'summarize', 'forward', 'host_eval', 'last_maps', 'predict', 'person_boxes',
+           'new_video_state', 'evaluate', 'tracking_results', 'export_signature', 'export_fn',
+           'create_model', 'check_teacher'}
+  assert hooks <= set(dir(approaches.Approach))
+  assert approaches.Approach.__abstractmethods__ == {
+      'check_data', 'transform', 'make_targets', 'loss', 'train_metrics', 'eval_sums',
+      'last_maps', 'predict', 'evaluate'}
+
+
+# The classes whose type a caller must not test: the approaches and the model families.
+_TYPED = re.compile(r'\b(Approach|TopDown|BottomUp|Staf\w*|StackedHourglass|MmposeHourglass|'
+                    r'LightweightOpenPose|CmuOpenPose)\b')
+# Protocol names as strings: today's and the per-case values before them.
+_PROTOCOL_NAMES = set(protocols.PROTOCOLS) | {'jaxpose', 'bearpaw', 'mmpose'}
+
+
+def _type_tests_and_protocol_comparisons(path: pathlib.Path) -> list[str]:
+  """`isinstance(x, <approach or model class>)` and `x == '<protocol name>'` (or in/!=) in a file."""
+  found = []
+  for node in ast.walk(ast.parse(path.read_text())):
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+        and node.func.id in ('isinstance', 'issubclass') and len(node.args) == 2
+        and _TYPED.search(ast.unparse(node.args[1]))):
+      found.append(f'{path.name}:{node.lineno}: {ast.unparse(node)}')
+    if isinstance(node, ast.Compare):
+      strings = [part.value for part in (node.left, *node.comparators)
+                 if isinstance(part, ast.Constant) and isinstance(part.value, str)]
+      if any(string in _PROTOCOL_NAMES for string in strings):
+        found.append(f'{path.name}:{node.lineno}: {ast.unparse(node)}')
+  return found
+
+
+def test_callers_never_test_an_approachs_type_or_a_protocols_name():
+  found = []
+  for module, path in _modules().items():
+    if not module.startswith('jaxpose.approaches'):
+      found += _type_tests_and_protocol_comparisons(path)
+  assert found == []
+
+
+def test_the_type_and_name_check_catches_both(tmp_path):
+  caller = tmp_path / 'caller.py'
+  caller.write_text('if isinstance(model.approach, approaches.StafBottomUp):\n  pass\n'
+                    "if options.coco_protocol == 'mmpose':\n  pass\n"
+                    "if name in ('bearpaw_mpii', 'x'):\n  pass\n"
+                    'if isinstance(value, dict):\n  pass\n')
+  assert [line.split(':')[1] for line in _type_tests_and_protocol_comparisons(caller)] == [
+      '1', '3']
 
 
 def test_the_installed_package_reads_nothing_of_tests():

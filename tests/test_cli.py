@@ -20,6 +20,7 @@ import onnx
 import pytest
 
 from jaxpose import cli
+from jaxpose.approaches import protocols
 from jaxpose.deploy import export
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -134,6 +135,40 @@ def test_infer_and_eval_exit_0_and_end_with_json(quickstart, tmp_path):
   assert_quiet(done.stderr)
 
 
+def test_protocols_are_chosen_by_name_and_the_old_flags_still_work(quickstart, tmp_path):
+  workdir, _ = quickstart
+  evaluate = ['eval', '--config=configs/quickstart.py', f'--workdir={workdir}',
+              *TINY_QUICKSTART, *COCO_EVAL]
+  infer = ['infer', f'--workdir={workdir}', f'--image={COCO / "000000196141.jpg"}',
+           f'--detections={COCO / "test_coco_det_AP_H_56.json"}']
+  runs = {
+      'eval_mmpose': evaluate + ['--protocol=mmpose_topdown', f'--results={tmp_path / "a.json"}'],
+      'eval_old': evaluate + ['--coco_protocol=mmpose', f'--results={tmp_path / "b.json"}'],
+      'eval_wrong_kind': evaluate + ['--protocol=lightweight_openpose'],
+      'eval_unknown': evaluate + ['--protocol=openpose_v2'],
+      'infer_mmpose': infer + ['--protocol=mmpose_topdown', f'--out={tmp_path / "c"}'],
+      'infer_old': infer + ['--protocol=mmpose', f'--out={tmp_path / "d"}'],
+  }
+  with concurrent.futures.ThreadPoolExecutor(len(runs)) as pool:
+    done = dict(zip(runs, pool.map(lambda arguments: jaxpose(*arguments), runs.values())))
+  # The old spelling runs the same procedure, and says what to write instead.
+  assert last_json(done['eval_old']) == last_json(done['eval_mmpose'])
+  assert (tmp_path / 'a.json').read_text() == (tmp_path / 'b.json').read_text()
+  assert ('--coco_protocol=mmpose is deprecated: use --protocol=mmpose_topdown'
+          in done['eval_old'].stderr)
+  assert_quiet(done['eval_mmpose'].stderr)
+  last_json(done['infer_old']), last_json(done['infer_mmpose'])
+  assert ((tmp_path / 'c' / 'results.json').read_text()
+          == (tmp_path / 'd' / 'results.json').read_text())
+  assert '--protocol=mmpose is deprecated: use --protocol=mmpose_topdown' in done['infer_old'].stderr
+  # A protocol of the other approach, and a name that is none.
+  assert_one_line_error(done['eval_wrong_kind'], 1,
+                        '--protocol lightweight_openpose is a bottom-up protocol', 'jaxpose_topdown')
+  assert_one_line_error(done['eval_unknown'], 2,
+                        '--protocol: expected one of jaxpose_topdown, mmpose_topdown, bearpaw_mpii, '
+                        "lightweight_openpose, cmu_openpose, got 'openpose_v2'")
+
+
 def test_infer_with_the_exported_model(exported, tmp_path):
   path, _ = exported
   image = COCO / '000000196141.jpg'
@@ -154,6 +189,8 @@ def test_every_command_has_help_with_a_line_per_flag():
       assert sum(line.strip().startswith(spelled) for line in lines) == 1, (name, flag)
   assert '--config.FIELD=VALUE' in helps['train'].stdout
   assert '--input_size' in helps['export'].stdout and '--detections' not in helps['export'].stdout
+  for name in ('eval', 'infer'):  # --protocol's help names every protocol
+    assert all(protocol in helps[name].stdout for protocol in protocols.PROTOCOLS), name
 
 
 def _full_disk(limit_bytes: int):
