@@ -275,3 +275,12 @@ def test_no_block_of_six_lines_is_repeated():
         repeated.append(f'{seen[block][0]}:{seen[block][1]} and {place[0]}:{place[1]}')
       seen.setdefault(block, place)
   assert not repeated, '\n'.join(repeated)
+
+
+def test_the_architecture_page_names_every_hook_and_protocol():
+  page = (PACKAGE.parent / 'docs' / 'architecture.md').read_text()
+  public = {name for name, member in vars(approaches.Approach).items()
+            if not name.startswith('_') and callable(getattr(member, 'fget', member))}
+  missing = sorted(name for name in public if f'`{name}' not in page and f' {name}(' not in page)
+  assert missing == [] and len(public) >= 20
+  assert all(f'`{name}`' in page for name in protocols.PROTOCOLS)
