@@ -12,6 +12,7 @@ bearpaw checkpoint also gets bearpaw's MPII predictions and PCKh
 (tests/bearpaw_mpii_reference.py: its `example/main.py -e` and `eval_PCKh.py`).
 """
 
+import concurrent.futures
 import json
 import os
 
@@ -35,6 +36,7 @@ import torch_cmu_openpose
 import torch_hourglass
 import torch_mmpose_hourglass
 import torch_openpose
+import test_cli
 
 TOLERANCE = 1e-4  # of the largest output value
 
@@ -148,10 +150,13 @@ def test_normalisation_travels_with_the_converted_weights(tmp_path):
   assert description['normalization']['mean'][0] == pytest.approx(0.4404, abs=1e-4)
 
 
-def test_bearpaw_checkpoint_scores_bearpaws_mpii_pckh(tmp_path):
-  # bearpaw's `example/main.py -e` then `eval_PCKh.py` (transcribed) against
-  # `jaxpose eval --protocol=bearpaw_mpii` on a converted random checkpoint,
-  # on the bundled MPII sample: the same whole-pixel predictions, the same PCKh.
+def _bearpaw_case(tmp_path):
+  """A converted random bearpaw checkpoint on the bundled MPII sample -> (workdir, annotation file, MPII folder, bearpaw's MeanOfJoints).
+
+  bearpaw's `example/main.py -e` then `eval_PCKh.py` (transcribed) give the
+  figure; `bearpaw_mpii.predict_mpii` is checked to give bearpaw's whole-pixel
+  predictions on the way.
+  """
   model = torch_hourglass.randomize(torch_hourglass.HourglassNet(1, 1, 16), seed=5).eval()
   torch.save({'state_dict': {f'module.{k}': v for k, v in model.state_dict().items()}},
              tmp_path / 'hg.pth')
@@ -177,18 +182,39 @@ def test_bearpaw_checkpoint_scores_bearpaws_mpii_pckh(tmp_path):
                                              (256, 256), skeletons.MPII.flip_permutation()))
   expected, ours = np.concatenate(expected), np.concatenate(ours)
   np.testing.assert_array_equal(ours, expected)
-
-  config = coco_sample_config(**{'input_size': (256, 256), 'data.source': 'mpii',
-                                 'data.eval_annotations': annotation_file,
-                                 'data.eval_images': mpii_dir})
-  config.model.num_joints = 16
-  metrics = evaluation.evaluate_workdir(config, workdir, model_fn=heatmaps_fn,
-                                        options=Options(protocol='bearpaw_mpii'))
   target = np.concatenate([r.keypoints for r in records])
   visible = np.concatenate([r.visible for r in records]) > 0
   head_boxes = np.concatenate([r.head_boxes for r in records])
   _, mean_of_joints = _bearpaw_eval_pckh(expected, target, visible.astype(np.float64), head_boxes)
+  return workdir, annotation_file, mpii_dir, mean_of_joints
+
+
+def test_bearpaw_checkpoint_scores_bearpaws_mpii_pckh(tmp_path):
+  # `jaxpose eval --protocol=bearpaw_mpii`'s library call on the converted checkpoint.
+  workdir, annotation_file, mpii_dir, mean_of_joints = _bearpaw_case(tmp_path)
+  config = coco_sample_config(**{'input_size': (256, 256), 'data.source': 'mpii',
+                                 'data.eval_annotations': annotation_file,
+                                 'data.eval_images': mpii_dir})
+  config.model.num_joints = 16
+  metrics = evaluation.evaluate_workdir(config, workdir, options=Options(protocol='bearpaw_mpii'))
   assert metrics['MeanOfJoints'] == pytest.approx(mean_of_joints, abs=1e-9)
+
+
+@pytest.mark.slow  # ~1 min: two `jaxpose eval` processes at 256x256
+def test_the_bearpaw_protocol_by_name_and_by_its_old_flag_on_the_command_line(tmp_path):
+  workdir, annotation_file, mpii_dir, mean_of_joints = _bearpaw_case(tmp_path)
+  evaluate = ['eval', '--config=configs/hourglass_mpii.py', f'--workdir={workdir}',
+              '--config.model.num_stacks=1', '--config.model.num_blocks=1',
+              '--config.data.source=mpii', f'--config.data.eval_annotations={annotation_file}',
+              f'--config.data.eval_images={mpii_dir}', '--config.input_size=256,256']
+  runs = [evaluate + ['--protocol=bearpaw_mpii', f'--results={tmp_path / "a.json"}'],
+          evaluate + ['--mpii_protocol=bearpaw', f'--results={tmp_path / "b.json"}']]
+  with concurrent.futures.ThreadPoolExecutor(2) as pool:
+    by_name, by_old_flag = pool.map(lambda arguments: test_cli.jaxpose(*arguments), runs)
+  metrics = test_cli.last_json(by_name)
+  assert metrics == test_cli.last_json(by_old_flag)
+  assert metrics['MeanOfJoints'] == pytest.approx(mean_of_joints, abs=1e-9)
+  assert '--mpii_protocol=bearpaw is deprecated: use --protocol=bearpaw_mpii' in by_old_flag.stderr
 
 
 @pytest.mark.slow  # ~75 s on 2 cores: jax2onnx and the export's check on 95M parameters
