@@ -29,11 +29,6 @@ from jaxpose.metrics.oks import boxes_from_keypoints
 PERSON_BOX_MIN_KEYPOINTS = 4
 
 
-def last_maps(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-  """Named outputs -> the last stage's (heatmaps [N, h, w, 19], pafs [N, h, w, 38])."""
-  return base.last_output(outputs, 'heatmaps'), base.last_output(outputs, 'pafs')
-
-
 class BottomUp(base.Approach):
   """Lightweight OpenPose and its kin: whole images -> per-stage (heatmaps, PAFs) [B, H/8, W/8, C]."""
   name = 'bottom-up'
@@ -95,7 +90,7 @@ class BottomUp(base.Approach):
 
   def last_maps(self, outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Named outputs -> the last stage's (heatmaps, pafs)."""
-    return last_maps(outputs)
+    return lightweight_openpose.last_maps(outputs)
 
   def predict(self, network, images, options: base.Options = base.Options(), boxes=None,
               state=None) -> list[base.People]:
@@ -107,7 +102,7 @@ class BottomUp(base.Approach):
     del boxes, state
     protocol = self.protocol(options)
     height = options.height or protocol.DEFAULT_HEIGHT
-    maps_fn = lambda inputs: last_maps(network(inputs))
+    maps_fn = lambda inputs: self.last_maps(network(inputs))
     found = []
     for image in images:
       people, person_scores = protocol.predict(maps_fn, image, height, self.stride,
@@ -155,7 +150,7 @@ class BottomUp(base.Approach):
     protocol = self.protocol(options)
     scales = options.scales or protocol.DEFAULT_SCALES
     files = sources.eval_files(config)
-    maps_fn = lambda inputs: last_maps(network(inputs))
+    maps_fn = lambda inputs: self.last_maps(network(inputs))
     results = []
     for image_id, path in tqdm.tqdm(coco.image_paths(files.eval_annotations, files.eval_images),
                                     desc='eval', unit='image', file=sys.stderr):

@@ -3,7 +3,7 @@
 `RecurrentRunner` runs the recurrent model (`jaxpose.models.staf`) on a
 video one frame at a time, each frame given the previous frame's last-stage
 heatmaps, PAFs and TAFs (zeros on the first frame, or after the input size
-changes), and decodes each frame's people as `BottomUp`'s demo does
+changes), and decodes each frame's people as Lightweight OpenPose's demo does
 (`lightweight_openpose.letterbox`, `paf.decode`, COCO-17). It keeps the people's
 keypoints in network-input pixels too, where the TAFs lie
 (`codecs.taf.score` reads them there).
@@ -81,7 +81,7 @@ FramesFn = Callable[[dict], Sequence[FramePeople]]
 
 def decode_frame(heatmaps: np.ndarray, pafs: np.ndarray, tafs: np.ndarray | None,
                  placement: lightweight_openpose.Letterbox, stride: int) -> FramePeople:
-  """A frame's last-stage maps [h, w, 19], [h, w, 38], [h, w, 66] (or None) -> its people, as `BottomUp`'s demo.
+  """A frame's last-stage maps [h, w, 19], [h, w, 38], [h, w, 66] (or None) -> its people, as Lightweight OpenPose's demo.
 
   `placement`: how the frame lies in the network input (`lightweight_openpose.letterbox`).
   """

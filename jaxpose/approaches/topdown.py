@@ -3,7 +3,6 @@
 `TopDown` owns what differs from bottom-up: Gaussian heatmap targets
 (`codecs.heatmap`), intermediate supervision or distillation from a teacher,
 PCK as the training metric, per-person sources and their crop augmentation,
-and the prediction protocol that evaluation (COCO AP, MPII PCKh) and
 and the prediction that evaluation (COCO AP, MPII PCKh) and inference share:
 its protocol (`approaches.protocols`: jaxpose_topdown, mmpose_topdown,
 bearpaw_mpii) crops, runs and decodes.

@@ -140,12 +140,8 @@ def predict_demo(predictor, image: np.ndarray, height: int = DEFAULT_HEIGHT,
   keypoint not found is (-1, -1, 0). `decode_options` go to `paf.decode`
   (thresholds, upsampling).
   """
-  network_input, placement = letterbox(image, height, predictor.input_multiple,
-                                       predictor.input_size)
-  outputs = predictor(network_input[None])
-  heatmaps, pafs = last_maps(outputs)
-  stride = network_input.shape[1] // heatmaps.shape[2]
-  return people_in_image(heatmaps[0], pafs[0], placement, stride, **decode_options)
+  return predict(lambda inputs: last_maps(predictor(inputs)), image, height, None,
+                 predictor.input_multiple, predictor.input_size, **decode_options)
 
 
 def _maps_at_image_size(maps: np.ndarray, placement: Letterbox, input_shape: tuple[int, int],
@@ -254,17 +250,19 @@ def predict_val(maps_fn, image: np.ndarray, scales=(1.0,)
 DEFAULT_SCALES = (1.0,)  # val.py's single scale of VAL_HEIGHT
 
 
-def predict(maps_fn, image: np.ndarray, height: int, stride: int, input_multiple: int,
-            input_size: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+def predict(maps_fn, image: np.ndarray, height: int, stride: int | None, input_multiple: int,
+            input_size: tuple[int, int] | None, **decode_options) -> tuple[np.ndarray, np.ndarray]:
   """Image [H, W, 3] uint8 -> (people [P, 18, 3] image pixels and score, person scores [P]): the demo at `height`.
 
   `maps_fn`: uint8 inputs [1, h, w, 3] -> the last stage's (heatmaps, pafs);
-  `input_size`: a fixed-size model's (width, height), else None.
+  `input_size`: a fixed-size model's (width, height), else None. The stride
+  is measured, input width over map width (`stride` is not needed).
   """
+  del stride
   network_input, placement = letterbox(image, height, input_multiple, input_size)
   heatmaps, pafs = maps_fn(network_input[None])
   stride = network_input.shape[1] // heatmaps.shape[2]
-  return people_in_image(heatmaps[0], pafs[0], placement, stride)
+  return people_in_image(heatmaps[0], pafs[0], placement, stride, **decode_options)
 
 
 def coco_people(maps_fn, image: np.ndarray, scales: tuple[float, ...], stride: int
