@@ -14,7 +14,9 @@ def get_config():
   # change three steps' parameters by 2e-5, against 3e-6 at depth 3).
   # layer2 of 64 planes (128 channels), not bearpaw's 128 (256 channels):
   # at this width upstream's layer2 would be the widest layer of the network.
-  config.model = config_lib.hourglass_model(num_stacks=2, num_blocks=1, num_joints=17,
+  # num_joints: as many as the data has keypoints (COCO-17 for generated people).
+  config.model = config_lib.hourglass_model(num_stacks=2, num_blocks=1,
+                                            num_joints=config_lib.FROM_DATA,
                                             num_features=32, depth=3, layer2_features=64)
   config.parallel = 'none'
   config.input_size = (64, 64)

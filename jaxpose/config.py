@@ -20,6 +20,8 @@ from ml_collections import config_dict
 # Sub-configs whose fields depend on a choice (the model's on its arch) and
 # are checked where that choice is made (`jaxpose.models.create_model`).
 _FREE_FORM = ('model',)
+# config.model.num_joints: as many as the dataset's layout has keypoints.
+FROM_DATA = 0
 # What `config.compute_dtype` may say (see `compute_dtype`).
 COMPUTE_DTYPES = ('auto', 'float32', 'bfloat16')
 # Backends (`jax.default_backend()`) whose matrix units run bfloat16 faster than float32.
@@ -70,8 +72,13 @@ def default_config() -> ml_collections.ConfigDict:
   config.paf_thickness = 1.0  # Lightweight OpenPose: PAF half-width in map cells
 
   config.model = ml_collections.ConfigDict(dict(
-      arch='hourglass', num_stacks=2, num_blocks=1, num_joints=17, num_features=128,
+      arch='hourglass', num_stacks=2, num_blocks=1, num_joints=FROM_DATA, num_features=128,
       depthwise=False, depth=4, remat=False))
+  # Fine-tuning: start from the parameters of another run whose path and shape
+  # match (a workdir of `jaxpose train` or `jaxpose convert`), at init_from_step
+  # (None: its latest); the others (another layout's heads) start fresh.
+  config.init_from = ''
+  config.init_from_step = config_dict.placeholder(int)
 
   config.teacher = ml_collections.ConfigDict()
   config.teacher.workdir = ''  # a workdir from `jaxpose train` or `jaxpose convert`
@@ -122,6 +129,13 @@ def default_config() -> ml_collections.ConfigDict:
   config.data.tfds_data_dir = ''  # '' for tfds' default (~/tensorflow_datasets)
   config.data.train_split = 'train'
   config.data.eval_split = 'validation'
+  # The keypoint layout comes from the data (a COCO-format file's category);
+  # these replace parts of it, checked against its keypoints (() keeps the
+  # data's): OKS sigmas, (left, right) flip pairs and limbs, 0-based.
+  config.data.skeleton = ml_collections.ConfigDict()
+  config.data.skeleton.sigmas = ()
+  config.data.skeleton.flip_pairs = ()
+  config.data.skeleton.limbs = ()
   return config
 
 

@@ -60,9 +60,11 @@ def restore_variables(config: ml_collections.ConfigDict, workdir: str, step: int
   if models.model_class(description) is not models.model_class(config.model):
     raise ValueError(f'{workdir}: the checkpoint holds a {description.get("arch")!r} model, '
                      f'but config.model.arch is {config.model.get("arch")!r}')
-  if description.get('num_joints') != config.model.get('num_joints'):
+  expected = approaches.for_config(config).description.get('num_joints')
+  if description.get('num_joints') != expected:
     raise ValueError(f'{workdir}: the checkpoint\'s model has {description.get("num_joints")} '
-                     f'joints, but config.model.num_joints is {config.model.get("num_joints")}')
+                     f'joints, but config.model.num_joints is {expected} (the data\'s where '
+                     'it is 0)')
   if step is None:
     with checkpoint.Checkpointer(workdir, read_only=True) as checkpointer:
       step = checkpointer.latest_step()

@@ -14,8 +14,11 @@ Sources of the numbers:
   with its 19 limbs in the order of the 38 PAF channels.
 """
 
+from collections.abc import Mapping, Sequence
 import dataclasses
+import re
 
+from absl import logging
 import numpy as np
 
 
@@ -146,3 +149,158 @@ def coco_from_openpose(keypoints: np.ndarray) -> np.ndarray:
     if coco_index >= 0:
       out[..., coco_index, :] = keypoints[..., openpose_index, :]
   return out
+
+
+# --- layouts as data: from a COCO-format file, to and from a model description -----
+
+# The OKS sigma of a keypoint that is not one of COCO's (pycocotools has none
+# for it): COCO's smallest (the eyes', 0.025), as mmpose's hand and face
+# layouts use for fingertips and facial points, so that OKS is strict rather
+# than lenient where nothing else is known.
+DEFAULT_SIGMA = 0.025
+_SIDES = {'left': 'left', 'l': 'left', 'right': 'right', 'r': 'right'}
+# The files whose default sigmas have been warned about.
+_WARNED = set()
+
+
+def _name_parts(name: str) -> tuple[str | None, str]:
+  """A keypoint name -> (side 'left' / 'right' / None, the rest as snake_case).
+
+  'left_wrist', 'Left Wrist', 'wrist_l', 'LWrist' and 'leftWrist' all give
+  ('left', 'wrist'): words are split at separators and at lower-to-upper
+  case changes, and the side is a first or last word left / l / right / r.
+  """
+  spaced = re.sub(r'([a-z0-9])([A-Z])', r'\1 \2', name.strip())
+  spaced = re.sub(r'([A-Z])([A-Z][a-z])', r'\1 \2', spaced)
+  words = [word.lower() for word in re.split(r'[\s_\-.]+', spaced) if word]
+  if len(words) > 1 and words[0] in _SIDES:
+    return _SIDES[words[0]], '_'.join(words[1:])
+  if len(words) > 1 and words[-1] in _SIDES:
+    return _SIDES[words[-1]], '_'.join(words[:-1])
+  return None, '_'.join(words)
+
+
+def flip_pairs_from_names(names: Sequence[str]) -> tuple[tuple[int, int], ...]:
+  """Keypoint names -> (left, right) index pairs of the names that differ only by their side.
+
+  Sides are found in any case, separator or position (`_name_parts`); a
+  name with no counterpart on the other side has no pair.
+  """
+  sides = {}
+  for index, name in enumerate(names):
+    side, rest = _name_parts(name)
+    if side is not None:
+      sides.setdefault(rest, {})[side] = index
+  return tuple(sorted((pair['left'], pair['right']) for pair in sides.values()
+                      if {'left', 'right'} <= set(pair)))
+
+
+def sigmas_for_names(names: Sequence[str]) -> tuple[tuple[float, ...], list[str]]:
+  """Keypoint names -> (OKS sigmas: COCO's where a name is a COCO keypoint, else DEFAULT_SIGMA; the names defaulted)."""
+  coco = dict(zip(COCO.keypoint_names, COCO.sigmas))
+  sigmas, defaulted = [], []
+  for name in names:
+    side, rest = _name_parts(name)
+    canonical = f'{side}_{rest}' if side else rest
+    if canonical in coco:
+      sigmas.append(coco[canonical])
+    else:
+      sigmas.append(DEFAULT_SIGMA)
+      defaulted.append(name)
+  return tuple(sigmas), defaulted
+
+
+def from_coco_category(category, source: str, field: str = 'categories[0]') -> Skeleton:
+  """A COCO-format category {name, keypoints, skeleton (1-based)} -> its Skeleton; ValueError naming `source` and the field.
+
+  The COCO person category gives `COCO` itself. Other layouts get flip pairs
+  from their names (`flip_pairs_from_names`) and OKS sigmas from COCO's
+  where a name is a COCO keypoint, else DEFAULT_SIGMA (with one warning
+  naming those keypoints).
+  """
+  if not isinstance(category, Mapping):
+    raise ValueError(f'{source}: {field}: expected a category object with "keypoints" and '
+                     f'"skeleton", got {type(category).__name__}')
+  names = category.get('keypoints')
+  if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+    raise ValueError(f'{source}: {field}.keypoints: expected a list of keypoint names, got '
+                     f'{names!r}')
+  duplicates = sorted({name for name in names if names.count(name) > 1})
+  if duplicates:
+    raise ValueError(f'{source}: {field}.keypoints: names must be unique, these repeat: '
+                     f'{duplicates}')
+  links = category.get('skeleton', [])
+  if not isinstance(links, list):
+    raise ValueError(f'{source}: {field}.skeleton: expected a list of 1-based [a, b] pairs, '
+                     f'got {links!r}')
+  limbs = []
+  for index, link in enumerate(links):
+    if (not isinstance(link, list) or len(link) != 2
+        or not all(isinstance(k, int) and 1 <= k <= len(names) for k in link)):
+      raise ValueError(f'{source}: {field}.skeleton[{index}] is {link!r}: expected two 1-based '
+                       f'keypoint indices in 1..{len(names)}')
+    limbs.append((link[0] - 1, link[1] - 1))
+  if tuple(names) == COCO.keypoint_names and set(limbs) == set(COCO.limbs):
+    return COCO
+  sigmas, defaulted = sigmas_for_names(names)
+  if defaulted and source not in _WARNED:  # once per file, however often it is read
+    _WARNED.add(source)
+    logging.warning('%s: %d keypoints are not COCO keypoints and get the OKS sigma %g (set '
+                    'config.data.skeleton.sigmas to choose them): %s', source, len(defaulted),
+                    DEFAULT_SIGMA, ', '.join(defaulted))
+  return Skeleton(name=str(category.get('name', 'custom')), keypoint_names=tuple(names),
+                  flip_pairs=flip_pairs_from_names(names), limbs=tuple(limbs), sigmas=sigmas)
+
+
+def _pairs(value, num_keypoints: int, field: str) -> tuple[tuple[int, int], ...]:
+  """[[a, b], ...] 0-based -> pairs; ValueError naming `field` unless each is two indices in 0..K-1."""
+  try:
+    pairs = tuple((int(a), int(b)) for a, b in value)
+  except (TypeError, ValueError):
+    raise ValueError(f'{field}: expected 0-based (a, b) pairs, got {value!r}') from None
+  bad = [pair for pair in pairs if not all(0 <= k < num_keypoints for k in pair)]
+  if bad:
+    raise ValueError(f'{field}: {bad} are not pairs of keypoint indices in 0..{num_keypoints - 1}')
+  return pairs
+
+
+def with_overrides(skeleton: Skeleton, *, sigmas=(), flip_pairs=(), limbs=(),
+                   field: str = 'config.data.skeleton') -> Skeleton:
+  """The layout with any of its sigmas, flip pairs or limbs replaced (empty: kept), each checked against its keypoints."""
+  count = skeleton.num_keypoints
+  changes = {}
+  if sigmas:
+    sigmas = tuple(float(s) for s in sigmas)
+    if len(sigmas) != count or min(sigmas) <= 0:
+      raise ValueError(f'{field}.sigmas: expected {count} positive numbers (one per keypoint of '
+                       f'{skeleton.name}), got {len(sigmas)}: {sigmas}')
+    changes['sigmas'] = sigmas
+  if flip_pairs:
+    pairs = _pairs(flip_pairs, count, f'{field}.flip_pairs')
+    used = [k for pair in pairs for k in pair]
+    if len(set(used)) != len(used):
+      raise ValueError(f'{field}.flip_pairs: a keypoint is in more than one pair: {pairs}')
+    changes['flip_pairs'] = pairs
+  if limbs:
+    changes['limbs'] = _pairs(limbs, count, f'{field}.limbs')
+  return dataclasses.replace(skeleton, **changes) if changes else skeleton
+
+
+def to_dict(skeleton: Skeleton) -> dict:
+  """A layout -> JSON-able {name, keypoint_names, flip_pairs, limbs, sigmas} (a model description's 'skeleton')."""
+  return {'name': skeleton.name, 'keypoint_names': list(skeleton.keypoint_names),
+          'flip_pairs': [list(p) for p in skeleton.flip_pairs],
+          'limbs': [list(p) for p in skeleton.limbs],
+          'sigmas': None if skeleton.sigmas is None else list(skeleton.sigmas)}
+
+
+def from_dict(fields: Mapping) -> Skeleton:
+  """`to_dict`'s dict -> the layout; COCO and MPII come back as themselves."""
+  skeleton = Skeleton(name=fields['name'], keypoint_names=tuple(fields['keypoint_names']),
+                      flip_pairs=tuple(tuple(p) for p in fields['flip_pairs']),
+                      limbs=tuple(tuple(p) for p in fields['limbs']),
+                      sigmas=None if fields.get('sigmas') is None else tuple(fields['sigmas']))
+  for known in (COCO, MPII):
+    if skeleton == known:
+      return known
+  return skeleton

@@ -16,12 +16,16 @@ import signal
 import subprocess
 import sys
 
+import flax
+import numpy as np
 import onnx
 import pytest
 
 from jaxpose import cli
 from jaxpose.approaches import protocols
 from jaxpose.deploy import export
+from jaxpose.training import checkpoint
+import layouts
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 JAXPOSE = pathlib.Path(sys.executable).with_name('jaxpose')
@@ -216,7 +220,23 @@ def test_mistakes_fail_in_one_line(quickstart, tmp_path):
   workdir, _ = quickstart
   (tmp_path / 'a_file').write_text('')
   (tmp_path / 'syntax.py').write_text('import ml_collections\n\ndef get_config(:\n')
+  no_keypoints = layouts.broken(layouts.COCO_FILE, tmp_path / 'no_keypoints.json',
+                                lambda content: content['categories'][0].update(keypoints=[]))
+  past_k = layouts.broken(layouts.COCO_FILE, tmp_path / 'past_k.json',
+                          lambda content: content['categories'][0]['skeleton'].append([17, 18]))
+
+  def train_on(annotations):
+    return ['train', '--config=configs/quickstart.py', f'--workdir={tmp_path / "w"}',
+            '--config.data.source=coco', f'--config.data.train_annotations={annotations}',
+            f'--config.data.train_images={COCO}', f'--config.data.eval_annotations={annotations}',
+            f'--config.data.eval_images={COCO}']
   cases = {
+      'no keypoints': (train_on(no_keypoints), 1,
+                       [f'{no_keypoints}: categories[0].keypoints: expected a list of keypoint '
+                        'names, got []']),
+      'limb past K': (train_on(past_k), 1,
+                      [f'{past_k}: categories[0].skeleton[19] is [17, 18]: expected two 1-based '
+                       'keypoint indices in 1..17']),
       'unwritable': (['export', f'--workdir={workdir}', '--out=/proc/model.onnx'],
                      2, ['--out /proc/model.onnx', 'cannot write']),
       'under a file': (['infer', f'--workdir={workdir}', f'--images={COCO}',
@@ -328,3 +348,55 @@ def test_help_lists_the_commands(capsys):
   assert cli.main(['--help']) == 0
   out = capsys.readouterr().out
   assert all(f'  {name} ' in out for name in cli.COMMANDS)
+
+
+@pytest.mark.slow  # ~1-2 min: a tiny training run, an export and two inferences
+def test_your_own_keypoints_from_a_coco_format_file_to_a_served_model(quickstart, tmp_path):
+  # A 14-keypoint file named as CVAT users name points ("Right Shoulder"):
+  # the quick start with only the data paths changed, fine-tuned from the
+  # 17-keypoint quick start at learning rate 0, exported, and served from the
+  # ONNX file alone.
+  coco_workdir, _ = quickstart
+  data = tmp_path / 'data'
+  data.mkdir()
+  annotations = layouts.fourteen_keypoints(data / 'shoppers.json')
+  workdir = tmp_path / 'shoppers'
+  paths = ['--config.data.source=coco', f'--config.data.train_annotations={annotations}',
+           f'--config.data.train_images={COCO}', f'--config.data.eval_annotations={annotations}',
+           f'--config.data.eval_images={COCO}']
+  done = jaxpose('train', '--config=configs/quickstart.py', f'--workdir={workdir}', *paths,
+                 *TINY_QUICKSTART, f'--config.init_from={coco_workdir}',
+                 '--config.learning_rate=0.0')
+  assert last_json(done)['step'] == 2
+  # The layout travels in the description: 14 names, 6 flip pairs, the file's limbs.
+  student, description = checkpoint.restore_variables(str(workdir))
+  layout = description['skeleton']
+  assert description['num_joints'] == 14 and layout['keypoint_names'][2] == 'Right Shoulder'
+  assert sorted(map(tuple, layout['flip_pairs'])) == [(5, 2), (6, 3), (7, 4), (11, 8), (12, 9),
+                                                      (13, 10)]
+  assert layout['limbs'] == [[a - 1, b - 1] for a, b in layouts.FOURTEEN_SKELETON]
+  # Fine-tuning copied every parameter whose path and shape match, exactly
+  # (learning rate 0 keeps them); the fresh ones are the heads.
+  teacher, _ = checkpoint.restore_variables(str(coco_workdir))
+  ours = flax.traverse_util.flatten_dict(student['params'], sep='/')
+  theirs = flax.traverse_util.flatten_dict(teacher['params'], sep='/')
+  copied = [path for path in ours if path in theirs and ours[path].shape == theirs[path].shape]
+  fresh = sorted(set(ours) - set(copied))
+  for path in copied:
+    np.testing.assert_array_equal(ours[path], theirs[path], err_msg=path)
+  assert fresh == ['score_0/bias', 'score_0/kernel']
+  assert sum(ours[p].size for p in fresh) < sum(v.size for v in ours.values()) / 4
+  assert 'fresh: params/score_0/bias, params/score_0/kernel' in done.stderr
+  exported = jaxpose('export', f'--workdir={workdir}', f'--out={tmp_path / "shoppers.onnx"}')
+  last_json(exported)
+  annotations.rename(tmp_path / 'moved_away.json')  # the ONNX file alone serves the model
+  served = jaxpose('infer', f'--onnx={tmp_path / "shoppers.onnx"}',
+                   f'--image={COCO / "000000196141.jpg"}', f'--out={tmp_path / "out"}')
+  summary = last_json(served)
+  assert summary['keypoints'] == [name for name, _ in layouts.FOURTEEN]
+  records = json.loads((tmp_path / 'out' / 'results.json').read_text())
+  assert records and all(len(r['keypoints']) == 3 * 14 for r in records)
+  from_workdir = last_json(jaxpose('infer', f'--workdir={workdir}',
+                                   f'--image={COCO / "000000196141.jpg"}',
+                                   f'--out={tmp_path / "out2"}'))
+  assert from_workdir['keypoints'] == summary['keypoints']

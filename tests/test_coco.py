@@ -3,6 +3,7 @@
 import json
 import os
 import pickle
+import re
 import shutil
 
 import cv2
@@ -233,3 +234,39 @@ def test_sources_pickle_for_grain_workers():
     assert len(copy) == len(source)
     for key, value in source[1].items():
       np.testing.assert_array_equal(copy[1][key], value)
+
+
+def test_a_coco_format_file_of_another_layout_loads_with_its_keypoints():
+  hands = os.path.join(os.path.dirname(__file__), 'data', 'onehand10k')
+  annotations = os.path.join(hands, 'test_onehand10k.json')
+  raw = {a['image_id']: a for a in _load_file(annotations)['annotations']}
+  source = coco.CocoPersons(annotations, hands)
+  assert len(source) == 4 and coco.read_layout(annotations).num_keypoints == 21
+  for index in range(len(source)):
+    example = source[index]
+    expected = np.asarray(raw[example['image_id']]['keypoints'], np.float32).reshape(21, 3)
+    np.testing.assert_array_equal(example['keypoints'][0], expected[:, :2])
+    np.testing.assert_array_equal(example['visible'][0], expected[:, 2])
+
+
+def _load_file(path) -> dict:
+  with open(path) as f:
+    return json.load(f)
+
+
+@pytest.mark.parametrize('spoil, message', [
+    (lambda c: c.pop('categories'), r'categories: expected a category with the "keypoints" names'),
+    (lambda c: c['categories'][0].update(keypoints=[]), r'categories\[0\].keypoints: expected a '
+     r'list of keypoint names, got \[\]'),
+    (lambda c: c['categories'][0]['skeleton'].append([16, 18]), r'categories\[0\].skeleton\[19\] '
+     r'is \[16, 18\]: expected two 1-based keypoint indices in 1..17'),
+    (lambda c: c['annotations'][3].update(keypoints=[0.0] * 48), r'annotation id \d+: expected '
+     r'51 keypoint values \(x, y, v for each of the 17 keypoints of the category\) and a bbox of '
+     r'4, got 48 and 4'),
+])
+def test_a_dirty_file_fails_naming_the_file_and_field(tmp_path, spoil, message):
+  content = _load()
+  spoil(content)
+  path = _write_json(tmp_path / 'dirty.json', content)
+  with pytest.raises(ValueError, match=f'annotation file {re.escape(path)}.*{message}'):
+    coco.CocoPersons(path, DATA)

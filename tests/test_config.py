@@ -97,3 +97,27 @@ def test_config_file_error_finds_the_line_that_raised_through_wrappers(tmp_path)
       f"{raises}:4: NameError: name 'undefined_at_import' is not defined")
   # An exception raised elsewhere is not blamed on the file.
   assert config_lib.config_file_error(ValueError('elsewhere'), str(raises)) is None
+
+
+def test_the_custom_keypoints_config_takes_its_layout_from_the_hand_file(monkeypatch):
+  from jaxpose import approaches  # pylint: disable=g-import-not-at-top
+  from jaxpose.data import sources  # pylint: disable=g-import-not-at-top
+  monkeypatch.chdir(CONFIGS.parent)  # its sample paths are the repository's
+  config = config_lib.load_config_file(str(CONFIGS / 'custom_keypoints.py'))
+  config_lib.validate(config)
+  assert config.model.num_joints == config_lib.FROM_DATA
+  approach = approaches.for_config(config)
+  assert approach.description['num_joints'] == 21  # OneHand10K's wrist and 20 finger joints
+  layout = sources.data_skeleton(config)
+  assert layout.name == 'hand' and layout.flip_pairs == () and len(layout.limbs) == 20
+  # An explicit number that the data contradicts is named, with the data's.
+  config.model.num_joints = 17
+  with pytest.raises(ValueError, match=r"config.model.num_joints is 17, but config.data.source "
+                     r"'coco' has the 21 hand keypoints \(0 follows the data\)"):
+    approaches.for_config(config).check_data(config, layout)
+  # Overrides from the command line's dotted fields, checked against the 21 keypoints.
+  config.data.skeleton.flip_pairs = ((1, 5),)
+  assert sources.data_skeleton(config).flip_pairs == ((1, 5),)
+  config.data.skeleton.sigmas = (0.1,) * 20
+  with pytest.raises(ValueError, match='config.data.skeleton.sigmas: expected 21 positive numbers'):
+    sources.data_skeleton(config)

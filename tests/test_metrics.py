@@ -12,6 +12,8 @@ from pycocotools.cocoeval import COCOeval
 
 from jaxpose import cli, skeletons
 from jaxpose.metrics import coco_ap, pck
+import layouts
+import test_cli
 
 COCO_ANNOTATIONS = pathlib.Path(__file__).parent / 'data' / 'coco' / 'test_coco.json'
 
@@ -383,7 +385,61 @@ def test_bad_files_name_the_file_and_the_key(tmp_path):
     coco_ap.score_results_file(COCO_ANNOTATIONS, broken)
   with COCO_ANNOTATIONS.open() as f:
     dataset = json.load(f)
-  del dataset['annotations'][3]['num_keypoints']
-  no_count = _write(tmp_path / 'no_count.json', dataset)
-  with pytest.raises(ValueError, match=r"no_count.json: annotation 1202706 has no \['num_keypoints'\]"):
-    coco_ap.score_results_file(no_count, results_file)
+  del dataset['annotations'][3]['area']
+  no_area = _write(tmp_path / 'no_area.json', dataset)
+  with pytest.raises(ValueError, match=r"no_area.json: annotation 1202706 has no \['area'\]"):
+    coco_ap.score_results_file(no_area, results_file)
+
+
+def _perturbed_results(annotation_file: pathlib.Path, seed: int, pixels: float) -> list[dict]:
+  """A file's scored people, their keypoints moved about `pixels`, one missed and one spurious."""
+  content = json.loads(annotation_file.read_text())
+  people = [a for a in content['annotations'] if a['num_keypoints'] > 0 and not a['iscrowd']]
+  num_keypoints = len(content['categories'][0]['keypoints'])
+  rng = np.random.default_rng(seed)
+  keypoints = np.array([p['keypoints'] for p in people], np.float64).reshape(-1, num_keypoints, 3)
+  noisy = keypoints[..., :2] + rng.normal(0, pixels, size=keypoints[..., :2].shape)
+  image_ids = np.array([p['image_id'] for p in people])
+  # The first person missed, the second found twice (once 30 px off).
+  image_ids = np.concatenate([image_ids[1:], image_ids[1:2]])
+  noisy = np.concatenate([noisy[1:], noisy[1:2] + 30.0])
+  return coco_ap.coco_results(image_ids, noisy, rng.uniform(0.2, 1, noisy.shape[:2]),
+                              rng.uniform(0.5, 1, len(noisy)))
+
+
+@pytest.mark.parametrize('layout', ['hand', 'fourteen'])
+def test_any_layout_with_any_sigmas_equals_pycocotools_given_them(tmp_path, layout):
+  if layout == 'hand':  # as CVAT writes it, with num_keypoints, which pycocotools reads
+    annotations = layouts.broken(layouts.HAND_FILE, tmp_path / 'hand.json', lambda content: [
+        a.update(num_keypoints=sum(v > 0 for v in a['keypoints'][2::3]))
+        for a in content['annotations']])
+  else:
+    annotations = layouts.fourteen_keypoints(tmp_path / 'fourteen.json')
+  results = _perturbed_results(annotations, seed=3, pixels=1.0 if layout == 'hand' else 4.0)
+  num_keypoints = len(results[0]['keypoints']) // 3
+  sigmas = np.random.default_rng(4).uniform(0.02, 0.1, num_keypoints)
+  results_file = coco_ap.write_coco_results(tmp_path / 'results.json', results)
+  ours = coco_ap.score_results_file(annotations, results_file, verbose=False, sigmas=sigmas)
+  with contextlib.redirect_stdout(io.StringIO()):
+    ground_truth = COCO(str(annotations))
+    evaluator = COCOeval(ground_truth, ground_truth.loadRes(str(results_file)), 'keypoints')
+    evaluator.params.kpt_oks_sigmas = sigmas
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+  np.testing.assert_allclose(list(ours.values()), evaluator.stats[:10], rtol=0, atol=1e-9)
+  assert 0 < ours['AP'] < 1  # the noise costs something, and the sigmas say how much
+  # Without --sigmas, the layout's own: COCO's where a name is a COCO keypoint, else 0.025.
+  layout_sigmas = coco_ap.annotation_sigmas(json.loads(annotations.read_text()), 'x')
+  assert coco_ap.coco_keypoint_ap(annotations, results, verbose=False) == (
+      coco_ap.coco_keypoint_ap(annotations, results, verbose=False, sigmas=layout_sigmas))
+  with pytest.raises(ValueError, match=f'--sigmas: expected {num_keypoints} positive numbers'):
+    coco_ap.coco_keypoint_ap(annotations, results, verbose=False, sigmas=sigmas[:-1])
+  if layout == 'hand':  # the bundled file has no num_keypoints: they are counted the same
+    assert coco_ap.coco_keypoint_ap(layouts.HAND_FILE, results, verbose=False,
+                                    sigmas=sigmas) == ours
+  if layout == 'fourteen':  # the command line, through the installed executable
+    done = test_cli.jaxpose('score', f'--coco_annotations={annotations}',
+                            f'--results={results_file}',
+                            '--sigmas=' + ','.join(repr(float(s)) for s in sigmas))
+    assert test_cli.last_json(done) == ours

@@ -72,7 +72,7 @@ def test_train_step_flops_are_three_forward_passes_of_the_convs():
       step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
       opt_state=tx.init(params), rng=jax.random.PRNGKey(0)),
       variables['params'], variables['batch_stats'])
-  num_joints = config.model.num_joints
+  num_joints = approaches.for_config(config).description['num_joints']
   batch = {'image': jax.ShapeDtypeStruct(images.shape, jnp.uint8),
            'joints': jax.ShapeDtypeStruct((config.batch_size, num_joints, 2), jnp.float32),
            'visible': jax.ShapeDtypeStruct((config.batch_size, num_joints), jnp.float32)}

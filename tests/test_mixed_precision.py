@@ -105,7 +105,8 @@ def test_compute_dtype_is_checked_resolved_per_backend_and_not_stored():
   assert config_lib.compute_dtype(config, 'cpu') == 'bfloat16'
   model = trainer.create_model(config)
   assert model.compute_dtype == jnp.bfloat16
-  assert models.model_config(model) == models.model_config(models.create_model(config.model))
+  assert models.model_config(model) == models.model_config(
+      models.create_model(approaches.for_config(config).description))
   config.compute_dtype = 'float16'
   with pytest.raises(ValueError, match=r"config.compute_dtype: expected one of .*'bfloat16'.*"
                                        r"got 'float16'"):

@@ -49,9 +49,9 @@ def _recorded_loaders(monkeypatch) -> list:
   loaders = []
   original_loader = trainer.train_loader
 
-  def recording_loader(source, config, start_step=0):
+  def recording_loader(source, config, start_step=0, approach=None):
     loaders.append((tuple(config.input_size), config.sigma, start_step))
-    return original_loader(source, config, start_step)
+    return original_loader(source, config, start_step, approach)
 
   monkeypatch.setattr(trainer, 'train_loader', recording_loader)
   return loaders

@@ -117,6 +117,7 @@ def test_mpii_layout_needs_a_16_joint_hourglass(tmp_path):
   config = coco_sample_config(**{'data.source': 'mpii', 'data.mpii_dir': str(root),
                                  'data.train_annotations': '', 'data.eval_annotations': '',
                                  'data.train_images': '', 'data.eval_images': ''})
+  config.model.num_joints = 17  # explicit, and not the data's: named with the data's
   with pytest.raises(ValueError, match=r"config\.model\.num_joints is 17, but "
                      r"config\.data\.source 'mpii' has the 16 mpii keypoints"):
     trainer.create_sources(config)

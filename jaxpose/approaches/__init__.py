@@ -24,7 +24,9 @@ from typing import Any
 
 import ml_collections
 
+from jaxpose import config as config_lib
 from jaxpose import models
+from jaxpose.data import sources
 from jaxpose.approaches import protocols
 from jaxpose.approaches.base import (Approach, EvalOptions, ExportSignature, Options, People,
                                      last_output)
@@ -49,5 +51,13 @@ def for_description(description: Mapping[str, Any]) -> Approach:
 
 
 def for_config(config: ml_collections.ConfigDict) -> Approach:
-  """A training config -> the approach of config.model."""
-  return for_description(config.model.to_dict())
+  """A training config -> the approach of config.model, its keypoints the dataset's where it says `FROM_DATA`.
+
+  config.model.num_joints 0 (`config.FROM_DATA`) takes the number of
+  keypoints of the dataset's layout (`sources.data_skeleton`); an explicit
+  number is kept, and `Approach.check_data` names it if the data disagrees.
+  """
+  description = config.model.to_dict()
+  if description.get('num_joints') == config_lib.FROM_DATA:
+    description['num_joints'] = sources.data_skeleton(config).num_keypoints
+  return for_description(description)

@@ -171,6 +171,10 @@ class Approach(abc.ABC):
     consecutive frames).
     """
 
+  def skeleton(self, network=None) -> skeletons.Skeleton:
+    """The keypoint layout of the people `predict` gives: the one the model description records, else COCO-17."""
+    return models.layout(self.description) or skeletons.COCO
+
   def person_boxes(self, network, image: np.ndarray, options: Options = Options()
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Image [H, W, 3] -> person boxes [P, 4] (x, y, w, h) and scores [P] for a top-down model; a bottom-up model's."""

@@ -54,10 +54,11 @@ class TopDown(base.Approach):
 
   def check_data(self, config: ml_collections.ConfigDict, skeleton: skeletons.Skeleton) -> None:
     """Raises ValueError unless the model has one heatmap per keypoint of the dataset."""
-    if config.model.num_joints != skeleton.num_keypoints:
-      raise ValueError(f'config.model.num_joints is {config.model.num_joints}, but '
+    num_joints = self.description.get('num_joints')
+    if num_joints != skeleton.num_keypoints:
+      raise ValueError(f'config.model.num_joints is {num_joints}, but '
                        f'{sources.named_data(config)} has the {skeleton.num_keypoints} '
-                       f'{skeleton.name} keypoints')
+                       f'{skeleton.name} keypoints (0 follows the data)')
 
   def transform(self, config: ml_collections.ConfigDict, skeleton: skeletons.Skeleton,
                 train: bool) -> augment.TopDownTransform:
@@ -152,8 +153,11 @@ class TopDown(base.Approach):
     return tuple(int(s) for s in (network.input_size or options.input_size
                                   or self.default_input_size))
 
-  def skeleton(self, network) -> skeletons.Skeleton:
-    """The keypoint layout of the model's heatmaps (its description's joints, else a probe of `network`)."""
+  def skeleton(self, network=None) -> skeletons.Skeleton:
+    """The keypoint layout of the model's heatmaps: the description's, else COCO or MPII by its joints (a probe of `network` without them)."""
+    recorded = models.layout(self.description)
+    if recorded is not None:
+      return recorded
     num_joints = self.description.get('num_joints')
     if num_joints is None:  # an ONNX model's description has its arch alone
       width, height = network.input_size or self.default_input_size
@@ -201,7 +205,9 @@ class TopDown(base.Approach):
         raise ValueError('--detections: MPII is evaluated with its ground-truth boxes')
       return self._mpii_pckh(heatmaps_fn, protocol, config, files, skeleton, options)
     results = self._coco_results(heatmaps_fn, protocol, config, files, skeleton, options)
-    return coco_ap.score_or_zero(files.eval_annotations, results, results_file)
+    # OKS with the layout's sigmas (pycocotools' own for COCO's 17 keypoints).
+    sigmas = None if skeleton is skeletons.COCO else skeleton.sigmas
+    return coco_ap.score_or_zero(files.eval_annotations, results, results_file, sigmas)
 
   def _coco_results(self, heatmaps_fn: HeatmapsFn, protocol, config: ml_collections.ConfigDict,
                     files: sources.DatasetFiles, skeleton: skeletons.Skeleton,

@@ -1,10 +1,14 @@
-"""COCO person keypoints: grain random-access sources in the schema of `jaxpose.data.synthetic`.
+"""COCO-format keypoints of any layout: grain random-access sources in the schema of `jaxpose.data.synthetic`.
 
-Reads a COCO `person_keypoints_*.json` and its image folder. Examples:
+Reads a COCO-format keypoint file (COCO's `person_keypoints_*.json`, or the
+"COCO Keypoints" export of CVAT or Label Studio) and its image folder. The
+keypoint layout is the file's: `read_layout` makes a `skeletons.Skeleton` of
+its first category's `keypoints` names and 1-based `skeleton` limbs (the
+COCO person category gives `skeletons.COCO` itself). Examples, K keypoints:
   image: uint8 [H, W, 3] RGB, decoded as stored (EXIF orientation ignored, as
     HRNet reads COCO and as the annotations' width and height are given).
-  keypoints: float32 [P, 17, 2] (x, y) pixels as COCO gives them.
-  visible: float32 [P, 17], COCO's own flags: 0 = not labelled, 1 = labelled
+  keypoints: float32 [P, K, 2] (x, y) pixels as COCO gives them.
+  visible: float32 [P, K], COCO's own flags: 0 = not labelled, 1 = labelled
     but occluded, 2 = visible.
   boxes: float32 [P, 4] COCO `bbox` (x, y, w, h).
   image_id: int, COCO's image id.
@@ -20,8 +24,10 @@ labelled keypoint. `CocoKeypoints` has one example per image that has such a
 person (bottom-up); `CocoPersons` one per such person (P = 1, top-down).
 
 Bad input: a missing or unreadable annotation file, one without `images` /
-`annotations`, or a malformed annotation raises at construction naming the
-file and id, as does a file left with no labelled person. People with no
+`annotations`, a category without keypoint names or with limbs outside them,
+or a malformed annotation (not 3 K keypoint values) raises at construction
+naming the file, the field and what was expected, as does a file left with
+no labelled person. People with no
 labelled keypoint, and images whose file is missing, are dropped at
 construction with one warning each (how many, the first ids). An image that
 turns out corrupt, cut short (a JPEG without its end marker) or of another
@@ -41,7 +47,6 @@ from jaxpose import skeletons
 from jaxpose.data import persons
 from jaxpose.data.images import read_image
 
-NUM_KEYPOINTS = skeletons.COCO.num_keypoints
 # How many ids a summary warning lists.
 _WARN_IDS = 5
 
@@ -60,8 +65,8 @@ class CocoImage:
   path: str
   width: int
   height: int
-  keypoints: np.ndarray  # float32 [P, 17, 2]
-  visible: np.ndarray  # float32 [P, 17]
+  keypoints: np.ndarray  # float32 [P, K, 2]
+  visible: np.ndarray  # float32 [P, K]
   boxes: np.ndarray  # float32 [P, 4]
   area: np.ndarray  # float32 [P]
   ignored_segments: tuple  # COCO `segmentation` values of crowds and unlabelled people
@@ -93,19 +98,41 @@ def image_paths(annotation_file: str, image_dir: str) -> list[tuple[int, str]]:
           for info in content['images']]
 
 
-def _person_arrays(annotation: dict, annotation_file: str) -> tuple[np.ndarray, ...]:
-  """A COCO annotation -> (keypoints [17, 2], visible [17], box [4]); raises naming the id if malformed."""
-  keypoints = np.asarray(annotation.get('keypoints', ()), np.float32)
-  box = np.asarray(annotation.get('bbox', ()), np.float32)
-  if keypoints.shape != (3 * NUM_KEYPOINTS,) or box.shape != (4,):
+def read_layout(annotation_file: str, content: dict | None = None) -> skeletons.Skeleton:
+  """A COCO-format keypoint file -> the layout of its first category (`skeletons.from_coco_category`).
+
+  ValueError in one line naming the file and field for a file without a
+  category, a category without keypoint names, repeated names, or limbs
+  outside 1..K.
+  """
+  if content is None:
+    content = load_json(annotation_file, ('images', 'annotations'))
+  categories = content.get('categories')
+  if not isinstance(categories, list) or not categories:
+    raise ValueError(f'annotation file {annotation_file}: categories: expected a category with '
+                     'the "keypoints" names and "skeleton" limbs of the layout (COCO keypoint '
+                     f'format), got {categories!r}')
+  return skeletons.from_coco_category(categories[0], f'annotation file {annotation_file}')
+
+
+def _person_arrays(annotation: dict, annotation_file: str, num_keypoints: int
+                   ) -> tuple[np.ndarray, ...]:
+  """A COCO annotation -> (keypoints [K, 2], visible [K], box [4]); raises naming the id if malformed."""
+  try:
+    keypoints = np.asarray(annotation.get('keypoints', ()), np.float32)
+    box = np.asarray(annotation.get('bbox', ()), np.float32)
+  except (TypeError, ValueError):
+    keypoints = box = np.zeros(0)
+  if keypoints.shape != (3 * num_keypoints,) or box.shape != (4,):
     raise ValueError(f'annotation file {annotation_file}, annotation id {annotation.get("id")}: '
-                     f'expected {3 * NUM_KEYPOINTS} keypoint values and a bbox of 4, got '
+                     f'expected {3 * num_keypoints} keypoint values (x, y, v for each of the '
+                     f'{num_keypoints} keypoints of the category) and a bbox of 4, got '
                      f'{keypoints.size} and {box.size}')
-  keypoints = keypoints.reshape(NUM_KEYPOINTS, 3)
+  keypoints = keypoints.reshape(num_keypoints, 3)
   return keypoints[:, :2], keypoints[:, 2], box
 
 
-def _split_people(annotations: list[dict], annotation_file: str
+def _split_people(annotations: list[dict], annotation_file: str, num_keypoints: int
                   ) -> tuple[list[dict], list, list[int]]:
   """An image's annotations -> (labelled people, segments to ignore, ids of unlabelled people)."""
   people, ignored, unlabelled = [], [], []
@@ -113,7 +140,7 @@ def _split_people(annotations: list[dict], annotation_file: str
     if annotation.get('iscrowd', 0):
       ignored.append(annotation['segmentation'])
       continue
-    keypoints, visible, box = _person_arrays(annotation, annotation_file)
+    keypoints, visible, box = _person_arrays(annotation, annotation_file, num_keypoints)
     if visible.any():
       people.append({'keypoints': keypoints, 'visible': visible, 'boxes': box,
                      'area': annotation.get('area', 0.0)})
@@ -142,8 +169,9 @@ def _image_record(info: dict, people: list[dict], ignored: list, image_dir: str,
 
 
 def load_coco(annotation_file: str, image_dir: str) -> list[CocoImage]:
-  """COCO person keypoints JSON + image folder -> the images that have a labelled person, in file order."""
+  """COCO-format keypoints JSON + image folder -> the images that have a labelled person, in file order."""
   content = load_json(annotation_file, ('images', 'annotations'))
+  num_keypoints = read_layout(annotation_file, content).num_keypoints
   by_image = {}
   for annotation in content['annotations']:
     by_image.setdefault(annotation.get('image_id'), []).append(annotation)
@@ -155,7 +183,7 @@ def load_coco(annotation_file: str, image_dir: str) -> list[CocoImage]:
   images, missing_files, unlabelled = [], [], []
   for info in content['images']:
     people, ignored, unlabelled_here = _split_people(by_image.get(info.get('id'), []),
-                                                     annotation_file)
+                                                     annotation_file, num_keypoints)
     unlabelled += unlabelled_here
     if not people:
       continue  # no one to learn from: most COCO images have no labelled person

@@ -25,6 +25,7 @@ dataset's skeleton (`data_skeleton`: COCO 17 or MPII 16 joints).
 """
 
 import dataclasses
+import functools
 import os
 
 import ml_collections
@@ -103,11 +104,62 @@ def eval_files(config: ml_collections.ConfigDict) -> DatasetFiles:
   return DatasetFiles('', '', annotations, images)
 
 
+@functools.lru_cache(maxsize=8)
+def _file_layout(annotation_file: str, modified: float, size: int) -> skeletons.Skeleton:
+  """The layout of a COCO-format file, read once per version of the file (a COCO train file is 250 MB)."""
+  del modified, size  # the cache key: a file changed in place is read again
+  return coco.read_layout(annotation_file)
+
+
+def file_layout(annotation_file: str) -> skeletons.Skeleton:
+  """A COCO-format keypoint file -> its layout (`coco.read_layout`), cached."""
+  status = os.stat(annotation_file)
+  return _file_layout(os.path.abspath(annotation_file), status.st_mtime, status.st_size)
+
+
+def _coco_layout(config: ml_collections.ConfigDict) -> skeletons.Skeleton:
+  """The layout of config.data's COCO-format files: the train file's (the eval file's without one); both must agree."""
+  layouts, error = {}, None
+  for split in ('train', 'eval'):
+    try:
+      annotations, _ = split_files(config, split)
+    except (ValueError, FileNotFoundError) as missing:
+      error = error or missing
+      continue
+    layouts[annotations] = file_layout(annotations)
+  if not layouts:
+    raise error
+  (first, layout), *others = layouts.items()
+  for other, other_layout in others:
+    if other_layout.keypoint_names != layout.keypoint_names:
+      raise ValueError(f'{other}: its keypoints {list(other_layout.keypoint_names)} are not '
+                       f'those of {first}: {list(layout.keypoint_names)}')
+  return layout
+
+
 def data_skeleton(config: ml_collections.ConfigDict) -> skeletons.Skeleton:
-  """The keypoint layout of the config's dataset: COCO (17) or MPII (16)."""
+  """The keypoint layout of the config's dataset, with config.data.skeleton's overrides.
+
+  Generated data: COCO-17; 'coco': the annotation file's own layout (COCO-17
+  for COCO's person file, any other for a COCO-format file of other
+  keypoints); 'mpii': MPII-16; 'tfds': COCO or MPII by its joints.
+  """
+  skeleton = _dataset_skeleton(config)
+  overrides = config.data.get('skeleton')
+  if not overrides:
+    return skeleton
+  return skeletons.with_overrides(skeleton, sigmas=overrides.get('sigmas', ()),
+                                  flip_pairs=overrides.get('flip_pairs', ()),
+                                  limbs=overrides.get('limbs', ()))
+
+
+def _dataset_skeleton(config: ml_collections.ConfigDict) -> skeletons.Skeleton:
+  """The keypoint layout of the config's dataset, as it stands (`data_skeleton`)."""
   source = config.data.source
-  if source in ('synthetic', 'synthetic_clips', 'coco'):
+  if source in ('synthetic', 'synthetic_clips'):
     return skeletons.COCO
+  if source == 'coco':
+    return _coco_layout(config)
   if source == 'mpii':
     return skeletons.MPII
   if source == 'tfds':

@@ -19,6 +19,12 @@ symbolic batch dimension. Its interface:
   in that order (h, w = H/8, W/8); with `last_only=True` only the last stack or
   stage, still named by its index.
 
+The model description (`models.describe`: architecture, options, input size,
+normalisation and the keypoint layout) is in the file's metadata, under
+`DESCRIPTION_KEY`, as JSON: `deploy.predictor.OnnxPredictor` reads it, so
+that inference from the ONNX file alone names and draws the keypoints of
+the layout the model learnt.
+
 After writing, `export_onnx` runs the file with onnxruntime on a random batch
 and fails if any output differs from the JAX model's by more than
 `CHECK_TOLERANCE` times that output's largest magnitude.
@@ -33,6 +39,7 @@ signature's `feedback`); its check runs a clip that way.
 
 from collections.abc import Callable, Iterator, Sequence
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -55,6 +62,7 @@ DEFAULT_OPSET = 17
 CHECK_TOLERANCE = 1e-4
 CHECK_BATCH = 2
 INPUT_NAME = 'images'
+DESCRIPTION_KEY = predictor.DESCRIPTION_KEY
 # The symbolic batch dimension of the input and outputs.
 BATCH_DIM = 'N'
 class OnnxMismatchError(ValueError):
@@ -116,6 +124,10 @@ def export_onnx(variables: dict, model_config: dict[str, Any], out_path: str, *,
                     input_names=list(signature.inputs), output_names=signature.outputs)
   if resize_upsampling:
     upsampling_as_resize(proto.graph)
+  # The model description travels in the file: a runtime with the ONNX file
+  # alone knows the keypoint layout (names, limbs, flip pairs, sigmas), the
+  # input size and normalisation it was trained with.
+  onnx.helper.set_model_props(proto, {DESCRIPTION_KEY: json.dumps(model_config)})
   # Checked before it takes the name: a failed check leaves any earlier file.
   with files.replacing(out_path) as temporary:
     _save_model(proto, temporary)

@@ -16,6 +16,7 @@ last (`approach.last_maps`). Both carry the `approach` of their model.
 """
 
 from collections.abc import Callable
+import json
 import os
 from typing import Any, Protocol
 
@@ -25,6 +26,10 @@ import numpy as np
 
 from jaxpose import approaches, models
 from jaxpose.training import checkpoint
+
+# The metadata entry (ONNX `metadata_props`) of an exported file holding its
+# model description as JSON; `deploy.export` writes it.
+DESCRIPTION_KEY = 'jaxpose.model_description'
 
 
 class Predictor(Protocol):
@@ -183,8 +188,16 @@ class OnnxPredictor:
     self.input_size = (width, height)
     self.output_names = [output.name for output in self._session.get_outputs()]
     arch = models.arch_of_output_names(self.output_names, self.source)
-    # The family's defaults: the graph holds its own options and normalisation.
-    self.approach = approaches.for_description({'arch': arch})
+    # The description `jaxpose export` writes into the file's metadata (the
+    # keypoint layout with it); a file without one gets its family's
+    # defaults: the graph holds its own options and normalisation.
+    metadata = self._session.get_modelmeta().custom_metadata_map
+    description = json.loads(metadata.get(DESCRIPTION_KEY, 'null')) or {'arch': arch}
+    if models.model_class(description) is not models.model_class({'arch': arch}):
+      raise ValueError(f'{self.source}: its metadata describes a {description.get("arch")!r} '
+                       f'model, but its outputs are those of {arch!r}')
+    self.model_config = description
+    self.approach = approaches.for_description(description)
     _check_approach(self.approach, whole_images, self.source)
     self.input_multiple = self.approach.input_multiple
 

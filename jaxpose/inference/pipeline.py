@@ -23,9 +23,11 @@ Written to OUT:
 
 - `results.json`: one COCO keypoint result per person and frame,
   {image_id, category_id, keypoints [x1, y1, s1, ...], score, bbox, frame,
-  track_id}, keypoints in COCO-17 order (bottom-up people are converted from
-  OpenPose-18; a 16-joint hourglass writes MPII order). `track_id` is -1 without
-  tracking. `image_id` is the image file's number (COCO names) or else
+  track_id}, keypoints in the order of the model's layout, which the summary
+  names ('keypoints'): the one its description records (trained on a
+  COCO-format file of any layout), else COCO-17 (bottom-up people are
+  converted from OpenPose-18; a 16-joint hourglass writes MPII order).
+  `track_id` is -1 without tracking. `image_id` is the image file's number (COCO names) or else
   the frame index.
 - `frames.json`: one entry per frame read, {frame, image_id, name, people},
   also for frames without anyone.
@@ -44,7 +46,7 @@ import time
 import numpy as np
 import tqdm
 
-from jaxpose import approaches, files, skeletons, tracking
+from jaxpose import approaches, files, tracking
 from jaxpose.data.detections import DetectionsFile
 from jaxpose.deploy import predictor as predictor_lib
 from jaxpose.inference import detect, drawing, frame_sources
@@ -68,8 +70,7 @@ class Estimator:
     self.options = options
     self.boxes_fn = boxes_fn
     self.state = self.approach.new_video_state(network, options)
-    self.skeleton = (self.approach.skeleton(network) if self.approach.per_person
-                     else skeletons.COCO)
+    self.skeleton = self.approach.skeleton(network)
 
   def __call__(self, frame: frame_sources.Frame) -> approaches.People:
     boxes = [self.boxes_fn(frame)] if self.approach.per_person else None
@@ -209,6 +210,8 @@ def run(source, estimator, out: str | os.PathLike, *, track: bool = True,
              'fps': len(frames) / seconds if seconds > 0 else 0.0,
              'fps_after_first': (len(frames) - 1) / after_first if after_first > 0 else 0.0,
              'approach': estimator.approach.protocol_kind,
+             # What the results' keypoints are, in their order: the model's layout.
+             'keypoints': list(estimator.skeleton.keypoint_names),
              'tracker': tracker if track else None,
              'out': os.fspath(out)}
   print(f'{summary["frames"]} frames, {summary["people"]} people ({summary["approach"]}), '

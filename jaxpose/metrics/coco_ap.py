@@ -23,7 +23,7 @@ from jaxpose import files, skeletons
 # COCOeval(..., 'keypoints').stats, in pycocotools' order.
 COCO_STAT_NAMES = ('AP', 'AP50', 'AP75', 'APm', 'APl', 'AR', 'AR50', 'AR75', 'ARm', 'ARl')
 _RESULT_KEYS = ('image_id', 'category_id', 'keypoints', 'score')
-_ANNOTATION_KEYS = ('image_id', 'category_id', 'keypoints', 'num_keypoints', 'area', 'bbox')
+_ANNOTATION_KEYS = ('image_id', 'category_id', 'keypoints', 'area', 'bbox')
 
 
 def coco_results(image_ids: np.ndarray, keypoints: np.ndarray, keypoint_scores: np.ndarray,
@@ -75,7 +75,12 @@ def _read_json(path: str | os.PathLike, what: str):
 
 
 def load_coco_annotations(annotation_file: str | os.PathLike) -> dict:
-  """COCO person_keypoints JSON -> its dict, checked for what COCOeval('keypoints') reads."""
+  """COCO-format keypoints JSON -> its dict, checked for what COCOeval('keypoints') reads.
+
+  An annotation without `num_keypoints` (some exporters leave it out; COCOeval
+  reads it to ignore people with none) gets it, counted as COCO defines it:
+  its keypoints labelled (v > 0).
+  """
   dataset = _read_json(annotation_file, 'a COCO keypoint annotation file')
   for key in ('images', 'annotations', 'categories'):
     if not isinstance(dataset, dict) or not isinstance(dataset.get(key), list):
@@ -88,6 +93,9 @@ def load_coco_annotations(annotation_file: str | os.PathLike) -> dict:
     if missing:
       raise ValueError(f"{annotation_file}: annotation {annotation.get('id', f'#{index}')} "
                        f'has no {missing}; COCO keypoint evaluation needs {list(_ANNOTATION_KEYS)}')
+    if 'num_keypoints' not in annotation:
+      annotation['num_keypoints'] = int(np.count_nonzero(
+          np.asarray(annotation['keypoints'], np.float64)[2::3] > 0))
   return dataset
 
 
@@ -99,6 +107,29 @@ def _sorted_ids(ids: set) -> list:
     return sorted(ids, key=str)
 
 
+def annotation_sigmas(dataset: dict, annotation_file: str) -> tuple[float, ...] | None:
+  """A COCO-format annotation dict -> the OKS sigmas of its layout (`skeletons.from_coco_category`).
+
+  None for COCO's person category (and a file without one): pycocotools'
+  own 17 sigmas apply. Another layout: COCO's sigma where a keypoint is a
+  COCO keypoint, else `skeletons.DEFAULT_SIGMA`.
+  """
+  categories = dataset.get('categories') or [{}]
+  if not categories[0].get('keypoints'):
+    return None
+  skeleton = skeletons.from_coco_category(categories[0], str(annotation_file))
+  return None if skeleton is skeletons.COCO else skeleton.sigmas
+
+
+def _check_sigmas(sigmas, num_keypoints: int, annotation_file: str) -> np.ndarray:
+  """Sigmas -> float64 [K]; ValueError unless there is one positive sigma per keypoint of the annotations' layout."""
+  sigmas = np.asarray(sigmas, np.float64).reshape(-1)
+  if len(sigmas) != num_keypoints or not (sigmas > 0).all():
+    raise ValueError(f'--sigmas: expected {num_keypoints} positive numbers, one per keypoint of '
+                     f'{annotation_file}, got {len(sigmas)}: {sigmas.tolist()}')
+  return sigmas
+
+
 def _check_results(results, source: str, dataset: dict, annotation_file: str) -> None:
   """Raises ValueError, naming `source`, unless `results` is a non-empty list COCOeval can score against `dataset`."""
   if not isinstance(results, list):
@@ -107,7 +138,9 @@ def _check_results(results, source: str, dataset: dict, annotation_file: str) ->
   if not results:
     # pycocotools' loadRes indexes results[0] and dies with an IndexError.
     raise ValueError(f'{source}: the results list is empty; there is nothing to score')
-  num_values = 3 * skeletons.COCO.num_keypoints  # COCOeval's OKS has 17 sigmas
+  num_keypoints = len((dataset.get('categories') or [{}])[0].get('keypoints') or
+                      skeletons.COCO.keypoint_names)
+  num_values = 3 * num_keypoints
   for index, result in enumerate(results):
     if not isinstance(result, dict):
       raise ValueError(f'{source}: result {index} is a {type(result).__name__}, not an object')
@@ -117,7 +150,8 @@ def _check_results(results, source: str, dataset: dict, annotation_file: str) ->
                        f'{list(_RESULT_KEYS)}')
     if not isinstance(result['keypoints'], list) or len(result['keypoints']) != num_values:
       raise ValueError(f"{source}: result {index} 'keypoints' is not a list of {num_values} "
-                       'numbers (17 x [x, y, score])')
+                       f'numbers ({num_keypoints} x [x, y, score], the layout of '
+                       f'{annotation_file})')
   known_images = {image['id'] for image in dataset['images']}
   unknown_images = _sorted_ids({r['image_id'] for r in results} - known_images)
   if unknown_images:
@@ -131,12 +165,14 @@ def _check_results(results, source: str, dataset: dict, annotation_file: str) ->
 
 
 def coco_keypoint_ap(annotation_file: str | os.PathLike, results: str | os.PathLike | list[dict],
-                     verbose: bool = True) -> dict[str, float]:
+                     verbose: bool = True, sigmas=None) -> dict[str, float]:
   """Annotation JSON, results (JSON path or list) -> {'AP', 'AP50', ..., 'ARl'}: pycocotools' 10 keypoint stats.
 
   Scores with `COCOeval(ground_truth, results, 'keypoints')` over every image
-  of the annotation file. `verbose=False` silences pycocotools' printing (its
-  progress lines and the summary table).
+  of the annotation file, its `params.kpt_oks_sigmas` set to `sigmas` ([K],
+  one per keypoint of the file's layout; None: the layout's, `annotation_sigmas`,
+  which for COCO's person file are pycocotools' own). `verbose=False`
+  silences pycocotools' printing (its progress lines and the summary table).
 
   Raises:
     FileNotFoundError: the annotation or results file does not exist.
@@ -153,6 +189,10 @@ def coco_keypoint_ap(annotation_file: str | os.PathLike, results: str | os.PathL
   else:
     source = 'results'
   _check_results(results, source, dataset, str(annotation_file))
+  if sigmas is None:
+    sigmas = annotation_sigmas(dataset, annotation_file)
+  if sigmas is not None:
+    sigmas = _check_sigmas(sigmas, len(results[0]['keypoints']) // 3, str(annotation_file))
   # pycocotools prints its table: to stderr, where a command's logs go (its
   # stdout ends with the metrics as JSON).
   printing = contextlib.redirect_stdout(sys.stderr if verbose else io.StringIO())
@@ -163,6 +203,8 @@ def coco_keypoint_ap(annotation_file: str | os.PathLike, results: str | os.PathL
     # loadRes writes 'area', 'bbox' and 'id' into each result: give it a copy.
     detections = ground_truth.loadRes(copy.deepcopy(results))
     evaluator = COCOeval(ground_truth, detections, 'keypoints')
+    if sigmas is not None:  # else pycocotools' own, COCO's 17
+      evaluator.params.kpt_oks_sigmas = sigmas
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()
@@ -170,13 +212,14 @@ def coco_keypoint_ap(annotation_file: str | os.PathLike, results: str | os.PathL
 
 
 def score_results_file(annotation_file: str | os.PathLike, results_file: str | os.PathLike,
-                       verbose: bool = True) -> dict[str, float]:
+                       verbose: bool = True, sigmas=None) -> dict[str, float]:
   """Annotation JSON, results JSON -> {'AP', ..., 'ARl'} (see `coco_keypoint_ap`)."""
-  return coco_keypoint_ap(annotation_file, pathlib.Path(results_file), verbose=verbose)
+  return coco_keypoint_ap(annotation_file, pathlib.Path(results_file), verbose=verbose,
+                          sigmas=sigmas)
 
 
 def score_or_zero(annotation_file: str | os.PathLike, results: list[dict],
-                  results_file: str | os.PathLike) -> dict[str, float]:
+                  results_file: str | os.PathLike, sigmas=None) -> dict[str, float]:
   """Writes `results` to `results_file`, then their 10 stats; all 0 (with a warning) when there are none.
 
   pycocotools cannot score an empty list; a model that finds no one scores 0.
@@ -185,4 +228,4 @@ def score_or_zero(annotation_file: str | os.PathLike, results: list[dict],
   if not results:
     logging.warning('%s: the model found no person; every metric is 0', results_file)
     return {name: 0.0 for name in COCO_STAT_NAMES}
-  return coco_keypoint_ap(annotation_file, results, verbose=False)
+  return coco_keypoint_ap(annotation_file, results, verbose=False, sigmas=sigmas)

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpose import skeletons
 from jaxpose.models.cmu_openpose import CmuOpenPose
 from jaxpose.models.hourglass import StackedHourglass
 from jaxpose.models.mmpose_hourglass import MmposeHourglass
@@ -47,7 +48,10 @@ _RUNTIME_FIELDS = ('parent', 'name', 'axis_name', 'remat', 'compute_dtype')
 NORMALIZATION_FIELD = 'normalization'
 INPUT_SIZE_FIELD = 'input_size'
 STRIDE_FIELD = 'stride'
-_DESCRIPTION_FIELDS = (NORMALIZATION_FIELD, INPUT_SIZE_FIELD, STRIDE_FIELD)
+# The keypoint layout the weights learnt (`skeletons.to_dict`): names, limbs,
+# flip pairs and OKS sigmas, for evaluation, inference, export and drawing.
+SKELETON_FIELD = 'skeleton'
+_DESCRIPTION_FIELDS = (NORMALIZATION_FIELD, INPUT_SIZE_FIELD, STRIDE_FIELD, SKELETON_FIELD)
 
 
 def model_class(config: Mapping[str, Any]) -> type[nn.Module]:
@@ -85,17 +89,27 @@ def create_model(config: Mapping[str, Any], **runtime) -> nn.Module:
   return cls(**options, **runtime)
 
 
-def describe(model: nn.Module, normalization: Normalization,
-             input_size: Sequence[int]) -> dict[str, Any]:
-  """A model, the normalisation and (width, height) its weights were trained at -> its description.
+def describe(model: nn.Module, normalization: Normalization, input_size: Sequence[int],
+             skeleton: skeletons.Skeleton | None = None) -> dict[str, Any]:
+  """A model, the normalisation, (width, height) and keypoint layout its weights were trained at -> its description.
 
   What a checkpoint stores beside the weights: `model_config(model)` plus
-  `normalization`, `input_size` [width, height] and the output `stride`, so
-  that evaluation, export and inference run it as it was trained.
+  `normalization`, `input_size` [width, height], the output `stride` and,
+  given one, the `skeleton` (`skeletons.to_dict`), so that evaluation,
+  export and inference run it as it was trained and name its keypoints.
   """
   width, height = (int(size) for size in input_size)
-  return dict(model_config(model), normalization=normalization.to_dict(),
-              input_size=[width, height], stride=type(model).OUTPUT_STRIDE)
+  description = dict(model_config(model), normalization=normalization.to_dict(),
+                     input_size=[width, height], stride=type(model).OUTPUT_STRIDE)
+  if skeleton is not None:
+    description[SKELETON_FIELD] = skeletons.to_dict(skeleton)
+  return description
+
+
+def layout(config: Mapping[str, Any]) -> skeletons.Skeleton | None:
+  """A model description -> the keypoint layout it records, or None (descriptions written before layouts were)."""
+  fields = config.get(SKELETON_FIELD)
+  return None if fields is None else skeletons.from_dict(fields)
 
 
 def trained_input_size(config: Mapping[str, Any]) -> tuple[int, int]:

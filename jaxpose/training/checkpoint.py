@@ -19,10 +19,12 @@ resumed only on the topology that wrote it; restoring ignores it (logged).
 would delete the latest when it is not the best).
 """
 
+from collections.abc import Mapping
 import os
 from typing import Any
 
 from absl import logging
+import flax
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -155,3 +157,24 @@ def restore_variables(workdir: str, step: int | None = None) -> tuple[dict, dict
     state, model = checkpointer.restore(step)
   variables = {'params': state['params'], 'batch_stats': state.get('batch_stats', {})}
   return variables, models.upgrade_description(model, variables['params'])
+
+
+def copy_matching(target: Mapping, source: Mapping) -> tuple[dict, list[str], list[str]]:
+  """Variables of a new model, and of another -> (the new ones with every leaf copied whose path and shape match, copied paths, fresh paths).
+
+  Fine-tuning (`config.init_from`): the backbone of a run on another layout
+  carries over; its heads, whose shapes follow the number of keypoints,
+  keep their fresh initialisation. Copied leaves take the target's dtype.
+  Paths are '/'-joined, e.g. 'params/score_0/kernel'.
+  """
+  flat_source = flax.traverse_util.flatten_dict(flax.core.unfreeze(source), sep='/')
+  flat_target = flax.traverse_util.flatten_dict(flax.core.unfreeze(target), sep='/')
+  copied, fresh = [], []
+  for path, value in flat_target.items():
+    other = flat_source.get(path)
+    if other is not None and np.shape(other) == np.shape(value):
+      flat_target[path] = np.asarray(other, np.asarray(value).dtype)
+      copied.append(path)
+    else:
+      fresh.append(path)
+  return flax.traverse_util.unflatten_dict(flat_target, sep='/'), copied, fresh

@@ -198,6 +198,29 @@ def create_train_state(config: ml_collections.ConfigDict, model: nn.Module,
   return jax.tree_util.tree_map(np.asarray, state)
 
 
+def init_from(state: TrainState, config: ml_collections.ConfigDict) -> TrainState:
+  """A fresh state -> its params and BatchNorm statistics taken from config.init_from where path and shape match.
+
+  The rest (another layout's heads) keep their initialisation, and the
+  optimizer state stays fresh. Logs how many were copied and which were not.
+  """
+  variables, _ = checkpoint.restore_variables(config.init_from, config.init_from_step)
+  fresh_variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  merged, copied, fresh = checkpoint.copy_matching(fresh_variables, variables)
+  sizes = {path: int(np.size(leaf)) for path, leaf in
+           flax.traverse_util.flatten_dict(fresh_variables, sep='/').items()}
+  total = max(sum(sizes.values()), 1)
+  # On by default (a warning's level): which weights a run starts from is
+  # what a user checks first when fine-tuning goes wrong.
+  logging.warning('config.init_from %s: copied %d of %d arrays (%.1f%% of the values); fresh: %s',
+               config.init_from, len(copied), len(sizes),
+               100 * sum(sizes[path] for path in copied) / total, ', '.join(fresh) or 'none')
+  if not copied:
+    raise ValueError(f'config.init_from: {config.init_from} holds no parameter of this model\'s '
+                     f'paths and shapes (config.model.arch {config.model.arch!r})')
+  return state.replace(params=merged['params'], batch_stats=merged['batch_stats'])
+
+
 def load_teacher(config: ml_collections.ConfigDict, approach: approaches.Approach
                  ) -> tuple[approaches.Approach | None, Any]:
   """The frozen teacher of a distillation config: (its approach, variables), or (None, None)."""
@@ -245,16 +268,19 @@ def _previous_summary(workdir: str, step: int) -> dict:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains and evaluates as the config says, checkpointing into workdir; returns final metrics."""
   config_lib.validate(config)
+  # Built before anything is written: it reads the data's keypoint layout,
+  # and a broken annotation file fails here with nothing left behind.
+  approach = approaches.for_config(config)
   os.makedirs(workdir, exist_ok=True)
   data = parallel.DataParallel(config.parallel)
-  approach = approaches.for_config(config)
   model = create_model(config, axis_name=data.axis_name, approach=approach)
   eval_model = create_model(config, approach=approach)
   learning_rate_fn = create_learning_rate_fn(config)
   tx = create_optimizer(config, learning_rate_fn)
   teacher, teacher_variables = load_teacher(config, approach)
   # What the weights need to be rebuilt and fed as they were trained.
-  model_description = models.describe(eval_model, approach.normalization, config.input_size)
+  model_description = models.describe(eval_model, approach.normalization, config.input_size,
+                                      sources.data_skeleton(config))
 
   train_source, eval_source = create_sources(config, approach)
   eval_transform = create_transform(config, train=False, approach=approach)
@@ -266,6 +292,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if checkpointer.latest_step() is not None:
     state, _ = checkpointer.restore(state_template=state)
     logging.info('Resumed from %s at step %d', checkpointer.directory, int(state.step))
+  elif config.get('init_from'):  # a run's own checkpoints come first: resuming ignores it
+    state = init_from(state, config)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
       f.write(config.to_json_best_effort(indent=2))
