@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 
+import flax
 import grain.python as grain
 import jax
 import jax.numpy as jnp
@@ -595,3 +596,41 @@ def test_cli_names_a_misspelt_config_field(tmp_path):
   assert ('unknown config field in --config.model.num_stackz=2. '
           'Did you mean "num_stacks"') in result.stderr
   assert 'Traceback' not in result.stderr
+
+
+def test_init_from_copies_what_matches_and_leaves_the_rest_fresh(tmp_path):
+  # A bottom-up model: a Lightweight OpenPose of 1 refinement stage is the
+  # source; the new one has 2 (its second stage has no counterpart).
+  config = tiny_config()
+  config.model = config_lib.lightweight_openpose_model(num_refinement_stages=1)
+  config.model.num_channels = 16
+  source = models.create_model(config.model.to_dict())
+  variables = source.init(jax.random.key(3), jnp.zeros((1, 32, 32, 3)), train=False)
+  checkpoint.save_variables(str(tmp_path / 'source'), variables,
+                            models.describe(source, source.DEFAULT_NORMALIZATION, (32, 32)), step=7)
+  config.model.num_refinement_stages = 2
+  config.init_from = str(tmp_path / 'source')
+  model = trainer.create_model(config)
+  tx = trainer.create_optimizer(config, trainer.create_learning_rate_fn(config))
+  fresh_state = trainer.create_train_state(config, model, tx)
+  state = trainer.init_from(fresh_state, config)
+  ours = flax.traverse_util.flatten_dict(state.params, sep='/')
+  theirs = flax.traverse_util.flatten_dict(variables['params'], sep='/')
+  before = flax.traverse_util.flatten_dict(fresh_state.params, sep='/')
+  copied = [p for p in ours if p in theirs and ours[p].shape == theirs[p].shape]
+  assert copied and len(copied) < len(ours)
+  for path in ours:
+    expected = theirs[path] if path in copied else before[path]
+    np.testing.assert_array_equal(ours[path], expected, err_msg=path)
+  stats = flax.traverse_util.flatten_dict(state.batch_stats, sep='/')
+  source_stats = flax.traverse_util.flatten_dict(variables['batch_stats'], sep='/')
+  assert all(np.array_equal(stats[p], source_stats[p]) for p in stats if p in source_stats)
+  # The optimizer state is the fresh one; a checkpoint of another family matches nothing.
+  assert jax.tree_util.tree_all(jax.tree_util.tree_map(
+      np.array_equal, state.opt_state, fresh_state.opt_state))
+  config.model = tiny_config().model
+  hourglass_state = trainer.create_train_state(
+      config, trainer.create_model(config),
+      trainer.create_optimizer(config, trainer.create_learning_rate_fn(config)))
+  with pytest.raises(ValueError, match='holds no parameter of this model'):
+    trainer.init_from(hourglass_state, config)
