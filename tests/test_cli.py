@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 import pytest
 
-from jaxpose import cli
+from jaxpose import cli, commands
 from jaxpose.approaches import protocols
 from jaxpose.deploy import export
 from jaxpose.training import checkpoint
@@ -139,6 +139,20 @@ def test_infer_and_eval_exit_0_and_end_with_json(quickstart, tmp_path):
   assert_quiet(done.stderr)
 
 
+def test_old_protocol_values_map_to_names_with_a_warning_and_unknown_names_are_refused(capsys):
+  assert commands.protocol_name(None, 'eval') is None
+  assert commands.protocol_name('cmu_openpose', 'eval') == 'cmu_openpose'
+  assert commands.protocol_name('bearpaw', 'eval', 'mpii_protocol') == 'bearpaw_mpii'
+  assert ('jaxpose eval: --mpii_protocol=bearpaw is deprecated: use --protocol=bearpaw_mpii'
+          in capsys.readouterr().err)
+  assert commands.protocol_name('jaxpose', 'infer') is None  # the model's own
+  assert "or leave it out: the model's own" in capsys.readouterr().err
+  with pytest.raises(commands.UsageError, match="--protocol: expected one of jaxpose_topdown, "
+                     "mmpose_topdown, bearpaw_mpii, lightweight_openpose, cmu_openpose, got 'x'"):
+    commands.protocol_name('x', 'eval')
+
+
+@pytest.mark.slow  # ~1 min: six eval and infer processes
 def test_protocols_are_chosen_by_name_and_the_old_flags_still_work(quickstart, tmp_path):
   workdir, _ = quickstart
   evaluate = ['eval', '--config=configs/quickstart.py', f'--workdir={workdir}',
