@@ -17,7 +17,8 @@ import pytest
 from scipy import optimize
 
 from jaxpose import skeletons
-from jaxpose.codecs import paf
+from jaxpose.codecs import paf, paf_grouping
+import layouts
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'scripts'))
 import upstream_grouping  # pylint: disable=g-import-not-at-top
@@ -391,3 +392,51 @@ def test_coco_people_orders_pads_and_drops_outside_keypoints():
   assert visible[0].sum() == 6 and visible[1:].sum() == 0
   with pytest.raises(ValueError, match='max_people'):
     upstream_grouping.coco_people([{'keypoints': coco.ravel().tolist()}] * 2, max_people=1)
+
+
+def test_any_layouts_people_come_back_from_their_own_fields(tmp_path):
+  # The 14-keypoint layout of tests/layouts.py (a tree from the neck), one limb
+  # written child -> parent (its field is read reversed) and one that closes
+  # a cycle (the shoulders: it only fills in): the real COCO sample's people
+  # in that layout, encoded and decoded.
+  limbs = [(a - 1, b - 1) for a, b in layouts.FOURTEEN_SKELETON]
+  limbs[3] = limbs[3][::-1]  # elbow -> wrist written wrist -> elbow
+  limbs.append((2, 5))
+  layout = paf_grouping.layout_for(limbs, 14)
+  # Walked from the neck (most limbs): head <- neck and the reversed limb run b -> a.
+  assert layout.redundant == {13} and list(np.flatnonzero(~layout.from_a)) == [0, 3]
+  content = json.loads(layouts.fourteen_keypoints(tmp_path / 'f.json').read_text())
+  checked = 0
+  for image in content['images']:
+    people = [a for a in content['annotations']
+              if a['image_id'] == image['id'] and a['num_keypoints'] >= 3]
+    if not people:
+      continue
+    points = np.array([p['keypoints'] for p in people], np.float32).reshape(-1, 14, 3)
+    size = (-(-image['width'] // 8) * 8, -(-image['height'] // 8) * 8)
+    heatmaps, pafs = paf.encode(points[..., :2], points[..., 2] > 0, image_size=size,
+                                limbs=limbs)
+    assert heatmaps.shape[-1] == 15 and pafs.shape[-1] == 2 * len(limbs)
+    found, scores = paf.decode(heatmaps, pafs, layout=layout)
+    assert found.shape[1:] == (14, 3) and len(scores) == len(found)
+    for person in points:
+      tree = np.zeros(14, bool)  # the keypoints joined to the largest group by labelled limbs
+      group = list(range(14))
+
+      def root(k):
+        while group[k] != k:
+          k = group[k]
+        return k
+      for a, b in limbs:
+        if person[a, 2] > 0 and person[b, 2] > 0:
+          group[root(a)] = root(b)
+      roots = [root(k) if person[k, 2] > 0 else -1 for k in range(14)]
+      if max(roots.count(r) for r in set(roots) - {-1}) < 3:
+        continue
+      biggest = max(set(roots) - {-1}, key=roots.count)
+      tree = np.array(roots) == biggest
+      distances = [np.hypot(*(f[tree, :2] - person[tree, :2]).T).max() if (
+          f[tree, 2] > 0).all() else np.inf for f in found]
+      assert min(distances) <= 2 * 8 / 4, (image['id'], distances)
+      checked += 1
+  assert checked >= 8

@@ -85,14 +85,16 @@ def _keypoint_maps(keypoints: jax.Array, visible: jax.Array,
 
 def _paf_maps(keypoints: jax.Array, visible: jax.Array,
               map_size: tuple[int, int], stride: int,
-              thickness: float) -> jax.Array:
-  """Keypoints [..., P, K, 2] (pixels), visible [..., P, K] bool -> [..., H, W, 2L]."""
+              thickness: float, limbs: tuple[tuple[int, int], ...] | None = None) -> jax.Array:
+  """Keypoints [..., P, K, 2] (pixels), visible [..., P, K] bool -> [..., H, W, 2L] (`limbs`, or OpenPose-18's)."""
+  limb_a = _LIMB_A if limbs is None else np.array([a for a, _ in limbs])
+  limb_b = _LIMB_B if limbs is None else np.array([b for _, b in limbs])
   width, height = map_size
   points = keypoints / stride  # map units, no half-cell shift (upstream's)
-  start, end = points[..., _LIMB_A, :], points[..., _LIMB_B, :]  # [..., P, L, 2]
+  start, end = points[..., limb_a, :], points[..., limb_b, :]  # [..., P, L, 2]
   vector = end - start
   norm = jnp.sqrt(jnp.sum(vector**2, axis=-1))
-  has_limb = visible[..., _LIMB_A] & visible[..., _LIMB_B] & (norm >= 1e-7)
+  has_limb = visible[..., limb_a] & visible[..., limb_b] & (norm >= 1e-7)
   # Masked people may hold anything, NaN included: keep it out of the sums.
   unit = jnp.where(has_limb[..., None],
                    vector / jnp.where(has_limb, norm, 1)[..., None], 0)
@@ -128,8 +130,11 @@ def _paf_maps(keypoints: jax.Array, visible: jax.Array,
 
 def encode(keypoints, visible, *, image_size: tuple[int, int], stride: int = 8,
            sigma: float = 7.0, paf_thickness: float = 1.0,
-           person_mask=None) -> tuple[jax.Array, jax.Array]:
+           person_mask=None, limbs=None) -> tuple[jax.Array, jax.Array]:
   """People [..., P, 18, 2] -> (heatmaps [..., H, W, 19], pafs [..., H, W, 38]), float32.
+
+  With `limbs` (0-based (a, b) pairs of another layout of K keypoints):
+  people [..., P, K, 2] -> (heatmaps [..., H, W, K + 1], pafs [..., H, W, 2L]).
 
   Args:
     keypoints: [..., P, 18, 2] (x, y) input-image pixels, OPENPOSE order; P is
@@ -143,6 +148,7 @@ def encode(keypoints, visible, *, image_size: tuple[int, int], stride: int = 8,
     sigma: Gaussian sigma, input pixels.
     paf_thickness: half-width of the PAFs, map cells.
     person_mask: [..., P] bool, the real people; None means all.
+    limbs: the layout's limbs in PAF channel order; None: OpenPose-18's.
 
   Returns:
     heatmaps: 18 keypoint channels (clipped sums of Gaussians) and the
@@ -156,8 +162,13 @@ def encode(keypoints, visible, *, image_size: tuple[int, int], stride: int = 8,
   and paf_thickness static.
   """
   keypoints = jnp.asarray(keypoints, jnp.float32)
-  if keypoints.shape[-2:] != (NUM_KEYPOINTS, 2):
-    raise ValueError(f'keypoints: expected [..., P, {NUM_KEYPOINTS}, 2], got {keypoints.shape}')
+  if limbs is not None:
+    limbs = tuple((int(a), int(b)) for a, b in limbs)
+  num_keypoints = NUM_KEYPOINTS if limbs is None else keypoints.shape[-2]
+  if keypoints.shape[-2:] != (num_keypoints, 2) or (
+      limbs is not None and not all(0 <= k < num_keypoints for limb in limbs for k in limb)):
+    raise ValueError(f'keypoints: expected [..., P, {num_keypoints}, 2] with limbs of '
+                     f'0..{num_keypoints - 1}, got {keypoints.shape} and {limbs}')
   visible = jnp.asarray(visible)
   if visible.shape != keypoints.shape[:-1]:
     raise ValueError(f'visible: expected {keypoints.shape[:-1]}, got {visible.shape}')
@@ -167,13 +178,15 @@ def encode(keypoints, visible, *, image_size: tuple[int, int], stride: int = 8,
   if person_mask.shape != keypoints.shape[:-2]:
     raise ValueError(f'person_mask: expected {keypoints.shape[:-2]}, got {person_mask.shape}')
   return _encode(keypoints, visible, person_mask, image_size=tuple(image_size),
-                 stride=stride, sigma=sigma, paf_thickness=paf_thickness)
+                 stride=stride, sigma=sigma, paf_thickness=paf_thickness, limbs=limbs)
 
 
 # Jitted even when `encode` is called eagerly: op by op, the first call of
 # each shape spends seconds compiling the ops one at a time.
-@functools.partial(jax.jit, static_argnames=('image_size', 'stride', 'sigma', 'paf_thickness'))
-def _encode(keypoints, visible, person_mask, *, image_size, stride, sigma, paf_thickness):
+@functools.partial(jax.jit, static_argnames=('image_size', 'stride', 'sigma', 'paf_thickness',
+                                             'limbs'))
+def _encode(keypoints, visible, person_mask, *, image_size, stride, sigma, paf_thickness,
+            limbs=None):
   """`encode` after its checks."""
   visible = (visible > 0) & person_mask[..., None]
   width, height = image_size
@@ -181,7 +194,7 @@ def _encode(keypoints, visible, person_mask, *, image_size, stride, sigma, paf_t
   keypoint_maps = _keypoint_maps(keypoints, visible, map_size, stride, sigma)
   background = 1 - keypoint_maps.max(axis=-1, keepdims=True)
   heatmaps = jnp.concatenate([keypoint_maps, background], axis=-1)
-  pafs = _paf_maps(keypoints, visible, map_size, stride, paf_thickness)
+  pafs = _paf_maps(keypoints, visible, map_size, stride, paf_thickness, limbs)
   return heatmaps, pafs
 
 
@@ -198,9 +211,13 @@ def _upsample(maps: np.ndarray, factor: int) -> np.ndarray:
 
 def decode(heatmaps, pafs, *, stride: int = 8, upsample: int = 4,
            peak_threshold: float = 0.1, min_keypoints: int = 3,
-           min_score: float = 0.2,
-           upstream_peaks: bool = False) -> tuple[np.ndarray, np.ndarray]:
+           min_score: float = 0.2, upstream_peaks: bool = False,
+           layout: paf_grouping.PafLayout = paf_grouping.OPENPOSE_LAYOUT
+           ) -> tuple[np.ndarray, np.ndarray]:
   """Maps of one image -> (people [N, 18, 3] (x, y, score), person scores [N]), float32.
+
+  Another layout (`paf_grouping.layout_for(limbs, K)`): heatmaps [H, W, K (+ 1)],
+  pafs [H, W, 2L] -> people [N, K, 3].
 
   Args:
     heatmaps: [H, W, 18 or 19] keypoint maps (a background channel is
@@ -238,18 +255,20 @@ def decode(heatmaps, pafs, *, stride: int = 8, upsample: int = 4,
   """
   heatmaps = np.asarray(heatmaps, np.float32)
   pafs = np.asarray(pafs, np.float32)
-  if (heatmaps.ndim != 3 or heatmaps.shape[-1] < NUM_KEYPOINTS or pafs.ndim != 3 or
-      pafs.shape[-1] != 2 * NUM_LIMBS or pafs.shape[:2] != heatmaps.shape[:2]):
-    raise ValueError(f'decode: expected heatmaps [H, W, 19] and pafs [H, W, 38] '
-                     f'of one image, got {heatmaps.shape} and {pafs.shape}')
-  heatmaps = _upsample(heatmaps[..., :NUM_KEYPOINTS], upsample)
+  num_keypoints, num_limbs = layout.num_keypoints, len(layout.limb_a)
+  if (heatmaps.ndim != 3 or heatmaps.shape[-1] < num_keypoints or pafs.ndim != 3 or
+      pafs.shape[-1] != 2 * num_limbs or pafs.shape[:2] != heatmaps.shape[:2]):
+    raise ValueError(f'decode: expected heatmaps [H, W, {num_keypoints + 1}] and pafs '
+                     f'[H, W, {2 * num_limbs}] of one image, got {heatmaps.shape} and '
+                     f'{pafs.shape}')
+  heatmaps = _upsample(heatmaps[..., :num_keypoints], upsample)
   x, y, kind, value = paf_grouping.find_peaks(heatmaps, peak_threshold,
                                               upstream=upstream_peaks)
   pafs = _upsample(pafs, upsample)
-  limb, a, b, score = paf_grouping.score_limbs(x, y, kind, pafs)
-  found = [(ids, s) for ids, s, count in paf_grouping.assemble(limb, a, b, score, value)
+  limb, a, b, score = paf_grouping.score_limbs(x, y, kind, pafs, layout=layout)
+  found = [(ids, s) for ids, s, count in paf_grouping.assemble(limb, a, b, score, value, layout)
            if count >= min_keypoints and s / count >= min_score]
-  people = np.zeros((len(found), NUM_KEYPOINTS, 3), np.float32)
+  people = np.zeros((len(found), num_keypoints, 3), np.float32)
   people[..., :2] = -1
   if found:
     ids = np.array([ids for ids, _ in found])

@@ -18,6 +18,8 @@ these steps into people (`decode`); the layout constants live here, so that
 it can import them without a cycle.
 """
 
+import dataclasses
+
 import numpy as np
 
 from jaxpose import skeletons
@@ -43,6 +45,85 @@ _GROUPING_PAIRS = ((1, 2), (1, 5), (2, 3), (3, 4), (5, 6), (6, 7), (1, 8),
                    (0, 14), (14, 16), (0, 15), (15, 17), (2, 16), (5, 17))
 _GROUPING_ORDER = tuple(skeletons.OPENPOSE.limbs.index(p) for p in _GROUPING_PAIRS)
 _REDUNDANT_LIMBS = frozenset(_GROUPING_ORDER[-2:])
+
+
+@dataclasses.dataclass(frozen=True)
+class PafLayout:
+  """A keypoint layout as the grouping walks it.
+
+  Attributes:
+    num_keypoints: K.
+    limb_a, limb_b: [L] each limb's first and second keypoint, in PAF
+      channel order (limb i in channels 2i, 2i + 1, pointing a -> b).
+    order: limb indices in the order they are attached to people.
+    redundant: limbs that only fill in a missing end (they close a cycle of
+      the limb graph, as OpenPose's two ear-shoulder limbs).
+    from_a: [L] bool, whether the grouping reaches the limb from its first
+      keypoint (people hold a, and b is attached); else from b, the field
+      read reversed.
+  """
+  num_keypoints: int
+  limb_a: np.ndarray
+  limb_b: np.ndarray
+  order: tuple[int, ...]
+  redundant: frozenset
+  from_a: np.ndarray
+
+  def walk(self, limb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Limb indices -> (the keypoint people hold, the one attached, the sign of the field along that way)."""
+    held = np.where(self.from_a[limb], self.limb_a[limb], self.limb_b[limb])
+    attached = np.where(self.from_a[limb], self.limb_b[limb], self.limb_a[limb])
+    return held, attached, np.where(self.from_a[limb], 1.0, -1.0).astype(np.float32)
+
+
+# Lightweight OpenPose's: upstream's own limb and grouping order.
+OPENPOSE_LAYOUT = PafLayout(NUM_KEYPOINTS, LIMB_A, LIMB_B, _GROUPING_ORDER, _REDUNDANT_LIMBS,
+                            np.ones(len(LIMB_A), bool))
+
+
+def layout_for(limbs, num_keypoints: int) -> PafLayout:
+  """0-based limbs (a, b) of any layout -> its PafLayout; OpenPose-18's limbs give OPENPOSE_LAYOUT.
+
+  The PAF of each limb points from its first keypoint to its second, in the
+  order given (that of the model's channels). The grouping walks the limb
+  graph breadth first, from the keypoint of most limbs (the lowest index on
+  ties), each component after the last: a limb reaching a keypoint not yet
+  reached is a tree limb, attached in that order; a limb between two
+  reached keypoints closes a cycle and only fills in, after every tree limb.
+  A limb whose walk runs b -> a is attached from its second keypoint: the
+  grouping reads its field reversed (`score_limbs`).
+  """
+  limbs = tuple((int(a), int(b)) for a, b in limbs)
+  if (num_keypoints == NUM_KEYPOINTS and limbs == tuple(skeletons.OPENPOSE.limbs)):
+    return OPENPOSE_LAYOUT
+  if not limbs:
+    raise ValueError('bottom-up: the layout has no limbs, which the part affinity fields need')
+  degree = np.bincount(np.asarray(limbs).reshape(-1), minlength=num_keypoints)
+  reached, tree, cycles = set(), [], []
+  from_a = np.ones(len(limbs), bool)
+  for root in sorted(range(num_keypoints), key=lambda k: (-degree[k], k)):
+    if root in reached or not degree[root]:
+      continue
+    reached.add(root)
+    frontier = [root]
+    while frontier:
+      next_frontier = []
+      for keypoint in frontier:
+        for index, (a, b) in enumerate(limbs):
+          if keypoint not in (a, b) or index in tree or index in cycles:
+            continue
+          other = b if keypoint == a else a
+          from_a[index] = keypoint == a
+          if other in reached:
+            cycles.append(index)
+          else:
+            reached.add(other)
+            tree.append(index)
+            next_frontier.append(other)
+      frontier = next_frontier
+  return PafLayout(num_keypoints, np.array([a for a, _ in limbs]),
+                   np.array([b for _, b in limbs]), tuple(tree + cycles), frozenset(cycles),
+                   from_a)
 
 
 def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1,
@@ -127,9 +208,10 @@ def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1,
 def score_limbs(peaks_x: np.ndarray, peaks_y: np.ndarray, peaks_kind: np.ndarray,
                 pafs: np.ndarray, samples: int = _LIMB_SAMPLES,
                 min_paf_score: float = _MIN_PAF_SCORE,
-                min_success_ratio: float = _MIN_SUCCESS_RATIO
+                min_success_ratio: float = _MIN_SUCCESS_RATIO,
+                layout: PafLayout = OPENPOSE_LAYOUT
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  """Peaks [M] (sorted by type) and PAFs [H, W, 38] -> accepted candidate limbs.
+  """Peaks [M] (sorted by type) and PAFs [H, W, 2L] -> accepted candidate limbs (of `layout`, OpenPose-18's by default).
 
   Every pair (a peak of type a, a peak of type b) of every limb (a, b) is a
   candidate, all limbs in one batch: the field is read at `samples` points
@@ -141,12 +223,13 @@ def score_limbs(peaks_x: np.ndarray, peaks_y: np.ndarray, peaks_kind: np.ndarray
 
   Returns:
     (limb [C], peak a [C], peak b [C], score [C]), indices into the peaks
-    and into `_GROUPING_ORDER`, sorted by limb, then best score first.
+    and into `layout.order`, sorted by limb, then best score first; a is the
+    peak people hold, b the one attached (`PafLayout.walk`).
   """
-  counts = np.bincount(peaks_kind, minlength=NUM_KEYPOINTS)
+  counts = np.bincount(peaks_kind, minlength=layout.num_keypoints)
   first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-  limbs = np.array(_GROUPING_ORDER)
-  kind_a, kind_b = LIMB_A[limbs], LIMB_B[limbs]
+  limbs = np.array(layout.order)
+  kind_a, kind_b, sign = layout.walk(limbs)
   n, m = counts[kind_a], counts[kind_b]
   sizes = n * m
   limb = np.repeat(np.arange(len(limbs)), sizes)
@@ -163,6 +246,8 @@ def score_limbs(peaks_x: np.ndarray, peaks_y: np.ndarray, peaks_kind: np.ndarray
   channel_x = 2 * limbs[limb][:, None]  # [C, 1]
   field = np.stack([pafs[points[..., 1], points[..., 0], channel_x],
                     pafs[points[..., 1], points[..., 0], channel_x + 1]], axis=-1)
+  if not layout.from_a.all():  # limbs walked b -> a read their field reversed
+    field = field * sign[limb][:, None, None]
   unit = vector / (np.linalg.norm(vector, axis=-1, keepdims=True) + 1e-6)
   projection = (field * unit).sum(-1)  # [C, samples]
   counted = projection > min_paf_score
@@ -177,11 +262,11 @@ def score_limbs(peaks_x: np.ndarray, peaks_y: np.ndarray, peaks_kind: np.ndarray
 
 
 def assemble(limb: np.ndarray, peak_a: np.ndarray, peak_b: np.ndarray,
-             limb_score: np.ndarray, peak_score: np.ndarray
-             ) -> list[tuple[list[int], float, int]]:
+             limb_score: np.ndarray, peak_score: np.ndarray,
+             layout: PafLayout = OPENPOSE_LAYOUT) -> list[tuple[list[int], float, int]]:
   """Candidate limbs [C] (`score_limbs`'s) and peak scores [M] -> people.
 
-  Each person is (18 peak ids or -1, score, count).
+  Each person is (K peak ids or -1, score, count).
 
   Upstream's `connections_nms` and the body of `group_keypoints`: per limb,
   candidates are taken best first unless one of their peaks is already taken
@@ -194,7 +279,8 @@ def assemble(limb: np.ndarray, peak_a: np.ndarray, peak_b: np.ndarray,
   people_ids: list[list[int]] = []
   people_score: list[float] = []
   people_count: list[int] = []
-  holders = [dict() for _ in range(NUM_KEYPOINTS)]  # slot -> peak -> people
+  num_keypoints = layout.num_keypoints
+  holders = [dict() for _ in range(num_keypoints)]  # slot -> peak -> people
 
   def assign(person, slot, peak):
     old = people_ids[person][slot]
@@ -211,9 +297,10 @@ def assemble(limb: np.ndarray, peak_a: np.ndarray, peak_b: np.ndarray,
   for g, ia, ib, s in zip(limb.tolist(), peak_a.tolist(), peak_b.tolist(), limb_score):
     if g != current:
       current, used_a, used_b = g, set(), set()
-      limb_index = _GROUPING_ORDER[g]
-      slot_a, slot_b = int(LIMB_A[limb_index]), int(LIMB_B[limb_index])
-      redundant = limb_index in _REDUNDANT_LIMBS
+      limb_index = layout.order[g]
+      held, attached, _ = layout.walk(np.array([limb_index]))
+      slot_a, slot_b = int(held[0]), int(attached[0])
+      redundant = limb_index in layout.redundant
     if ia in used_a or ib in used_b:
       continue
     used_a.add(ia)
@@ -233,7 +320,7 @@ def assemble(limb: np.ndarray, peak_a: np.ndarray, peak_b: np.ndarray,
       people_count[person] += 1
       people_score[person] += peak_score[ib] + s
     if not extended:
-      people_ids.append([-1] * NUM_KEYPOINTS)
+      people_ids.append([-1] * num_keypoints)
       people_score.append(peak_score[ia] + peak_score[ib] + s)
       people_count.append(2)
       person = len(people_ids) - 1
