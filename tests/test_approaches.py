@@ -65,7 +65,8 @@ def test_each_approach_checks_the_datasets_keypoints():
     approaches.for_config(config).check_data(config, skeletons.COCO)
   approaches.for_config(config).check_data(config, skeletons.MPII)
   config.model = config_lib.lightweight_openpose_model()
-  with pytest.raises(ValueError, match='is bottom-up and learns COCO keypoints'):
+  with pytest.raises(ValueError, match="'lightweight_openpose' learns COCO keypoints .* but "
+                     "config.data.source 'synthetic' has the 16 mpii keypoints"):
     approaches.for_config(config).check_data(config, skeletons.MPII)
   with pytest.raises(ValueError, match='distillation is defined for top-down students'):
     approaches.for_config(config).check_teacher(HOURGLASS, 'teacher_dir')

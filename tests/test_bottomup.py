@@ -1,5 +1,6 @@
 """jaxpose.inference.bottomup: upstream's letterboxing, and people back in image pixels."""
 
+import json
 import os
 import sys
 
@@ -7,12 +8,13 @@ import cv2
 import numpy as np
 import pytest
 
-from jaxpose import skeletons
+from jaxpose import approaches, skeletons
 from jaxpose.codecs import paf
 from jaxpose.approaches.protocols import lightweight_openpose
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), '..', 'scripts'))
 import upstream_grouping  # pylint: disable=g-import-not-at-top
+import layouts  # pylint: disable=g-import-not-at-top
 
 COCO_IMAGE = os.path.join(os.path.dirname(__file__), 'data', 'coco', '000000000785.jpg')
 
@@ -183,3 +185,50 @@ def test_letterbox_at_a_scale_pads_as_val_py():
   assert placement.size == (1108, 736) and double.shape[:2] == (736, 1112)
   assert placement.pad == (2, 0) and double.dtype == np.float32
   np.testing.assert_allclose(placement.scale, (736 / 425, 736 / 425))
+
+
+class _RenderingNetwork:
+  """A predictor stand-in that renders `paf.encode` of given people (input pixels) as its last stage."""
+  input_size = None
+  input_multiple = 8
+  source = '<rendering>'
+
+  def __init__(self, people: np.ndarray, limbs):
+    self.people, self.limbs = people, limbs
+
+  def __call__(self, inputs: np.ndarray) -> dict:
+    heatmaps, pafs = paf.encode(self.people[None, ..., :2], self.people[None, ..., 2] > 0,
+                                image_size=(inputs.shape[2], inputs.shape[1]), limbs=self.limbs)
+    return {'heatmaps_stage1': np.asarray(heatmaps), 'pafs_stage1': np.asarray(pafs)}
+
+
+def test_a_bottom_up_model_of_another_layout_groups_by_its_own_limbs(tmp_path):
+  # Two people of the 14-keypoint layout (tests/layouts.py) with a limb that
+  # closes a cycle: the approach decodes them with the layout's grouping and
+  # gives them back in the layout's order, not COCO's.
+  content = json.loads(layouts.fourteen_keypoints(tmp_path / 'f.json').read_text())
+  layout = skeletons.from_coco_category(content['categories'][0], 'f.json')
+  layout = skeletons.with_overrides(layout, limbs=list(layout.limbs) + [(2, 5)])
+  description = {'arch': 'lightweight_openpose', 'num_channels': 16, 'num_heatmaps': 15,
+                 'num_pafs': 2 * len(layout.limbs), 'skeleton': skeletons.to_dict(layout)}
+  approach = approaches.for_description(description)
+  assert approach.paf_layout.redundant == {len(layout.limbs) - 1}
+  people = np.zeros((2, 14, 3), np.float32)
+  for p, (x0, y0) in enumerate(((80.0, 40.0), (220.0, 50.0))):
+    # A standing figure: head, neck, arms, legs at fixed offsets.
+    offsets = np.array([[0, 0], [0, 25], [-20, 30], [-30, 60], [-35, 90], [20, 30], [30, 60],
+                        [35, 90], [-12, 100], [-14, 140], [-15, 180], [12, 100], [14, 140],
+                        [15, 180]], np.float32)
+    people[p, :, :2] = offsets + [x0, y0]
+    people[p, :, 2] = 2
+  image = np.zeros((256, 320, 3), np.uint8)  # at height 256: no resize, no padding
+  found = approach.predict(_RenderingNetwork(people, layout.limbs), [image],
+                           approaches.Options(height=256))[0]
+  assert found.keypoints.shape == (2, 14, 2) and (found.keypoint_scores > 0.5).all()
+  order = np.argsort(found.keypoints[:, 0, 0])  # left person first
+  np.testing.assert_allclose(found.keypoints[order], people[..., :2], atol=2.0)
+  assert approach.skeleton().keypoint_names[2] == 'Right Shoulder'
+  # Another protocol's grouping is OpenPose-18's: refused, by name.
+  with pytest.raises(ValueError, match='--protocol cmu_openpose groups OpenPose-18 people'):
+    approach.predict(_RenderingNetwork(people, layout.limbs), [image],
+                     approaches.Options(protocol='cmu_openpose'))

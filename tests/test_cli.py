@@ -414,3 +414,30 @@ def test_your_own_keypoints_from_a_coco_format_file_to_a_served_model(quickstart
                                    f'--image={COCO / "000000196141.jpg"}',
                                    f'--out={tmp_path / "out2"}'))
   assert from_workdir['keypoints'] == summary['keypoints']
+
+
+@pytest.mark.slow  # ~1 min: a tiny Lightweight OpenPose trained 2 steps, and an inference
+def test_your_own_keypoints_bottom_up_with_the_limbs_overridden(tmp_path):
+  annotations = layouts.fourteen_keypoints(tmp_path / 'shoppers.json')
+  # The file's tree plus the shoulders, from the command line (0-based).
+  limbs = [(a - 1, b - 1) for a, b in layouts.FOURTEEN_SKELETON] + [(2, 5)]
+  workdir = tmp_path / 'lwop'
+  done = jaxpose('train', '--config=configs/lightweight_openpose_coco.py', f'--workdir={workdir}',
+                 '--config.data.source=coco', f'--config.data.train_annotations={annotations}',
+                 f'--config.data.train_images={COCO}',
+                 f'--config.data.eval_annotations={annotations}',
+                 f'--config.data.eval_images={COCO}',
+                 '--config.data.skeleton.limbs=' + repr(tuple(limbs)).replace(' ', ''),
+                 '--config.num_train_steps=2', '--config.eval_every_steps=2',
+                 '--config.checkpoint_every_steps=2', '--config.log_every_steps=1',
+                 '--config.batch_size=2', '--config.warmup_steps=0', '--config.lr_decay_steps=()',
+                 '--config.model.num_channels=16', '--config.input_size=(64,64)',
+                 '--config.parallel=none', '--config.data.max_people=4')
+  assert last_json(done)['step'] == 2
+  _, description = checkpoint.restore_variables(str(workdir))
+  assert (description['num_heatmaps'], description['num_pafs']) == (15, 2 * len(limbs))
+  assert description['skeleton']['limbs'] == [list(limb) for limb in limbs]
+  summary = last_json(jaxpose('infer', f'--workdir={workdir}', f'--image={COCO / "000000196141.jpg"}',
+                              '--height=64', f'--out={tmp_path / "out"}'))
+  assert summary['keypoints'] == [name for name, _ in layouts.FOURTEEN]
+  assert summary['approach'] == 'bottom-up'

@@ -20,12 +20,13 @@ predicts temporal affinity fields is STAF's.
 """
 
 from collections.abc import Mapping
+import dataclasses
 from typing import Any
 
 import ml_collections
 
 from jaxpose import config as config_lib
-from jaxpose import models
+from jaxpose import models, skeletons
 from jaxpose.data import sources
 from jaxpose.approaches import protocols
 from jaxpose.approaches.base import (Approach, EvalOptions, ExportSignature, Options, People,
@@ -60,4 +61,13 @@ def for_config(config: ml_collections.ConfigDict) -> Approach:
   description = config.model.to_dict()
   if description.get('num_joints') == config_lib.FROM_DATA:
     description['num_joints'] = sources.data_skeleton(config).num_keypoints
+  model_class = models.model_class(description)
+  fields = {field.name for field in dataclasses.fields(model_class)}
+  if {'num_heatmaps', 'num_pafs'} <= fields and 'tafs' not in model_class.OUTPUT_MAPS:
+    layout = sources.data_skeleton(config)
+    if layout is not skeletons.COCO:
+      # A bottom-up model of another layout: a heatmap per keypoint and the
+      # background, a field per limb (the family checks it has the fields).
+      description.update(num_heatmaps=layout.num_keypoints + 1, num_pafs=2 * len(layout.limbs),
+                         skeleton=skeletons.to_dict(layout))
   return for_description(description)

@@ -16,10 +16,10 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from jaxpose import losses, skeletons
+from jaxpose import losses, models, skeletons
 from jaxpose.approaches import base
 from jaxpose.approaches.protocols import lightweight_openpose
-from jaxpose.codecs import paf
+from jaxpose.codecs import paf, paf_grouping
 from jaxpose.data import augment, coco, geometry, sources
 from jaxpose.data.images import read_image
 from jaxpose.metrics import coco_ap
@@ -30,24 +30,42 @@ PERSON_BOX_MIN_KEYPOINTS = 4
 
 
 class BottomUp(base.Approach):
-  """Lightweight OpenPose and its kin: whole images -> per-stage (heatmaps, PAFs) [B, H/8, W/8, C]."""
+  """Lightweight OpenPose and its kin: whole images -> per-stage (heatmaps, PAFs) [B, H/8, W/8, C].
+
+  COCO's people are learnt in OpenPose's 18-keypoint layout (a neck added)
+  and come out as COCO-17. A model of another layout (its description's
+  `skeleton`) learns its K keypoints and its limbs as they are: K + 1
+  heatmaps, 2 L fields, grouped by `paf_grouping.layout_for` its limbs.
+  """
   name = 'bottom-up'
   per_person = False
   protocol_kind = 'bottom-up'
 
+  def __init__(self, description):
+    super().__init__(description)
+    recorded = models.layout(self.description)
+    # The layout the model learns when it is not COCO (None: OpenPose-18 from COCO-17).
+    self.custom_layout = None if recorded in (None, skeletons.COCO) else recorded
+    self.paf_layout = (paf_grouping.OPENPOSE_LAYOUT if self.custom_layout is None else
+                       paf_grouping.layout_for(self.custom_layout.limbs,
+                                               self.custom_layout.num_keypoints))
+
   # --- data --------------------------------------------------------------------
 
   def check_data(self, config: ml_collections.ConfigDict, skeleton: skeletons.Skeleton) -> None:
-    """Raises ValueError unless the dataset has COCO's keypoints, which the OpenPose layout is made of."""
-    if skeleton is not skeletons.COCO:
-      raise ValueError(f'config.model.arch {config.model.arch!r} is bottom-up and learns COCO '
-                       f'keypoints, but {sources.named_data(config)} has the '
-                       f'{skeleton.num_keypoints} {skeleton.name} keypoints')
+    """Raises ValueError unless the model learns the dataset's layout: COCO's (as OpenPose-18), or the one it was built for."""
+    if skeleton is skeletons.COCO and self.custom_layout is None:
+      return
+    if self.custom_layout is None or self.custom_layout != skeleton:
+      raise ValueError(f'config.model.arch {config.model.arch!r} learns COCO keypoints (its '
+                       f'published weights and fields are those of OpenPose-18), but '
+                       f'{sources.named_data(config)} has the {skeleton.num_keypoints} '
+                       f'{skeleton.name} keypoints')
 
   def transform(self, config: ml_collections.ConfigDict, skeleton: skeletons.Skeleton,
                 train: bool) -> augment.BottomUpTransform:
     """The whole image in a square input (augmented only for training), at config.input_size."""
-    del skeleton  # always COCO (check_data)
+    del skeleton  # COCO's, or the model's own (check_data)
     data = config.data
     width, height = config.input_size
     if width != height:
@@ -55,16 +73,18 @@ class BottomUp(base.Approach):
     return augment.BottomUpTransform(
         width, stride=self.stride, max_people=max(data.max_people, 1),
         augment=train and data.augment, scale_factor=data.scale_factor,
-        rotation_degrees=data.rotation_degrees, flip_probability=0.5 if data.flip else 0.0)
+        rotation_degrees=data.rotation_degrees, flip_probability=0.5 if data.flip else 0.0,
+        skeleton=self.custom_layout)
 
   # --- training ----------------------------------------------------------------
 
   def make_targets(self, batch: dict, config: ml_collections.ConfigDict) -> dict:
     """Keypoints [B, P, 18, 2] -> {'heatmaps' [B, H, W, 19], 'pafs' [B, H, W, 38]}, on the device."""
+    limbs = None if self.custom_layout is None else self.custom_layout.limbs
     heatmaps, pafs = paf.encode(batch['keypoints'], batch['visible'],
                                 image_size=tuple(config.input_size), stride=self.stride,
                                 sigma=config.sigma, paf_thickness=config.paf_thickness,
-                                person_mask=batch['person_mask'])
+                                person_mask=batch['person_mask'], limbs=limbs)
     return {'heatmaps': heatmaps, 'pafs': pafs}
 
   def loss(self, outputs, batch: dict, targets: dict, teacher_outputs,
@@ -106,13 +126,27 @@ class BottomUp(base.Approach):
     found = []
     for image in images:
       people, person_scores = protocol.predict(maps_fn, image, height, self.stride,
-                                               network.input_multiple, network.input_size)
+                                               network.input_multiple, network.input_size,
+                                               **self._decode_options(protocol))
       found.append(self.people(people, person_scores))
     return found
 
+  def _decode_options(self, protocol) -> dict:
+    """What a protocol's decoding needs of a model of another layout: its grouping (`paf.decode`'s layout)."""
+    if self.custom_layout is None:
+      return {}
+    if protocol is not lightweight_openpose:
+      raise ValueError(f'--protocol {protocol.NAME} groups OpenPose-18 people; a model of the '
+                       f'{self.custom_layout.name} layout runs with lightweight_openpose')
+    return {'layout': self.paf_layout}
+
   def people(self, people: np.ndarray, person_scores: np.ndarray, links=None) -> base.People:
-    """OpenPose-18 people [P, 18, 3] (x, y, score), scores [P] -> People (COCO-17, val.py's person scores)."""
-    keypoints, scores, coco_scores = lightweight_openpose.coco_keypoints(people, person_scores)
+    """Decoded people [P, K, 3] (x, y, score), scores [P] -> People: COCO-17 from OpenPose-18, else as they are.
+
+    Person scores are val.py's (`lightweight_openpose.coco_keypoints`).
+    """
+    keypoints, scores, coco_scores = lightweight_openpose.coco_keypoints(
+        people, person_scores, custom=self.custom_layout is not None)
     boxes = boxes_from_keypoints(keypoints, scores, score_threshold=0.0)
     return base.People(keypoints, scores, boxes.astype(np.float32), coco_scores, links)
 
@@ -152,11 +186,13 @@ class BottomUp(base.Approach):
     files = sources.eval_files(config)
     maps_fn = lambda inputs: self.last_maps(network(inputs))
     results = []
+    decode_options = self._decode_options(protocol)
     for image_id, path in tqdm.tqdm(coco.image_paths(files.eval_annotations, files.eval_images),
                                     desc='eval', unit='image', file=sys.stderr):
       image = read_image(path, image_id)
       keypoints, keypoint_scores, scores = protocol.coco_people(maps_fn, image, scales,
-                                                                self.stride)
+                                                                self.stride, **decode_options)
       results += coco_ap.coco_results(np.full(len(scores), image_id), keypoints,
                                       keypoint_scores, scores)
-    return coco_ap.score_or_zero(files.eval_annotations, results, results_file)
+    sigmas = None if self.custom_layout is None else self.custom_layout.sigmas
+    return coco_ap.score_or_zero(files.eval_annotations, results, results_file, sigmas)

@@ -206,10 +206,13 @@ class BottomUpTransform(_HostTransform):
   def __init__(self, input_size: int = 368, *, stride: int = 8, max_people: int = 16,
                augment: bool = True, scale_factor: float = 0.25,
                rotation_degrees: float = 30.0, rotation_probability: float = 0.6,
-               flip_probability: float = 0.5):
+               flip_probability: float = 0.5, skeleton: skeletons.Skeleton | None = None):
     """Configures the input.
 
     Args:
+      skeleton: the examples' layout when it is not COCO-17: their K
+        keypoints are kept as they are (no neck added) and mirrored with its
+        flip pairs; None or COCO: OpenPose-18, made from COCO-17.
       input_size: side S of the square input, a multiple of `stride`.
       stride: the network's output stride (8 for Lightweight OpenPose).
       max_people: people slots per example.
@@ -229,7 +232,9 @@ class BottomUpTransform(_HostTransform):
     self.rotation_degrees = rotation_degrees
     self.rotation_probability = rotation_probability
     self.flip_probability = flip_probability
-    self._flip_permutation = skeletons.OPENPOSE.flip_permutation()
+    self._custom = skeleton is not None and skeleton is not skeletons.COCO
+    self._layout = skeleton if self._custom else skeletons.OPENPOSE
+    self._flip_permutation = self._layout.flip_permutation()
 
   def random_map(self, element: dict, rng: np.random.Generator) -> dict:
     """Example (any P) -> image, padded keypoints, person mask and loss mask."""
@@ -248,9 +253,15 @@ class BottomUpTransform(_HostTransform):
     if flip:
       matrix = geometry.compose(geometry.horizontal_flip_matrix(side), matrix)
 
-    keypoints, visible = skeletons.openpose_from_coco(
-        np.asarray(element['keypoints'], np.float64).reshape(-1, skeletons.COCO.num_keypoints, 2),
-        np.asarray(element['visible']).reshape(-1, skeletons.COCO.num_keypoints))
+    if self._custom:
+      count = self._layout.num_keypoints
+      keypoints = np.asarray(element['keypoints'], np.float64).reshape(-1, count, 2)
+      visible = np.asarray(element['visible']).reshape(-1, count)
+    else:
+      keypoints, visible = skeletons.openpose_from_coco(
+          np.asarray(element['keypoints'], np.float64).reshape(-1, skeletons.COCO.num_keypoints,
+                                                             2),
+          np.asarray(element['visible']).reshape(-1, skeletons.COCO.num_keypoints))
     keypoints = geometry.apply_affine(keypoints, matrix)
     visible = (visible > 0) & _inside(keypoints, output_size)
     if flip:
@@ -259,8 +270,8 @@ class BottomUpTransform(_HostTransform):
     people = np.flatnonzero(visible.any(axis=-1))
     kept, overflow = people[:self.max_people], people[self.max_people:]
 
-    out_keypoints = np.zeros((self.max_people, skeletons.OPENPOSE.num_keypoints, 2), np.float32)
-    out_visible = np.zeros((self.max_people, skeletons.OPENPOSE.num_keypoints), np.float32)
+    out_keypoints = np.zeros((self.max_people, self._layout.num_keypoints, 2), np.float32)
+    out_visible = np.zeros((self.max_people, self._layout.num_keypoints), np.float32)
     person_mask = np.zeros(self.max_people, bool)
     out_keypoints[:len(kept)] = keypoints[kept]
     out_visible[:len(kept)] = visible[kept]

@@ -204,7 +204,7 @@ def people_at_image_size(heatmaps: np.ndarray, pafs: np.ndarray, **decode_option
   return people, scores
 
 
-def coco_keypoints(people: np.ndarray, person_scores: np.ndarray
+def coco_keypoints(people: np.ndarray, person_scores: np.ndarray, custom: bool = False
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """People [P, 18, 3], scores [P] -> COCO-17 (keypoints [P, 17, 2], keypoint scores [P, 17], scores [P]).
 
@@ -213,8 +213,18 @@ def coco_keypoints(people: np.ndarray, person_scores: np.ndarray
   counting the neck, which COCO lacks. (Upstream's count is that of the
   grouping, which does not count ear keypoints added by the two redundant
   ear-shoulder limbs; the two differ only for such people.)
+
+  `custom`: people [P, K, 3] of another layout keep their keypoints, and
+  their score is the grouping's times the keypoints found (no neck to leave
+  out), the same ranking rule without upstream's correction.
   """
-  people = np.asarray(people, np.float32).reshape(-1, paf.NUM_KEYPOINTS, 3)
+  people = np.asarray(people, np.float32)
+  if custom:
+    found = (people[..., 2] > 0).sum(-1)
+    scores = np.asarray(person_scores, np.float32) * found
+    present = people[..., 2:] > 0
+    return np.where(present, people[..., :2], 0), people[..., 2], scores.astype(np.float32)
+  people = people.reshape(-1, paf.NUM_KEYPOINTS, 3)
   coco = skeletons.coco_from_openpose(people)
   found = (people[..., 2] > 0).sum(-1)
   scores = np.asarray(person_scores, np.float32) * np.maximum(found - 1, 0)
@@ -227,7 +237,7 @@ def last_maps(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
   return records.last_output(outputs, 'heatmaps'), records.last_output(outputs, 'pafs')
 
 
-def predict_val(maps_fn, image: np.ndarray, scales=(1.0,)
+def predict_val(maps_fn, image: np.ndarray, scales=(1.0,), **decode_options
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Image uint8 [H, W, 3] -> (COCO keypoints [N, 17, 2] image pixels, keypoint scores [N, 17], person scores [N]).
 
@@ -236,11 +246,13 @@ def predict_val(maps_fn, image: np.ndarray, scales=(1.0,)
   (`people_at_image_size`) with upstream's own peak rule (`paf.decode`'s
   `upstream_peaks`), and upstream's person score. `maps_fn`: float32 RGB
   pixels [1, h, w, 3] (0-255, not rounded: val.py resizes floats) ->
-  (heatmaps [1, h/8, w/8, 19], pafs [1, h/8, w/8, 38]).
+  (heatmaps [1, h/8, w/8, 19], pafs [1, h/8, w/8, 38]). `decode_options`
+  go to `paf.decode`: a model of another layout gives its `layout`, and its
+  people come back in that layout (`coco_keypoints`'s `custom`).
   """
   heatmaps, pafs = image_maps(maps_fn, image, scales, VAL_HEIGHT)
-  people, scores = people_at_image_size(heatmaps, pafs, upstream_peaks=True)
-  return coco_keypoints(people, scores)
+  people, scores = people_at_image_size(heatmaps, pafs, upstream_peaks=True, **decode_options)
+  return coco_keypoints(people, scores, custom='layout' in decode_options)
 
 
 
@@ -265,8 +277,11 @@ def predict(maps_fn, image: np.ndarray, height: int, stride: int | None, input_m
   return people_in_image(heatmaps[0], pafs[0], placement, stride, **decode_options)
 
 
-def coco_people(maps_fn, image: np.ndarray, scales: tuple[float, ...], stride: int
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """Image uint8 [H, W, 3] -> (COCO keypoints [N, 17, 2], keypoint scores [N, 17], person scores [N]): val.py."""
+def coco_people(maps_fn, image: np.ndarray, scales: tuple[float, ...], stride: int,
+                **decode_options) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Image uint8 [H, W, 3] -> (COCO keypoints [N, 17, 2], keypoint scores [N, 17], person scores [N]): val.py.
+
+  With `decode_options` {'layout': a PafLayout}: another layout's people [N, K, ...].
+  """
   del stride  # val.py's is the model's 8
-  return predict_val(maps_fn, image, scales)
+  return predict_val(maps_fn, image, scales, **decode_options)
