@@ -21,7 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from jaxpose import approaches, losses, models, sweep
+from jaxpose import approaches, losses, models, skeletons, sweep
 from jaxpose.training import checkpoint
 from jaxpose.training import parallel
 from jaxpose.training import trainer
@@ -170,11 +170,13 @@ def test_three_quickstart_steps_checkpoint_the_same_variables_under_every_wrappe
     metrics = trainer.train_and_evaluate(config, str(tmp_path / mode))
     assert metrics['step'] == 3 and np.isfinite(metrics['loss'])
     results[mode], model_config = checkpoint.restore_variables(str(tmp_path / mode))
-    # The config's model (less `remat`, how it ran), its options' defaults, the
-    # normalisation and size it was trained with.
+    # The config's model (less `remat`, how it ran; its joints the data's), the
+    # normalisation, size and keypoint layout it was trained with.
     described = {name: value for name, value in config.model.items() if name != 'remat'}
-    assert model_config == dict(described, normalization=normalization.IMAGENET.to_dict(),
-                                input_size=list(config.input_size), stride=4)
+    assert model_config == dict(described, num_joints=17,
+                                normalization=normalization.IMAGENET.to_dict(),
+                                input_size=list(config.input_size), stride=4,
+                                skeleton=skeletons.to_dict(skeletons.COCO))
   for collection in ('params', 'batch_stats'):
     assert _relative_l2_error(results['pmap'][collection],
                               results['shard_map'][collection]) < 1e-5, collection
