@@ -501,6 +501,7 @@ def test_two_processes_and_one_train_alike_and_resume_each_other(tmp_path):
   workdir = tmp_path / 'two_hosts'
   command = [sys.executable, '-m', 'jaxpose.cli', 'train', f'--config={QUICKSTART}',
              f'--workdir={workdir}', '--config.parallel=shard_map',
+             '--config.model.num_joints=17',  # as tiny_config writes it out
              '--config.model.num_features=8', '--config.model.num_stacks=1',
              '--config.batch_size=16', '--config.num_train_steps=3',
              '--config.log_every_steps=1', '--config.eval_every_steps=1000',
