@@ -202,15 +202,18 @@ class _RenderingNetwork:
     return {'heatmaps_stage1': np.asarray(heatmaps), 'pafs_stage1': np.asarray(pafs)}
 
 
-def test_a_bottom_up_model_of_another_layout_groups_by_its_own_limbs(tmp_path):
+@pytest.mark.parametrize('arch', ['lightweight_openpose', 'openpose'])
+def test_a_bottom_up_model_of_another_layout_groups_by_its_own_limbs(tmp_path, arch):
   # Two people of the 14-keypoint layout (tests/layouts.py) with a limb that
   # closes a cycle: the approach decodes them with the layout's grouping and
-  # gives them back in the layout's order, not COCO's.
+  # gives them back in the layout's order, not COCO's. The CMU model's
+  # fields are channel counts too (trained from scratch on such a layout), and
+  # it then runs with the protocol whose grouping takes any limbs.
   content = json.loads(layouts.fourteen_keypoints(tmp_path / 'f.json').read_text())
   layout = skeletons.from_coco_category(content['categories'][0], 'f.json')
   layout = skeletons.with_overrides(layout, limbs=list(layout.limbs) + [(2, 5)])
-  description = {'arch': 'lightweight_openpose', 'num_channels': 16, 'num_heatmaps': 15,
-                 'num_pafs': 2 * len(layout.limbs), 'skeleton': skeletons.to_dict(layout)}
+  description = {'arch': arch, 'num_heatmaps': 15, 'num_pafs': 2 * len(layout.limbs),
+                 'skeleton': skeletons.to_dict(layout)}
   approach = approaches.for_description(description)
   assert approach.paf_layout.redundant == {len(layout.limbs) - 1}
   people = np.zeros((2, 14, 3), np.float32)

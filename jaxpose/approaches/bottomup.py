@@ -131,6 +131,12 @@ class BottomUp(base.Approach):
       found.append(self.people(people, person_scores))
     return found
 
+  def protocol(self, options: base.Options):
+    """As `Approach.protocol`; a model of another layout defaults to lightweight_openpose, whose grouping takes any limbs."""
+    if self.custom_layout is not None and options.protocol is None:
+      return lightweight_openpose
+    return super().protocol(options)
+
   def _decode_options(self, protocol) -> dict:
     """What a protocol's decoding needs of a model of another layout: its grouping (`paf.decode`'s layout)."""
     if self.custom_layout is None:
