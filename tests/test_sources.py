@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from jaxpose import approaches, skeletons
 from jaxpose import config as config_lib
 from jaxpose.training import checkpoint
 from jaxpose.training import trainer
@@ -129,11 +130,16 @@ def test_mpii_layout_needs_a_16_joint_hourglass(tmp_path):
   transform = trainer.create_transform(config, train=False)
   example = transform.random_map(train_source[0], np.random.default_rng(0))
   assert example['joints'].shape == (16, 2)
-  # Bottom-up learns COCO keypoints only.
+  # Bottom-up learns MPII's layout as it is: 16 heatmaps and the background,
+  # a field per limb, its people whole images; a COCO-built model is refused.
   config.model = config_lib.lightweight_openpose_model()
-  with pytest.raises(ValueError, match=r"bottom-up and learns COCO keypoints, but "
+  approach = approaches.for_config(config)
+  assert (approach.description['num_heatmaps'], approach.description['num_pafs']) == (17, 30)
+  train_source, _ = trainer.create_sources(config)
+  assert train_source[0]['keypoints'].shape[1:] == (16, 2)
+  with pytest.raises(ValueError, match=r"'lightweight_openpose' learns COCO keypoints .* but "
                      r"config\.data\.source 'mpii' has the 16"):
-    trainer.create_sources(config)
+    approaches.for_description(config.model.to_dict()).check_data(config, skeletons.MPII)
 
 
 def test_half_body_and_read_threads_reach_the_transform_and_the_loader(monkeypatch):
