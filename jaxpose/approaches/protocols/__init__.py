@@ -65,7 +65,12 @@ class TopDownProtocol(Protocol):
 
 
 class BottomUpProtocol(Protocol):
-  """What a bottom-up protocol module defines (see `lightweight_openpose` for the shapes)."""
+  """What a bottom-up protocol module defines (see `lightweight_openpose` for the shapes).
+
+  A protocol whose grouping takes any limb graph (`lightweight_openpose`)
+  also accepts `layout=` (a `paf_grouping.PafLayout`) in `predict` and
+  `coco_people`; `BottomUp` passes it only to such a protocol.
+  """
   NAME: str
   APPROACH: str
   DEFAULT_HEIGHT: int
