@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import dataclasses
 import os
 import pathlib
+import time
 
 import cv2
 import numpy as np
@@ -32,11 +33,15 @@ DEFAULT_FPS = 30.0
 
 @dataclasses.dataclass(frozen=True)
 class Frame:
-  """One frame: RGB pixels [H, W, 3] uint8, its index, an output name and a COCO image id."""
+  """One frame: RGB pixels [H, W, 3] uint8, its index, an output name, a COCO image id, when it was read.
+
+  `captured`: `time.monotonic()` when the frame was decoded (latency runs from it).
+  """
   index: int
   image: np.ndarray
   name: str
   image_id: int
+  captured: float = 0.0
 
 
 def _image_id(path: pathlib.Path, index: int) -> int:
@@ -59,7 +64,7 @@ class ImageSource:
   def __iter__(self) -> Iterator[Frame]:
     for index, path in enumerate(self.paths):
       image = self._first if index == 0 else read_image(path)
-      yield Frame(index, image, path.stem, _image_id(path, index))
+      yield Frame(index, image, path.stem, _image_id(path, index), time.monotonic())
 
 
 def image_file(path: str | os.PathLike) -> ImageSource:
@@ -116,7 +121,7 @@ class VideoSource:
         if not ok:
           return
         yield Frame(index, cv2.cvtColor(image, cv2.COLOR_BGR2RGB),
-                    f'{self._stem}_{index:06d}', index)
+                    f'{self._stem}_{index:06d}', index, time.monotonic())
         index += 1
     finally:
       capture.release()
