@@ -328,3 +328,21 @@ def test_live_stream_through_the_command_sigterm_and_masked_password(models, tmp
   assert len(lines) == stream['frames_processed'] == summary['frames']
   assert len(json.loads((tmp_path / pipeline.FRAMES_FILE).read_text())) == len(lines)
   _no_password_anywhere(tmp_path, stdout, stderr)
+
+
+@pytest.mark.slow
+def test_two_topdown_streams_batch_their_crops_and_give_each_streams_own_people(
+    models, video_detections, topdown_jax, tmp_path):
+  """Top-down: the crops of both streams' people run in one call; each stream's records are its own alone."""
+  _, (_, alone_demo, _) = topdown_jax
+  backwards = [frame.image for frame in frame_sources.VideoSource(DEMO_VIDEO)][::-1]
+  clip = _write_clip(tmp_path / 'backwards.mp4', backwards)
+  flags = ['--workdir', models['hourglass'], '--detections', str(video_detections), '--nopictures']
+  _, alone_clip, _ = _run(tmp_path / 'alone', *flags, '--video', str(clip))
+  out = tmp_path / 'both'
+  summary = cli.run(['infer', *flags, '--video', str(DEMO_VIDEO), '--video', str(clip),
+                     '--out', str(out)])
+  assert summary['model_calls'] == NUM_FRAMES  # 4 crops a round, one call
+  for name, alone in (('demo', alone_demo), ('backwards', alone_clip)):
+    together = json.loads((out / name / pipeline.RESULTS_FILE).read_text())
+    _assert_same_records(together, alone, keypoint_tolerance=STREAMS_TOLERANCE)
