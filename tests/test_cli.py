@@ -274,6 +274,8 @@ def test_mistakes_fail_in_one_line(quickstart, tmp_path):
     (['score', '--detections=d.json'], 2, ['jaxpose score: ', 'detections', '--help']),
     (['score', f'--coco_annotations={COCO / "test_coco.json"}', '--results=/nonexistent.json'],
      1, ['jaxpose score: ', '/nonexistent.json']),
+    (['infer', '--onnx=m.onnx', '--video=rtsp://u:pw@127.0.0.1:9/s', '--reconnect_attempts=-1',
+      '--out=/tmp/jaxpose_test_unwritten'], 2, ['--reconnect_attempts: expected 0 or more, got -1']),
 ])
 def test_more_mistakes_in_one_line_in_process(arguments, status, phrases, capsys):
   # What main() returns is the executable's exit status, and its stderr.

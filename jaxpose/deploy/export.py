@@ -267,14 +267,19 @@ def _relative_error(path: str, name: str, onnx_out: np.ndarray, jax_out: jax.Arr
   return float(np.abs(onnx_out - jax_out).max()) / scale
 
 
-def export_workdir(workdir: str, out_path: str, step: int | None = None, **kwargs) -> str:
+def export_workdir(workdir: str, out_path: str, step: int | None = None,
+                   check_model: Callable[[dict[str, Any]], None] | None = None, **kwargs) -> str:
   """Exports a checkpoint of a `jaxpose train` / `convert` workdir (latest step by default).
 
   Keyword arguments are those of `export_onnx`; the input size defaults to
-  the one the model was trained at.
+  the one the model was trained at. `check_model` is called with the model
+  description before anything is traced or written, to refuse a model that
+  a later step cannot take (`quantize.check_quantizable`).
   """
   variables, model_config = checkpoint.restore_variables(workdir, step)
   models.check_variables(variables, model_config, source=checkpoint.checkpoint_dir(workdir))
+  if check_model is not None:
+    check_model(model_config)
   if kwargs.get('input_size') is None:
     kwargs['input_size'] = models.trained_input_size(model_config)
   return export_onnx(variables, model_config, out_path, **kwargs)

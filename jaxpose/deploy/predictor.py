@@ -201,8 +201,12 @@ class OnnxPredictor:
     _check_approach(self.approach, whole_images, self.source)
     self.input_multiple = self.approach.input_multiple
 
-  def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-    """uint8 RGB images [N, H, W, 3] -> {name: float32 [N, h, w, C]}."""
+  def feed(self, images: np.ndarray) -> dict[str, np.ndarray]:
+    """uint8 RGB images [N, H, W, 3] -> onnxruntime's feed: {'images': float32 [N, H, W, 3] (NCHW: [N, 3, H, W])}.
+
+    What `__call__` runs the session on; int8 calibration
+    (`deploy.quantize`) feeds the same.
+    """
     images = _check_images(images, self.source)
     if tuple(images.shape[2:0:-1]) != self.input_size:
       raise ValueError(f'{self.source}: the model takes {self.input_size[0]}x'
@@ -211,7 +215,11 @@ class OnnxPredictor:
     pixels = images.astype(np.float32)
     if self.nchw:
       pixels = pixels.transpose(0, 3, 1, 2)
-    outputs = self._session.run(self.output_names, {self._input_name: pixels})
+    return {self._input_name: pixels}
+
+  def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
+    """uint8 RGB images [N, H, W, 3] -> {name: float32 [N, h, w, C]}."""
+    outputs = self._session.run(self.output_names, self.feed(images))
     if self.nchw:
       outputs = [maps.transpose(0, 2, 3, 1) for maps in outputs]
     return {name: np.asarray(maps, np.float32) for name, maps in zip(self.output_names, outputs)}
