@@ -5,7 +5,7 @@
                 [--detections FILE] [--flip_test] [--protocol NAME] [--notrack] [--tracker oks|taf]
                 [--nopictures] [--reconnect_attempts N] [--report_seconds S]
 
---video takes a file, a stream URL (rtsp://user:password@host/..., an HTTP
+A video is a file, a stream URL (rtsp://user:password@host/..., an HTTP
 MJPEG stream: anything cv2's FFmpeg backend opens) or a camera index; given
 several times, the streams run in one process, batched into one model call
 (`jaxpose.inference.pipeline`). SIGTERM or Ctrl-C stops a run cleanly: the
@@ -44,7 +44,7 @@ def define_flags(flag_values: flags.FlagValues) -> None:
   flags.DEFINE_multi_string('video', None, 'A video file, a stream URL (rtsp://, http:// MJPEG) '
                             'or a camera index (0, 1, ...); repeat it for several streams in one '
                             'process. A live stream is read on its own thread, the newest frame '
-                            'kept, the others dropped and counted.', **define)
+                            'kept, the others dropped and counted', **define)
   flags.DEFINE_integer('reconnect_attempts', live_sources.DEFAULT_RECONNECT_ATTEMPTS,
                        'A lost live stream is reopened this many times in a row (waits doubling '
                        f'from {live_sources.RECONNECT_FIRST_DELAY:g} s to '
