@@ -27,6 +27,7 @@ from absl import logging
 from jaxpose import commands
 from jaxpose import config as config_lib
 from jaxpose.commands import convert, evaluate, export, infer, score, sweep, train
+from jaxpose.training import preemption
 
 COMMANDS = {
     'train': train,
@@ -60,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
   except CommandFailed as e:
     print(e.message, file=sys.stderr)
     return e.status
+  except preemption.Preempted as e:  # saved where every process agreed: rerunning resumes
+    print(e.message, file=sys.stderr)
+    print(json.dumps({'preempted': True, 'step': e.step, 'checkpoint': e.checkpoint}))
+    return 0
   except KeyboardInterrupt:
     print('jaxpose: interrupted', file=sys.stderr)
     return 130

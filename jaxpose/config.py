@@ -28,6 +28,11 @@ COMPUTE_DTYPES = ('auto', 'float32', 'bfloat16')
 _BFLOAT16_BACKENDS = ('gpu', 'tpu')
 
 
+def distributed_timeouts(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """config.distributed, or the defaults for a config file written without it."""
+  return config.get('distributed') or default_config().distributed
+
+
 def default_config() -> ml_collections.ConfigDict:
   """All trainer fields with defaults: a 2-stack hourglass on synthetic COCO-17 people."""
   config = ml_collections.ConfigDict()
@@ -42,6 +47,17 @@ def default_config() -> ml_collections.ConfigDict:
   # Eval metric whose best checkpoint is kept beside the latest ('' for none).
   config.best_metric = 'pck'
   config.best_mode = 'max'  # 'max' | 'min': which end of best_metric is best
+  # How many of the latest checkpoints are kept (beside the best): two, so that
+  # a corrupt latest one has a previous one to fall back to (docs/training.md).
+  config.keep_checkpoints = 2
+  # Several processes (jax.distributed; docs/pod.md): a process silent for
+  # heartbeat_timeout_seconds is lost, and the others exit naming it
+  # (jaxpose.training.hosts); the processes wait initialization_timeout_seconds
+  # for each other at the start and shutdown_timeout_seconds at the end.
+  # JAX's own defaults are 100, 300 and 300 s.
+  config.distributed = ml_collections.ConfigDict(dict(
+      heartbeat_timeout_seconds=60, initialization_timeout_seconds=300,
+      shutdown_timeout_seconds=60))
   # (first_step, num_steps): a jax.profiler trace of those train steps in
   # WORKDIR/profile, for TensorBoard's profile plugin or Perfetto; () for none.
   config.profile_steps = ()

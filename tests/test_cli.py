@@ -13,6 +13,7 @@ import os
 import pathlib
 import resource
 import signal
+import socket
 import subprocess
 import sys
 
@@ -443,3 +444,32 @@ def test_your_own_keypoints_bottom_up_with_the_limbs_overridden(tmp_path):
                               '--height=64', f'--out={tmp_path / "out"}'))
   assert summary['keypoints'] == [name for name, _ in layouts.FOURTEEN]
   assert summary['approach'] == 'bottom-up'
+
+
+@pytest.mark.slow  # ~1 min: three eval processes
+def test_eval_on_two_processes_prints_what_one_process_does(quickstart, tmp_path):
+  """Issue 29: each process evaluates every other image; process 0 alone writes and prints, the same AP."""
+  workdir, _ = quickstart
+  command = ['eval', '--config=configs/quickstart.py', f'--workdir={workdir}', *TINY_QUICKSTART,
+             *COCO_EVAL, f'--detections={COCO / "test_coco_det_AP_H_56.json"}']
+  alone = last_json(jaxpose(*command, f'--results={tmp_path / "one.json"}'))
+  port = socket.socket()
+  port.bind(('localhost', 0))
+  address = f'localhost:{port.getsockname()[1]}'
+  port.close()
+  env = dict(os.environ)
+  env['XLA_FLAGS'] = env.get('XLA_FLAGS', '').replace(
+      '--xla_force_host_platform_device_count=8', '')
+  processes = [subprocess.Popen(
+      [str(JAXPOSE), *command, f'--results={tmp_path / "two.json"}',
+       f'--coordinator_address={address}', '--num_processes=2', f'--process_id={index}'],
+      cwd=REPO, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+      for index in range(2)]
+  outputs = [process.communicate(timeout=600) for process in processes]
+  assert [process.returncode for process in processes] == [0, 0], [e[-2000:] for _, e in outputs]
+  # Process 1 prints no result (Gloo's own connection notes go to stdout too).
+  assert not [line for line in outputs[1][0].splitlines() if line.startswith('{')]
+  together = json.loads(outputs[0][0].strip().splitlines()[-1])
+  assert together == alone
+  results = json.loads((tmp_path / 'two.json').read_text())
+  assert len(results) > 0 and results == json.loads((tmp_path / 'one.json').read_text())

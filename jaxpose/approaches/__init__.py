@@ -30,13 +30,13 @@ from jaxpose import models, skeletons
 from jaxpose.data import sources
 from jaxpose.approaches import protocols
 from jaxpose.approaches.base import (Approach, EvalOptions, ExportSignature, Options, People,
-                                     last_output)
+                                     Share, last_output)
 from jaxpose.approaches.bottomup import BottomUp
 from jaxpose.approaches.staf import StafBottomUp
 from jaxpose.approaches.topdown import TopDown
 
 __all__ = ['Approach', 'BottomUp', 'EvalOptions', 'ExportSignature', 'Options', 'People',
-           'StafBottomUp', 'TopDown', 'for_config', 'for_description', 'last_output', 'protocols']
+           'Share', 'StafBottomUp', 'TopDown', 'for_config', 'for_description', 'last_output', 'protocols']
 
 
 def for_description(description: Mapping[str, Any]) -> Approach:

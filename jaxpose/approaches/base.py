@@ -23,7 +23,7 @@ import numpy as np
 
 from jaxpose import models, skeletons
 from jaxpose.approaches import protocols
-from jaxpose.approaches.records import (EvalOptions, ExportSignature, Options, People,
+from jaxpose.approaches.records import (EvalOptions, ExportSignature, Options, People, Share,
                                         last_output, renamed_protocol)
 
 __all__ = ['Approach', 'EvalOptions', 'ExportSignature', 'Options', 'People', 'last_output',

@@ -191,14 +191,17 @@ class BottomUp(base.Approach):
     scales = options.scales or protocol.DEFAULT_SCALES
     files = sources.eval_files(config)
     maps_fn = lambda inputs: self.last_maps(network(inputs))
-    results = []
+    per_image = []  # this process's images (`options.share`), gathered below
     decode_options = self._decode_options(protocol)
-    for image_id, path in tqdm.tqdm(coco.image_paths(files.eval_annotations, files.eval_images),
-                                    desc='eval', unit='image', file=sys.stderr):
+    paths = coco.image_paths(files.eval_annotations, files.eval_images)
+    for image_id, path in tqdm.tqdm(options.share.take(paths), desc='eval', unit='image',
+                                    file=sys.stderr):
       image = read_image(path, image_id)
       keypoints, keypoint_scores, scores = protocol.coco_people(maps_fn, image, scales,
                                                                 self.stride, **decode_options)
-      results += coco_ap.coco_results(np.full(len(scores), image_id), keypoints,
-                                      keypoint_scores, scores)
+      per_image.append(coco_ap.coco_results(np.full(len(scores), image_id), keypoints,
+                                            keypoint_scores, scores))
+    results = [result for image in options.share.gather(per_image) for result in image]
     sigmas = None if self.custom_layout is None else self.custom_layout.sigmas
-    return coco_ap.score_or_zero(files.eval_annotations, results, results_file, sigmas)
+    return coco_ap.score_or_zero(files.eval_annotations, results,
+                                 results_file if options.share.writes else None, sigmas)

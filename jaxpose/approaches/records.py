@@ -4,7 +4,7 @@ Its own module, below both `base` (the interface) and `protocols`, so that
 neither imports the other's data types through a cycle.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 import dataclasses
 import re
 from typing import Any
@@ -44,6 +44,43 @@ class People:
 
 
 @dataclasses.dataclass(frozen=True)
+class Share:
+  """This process's share of an evaluation over `count` processes: every `count`-th item from `index`.
+
+  `take(items)` is the share; `gather(mine)`, with one entry per item of the
+  share, gives every process all the entries in the items' order (JAX's
+  `process_allgather` of their pickled bytes), so that scoring sees exactly
+  what one process would have produced. `writes` is whether this process
+  writes the shared outputs (process 0).
+  """
+  index: int = 0
+  count: int = 1
+
+  @property
+  def writes(self) -> bool:
+    return self.index == 0
+
+  def take(self, items: Sequence) -> list:
+    return list(items)[self.index::self.count]
+
+  def gather(self, mine: Sequence) -> list:
+    """One entry per item of this share -> one per item of all shares, in the items' order."""
+    if self.count == 1:
+      return list(mine)
+    import pickle  # pylint: disable=import-outside-toplevel
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    payload = np.frombuffer(pickle.dumps(list(mine)), np.uint8)
+    sizes = multihost_utils.process_allgather(np.array([payload.size]))
+    padded = np.zeros(int(np.max(sizes)), np.uint8)
+    padded[:payload.size] = payload
+    everyone = multihost_utils.process_allgather(padded)  # [count, longest]
+    shares = [pickle.loads(everyone[index][:int(sizes[index][0])].tobytes())
+              for index in range(self.count)]
+    total = sum(len(share) for share in shares)
+    return [shares[position % self.count][position // self.count] for position in range(total)]
+
+
+@dataclasses.dataclass(frozen=True)
 class Options:
   """How an approach predicts and evaluates: one object for every approach (fields an approach does not use are ignored).
 
@@ -69,6 +106,8 @@ class Options:
     person_boxes: image [H, W, 3] -> (boxes [P, 4] x, y, w, h; scores [P]).
     posetrack: STAF: a PoseTrack18 annotation file or folder to track on,
       instead of generated clips; its images under `posetrack_images`.
+    share: this process's share of the evaluation's images, clips or people
+      (`Share`; several processes: `jaxpose.evaluation`).
     mpii_protocol, coco_protocol: deprecated (one release): 'jaxpose',
       'bearpaw' or 'mmpose', turned into `protocol` with a warning.
   """
@@ -84,6 +123,7 @@ class Options:
   person_boxes: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
   posetrack: str | None = None
   posetrack_images: str = ''
+  share: Share = Share()
   mpii_protocol: str | None = None
   coco_protocol: str | None = None
 

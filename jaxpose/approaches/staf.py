@@ -316,7 +316,7 @@ class StafBottomUp(BottomUp):
         options, input_size=tuple(config.input_size)))
     results = self.tracking_results(lambda clip: runner.video(clip['images']), config, options,
                                     runner)
-    for result in results:
+    for result in results if options.share.writes else ():
       print(staf_tracking.tracking_table(result), file=sys.stderr)
     return staf_tracking.summary(results)
 
@@ -330,8 +330,9 @@ class StafBottomUp(BottomUp):
         raise ValueError('PoseTrack18 is scored with the workdir\'s model')
       videos = posetrack.load_posetrack(options.posetrack, options.posetrack_images)
       return [staf_tracking.evaluate_posetrack(
-          runner, videos, keypoint_threshold=config.data.track_keypoint_threshold)]
-    return staf_tracking.evaluate_clips(frames_fn, config)
+          runner, videos, keypoint_threshold=config.data.track_keypoint_threshold,
+          share=options.share)]
+    return staf_tracking.evaluate_clips(frames_fn, config, options.share)
 
   def host_eval(self, variables: dict, config: ml_collections.ConfigDict) -> dict[str, float]:
     """MOTA of TAF and of OKS tracking, and AP, on config.data.track_eval_clips held-out clips.

@@ -320,8 +320,8 @@ def score(title: str, key: str, ground_truth: Sequence[PoseTrackVideo],
                         posetrack.mota(ground_truth, predictions['oks']), pose)
 
 
-def evaluate_clips(frames_fn: FramesFn,
-                   config: ml_collections.ConfigDict) -> list[TrackingResult]:
+def evaluate_clips(frames_fn: FramesFn, config: ml_collections.ConfigDict,
+                   share: base.Share = base.Share()) -> list[TrackingResult]:
   """config.data.track_eval_clips held-out generated clips at each of config.data.track_eval_frame_steps -> results.
 
   For each frame step k two results: the people `frames_fn` found (key
@@ -330,18 +330,20 @@ def evaluate_clips(frames_fn: FramesFn,
   keypoints scored at least config.data.track_keypoint_threshold (`score`).
 
   `frames_fn`: a clip (`SyntheticClips` example) -> its frames' people, e.g.
-  `lambda clip: runner.video(clip['images'])`.
+  `lambda clip: runner.video(clip['images'])`. `share`: the clips this
+  process tracks (several processes), the results being everyone's.
   """
   results = []
   for frame_step in config.data.track_eval_frame_steps:
     clips = sources.generated_clips(config, config.data.track_eval_clips, held_out=True,
                                     frame_steps=(int(frame_step),))
-    truths, detections, true_people = [], [], []
+    detections = share.gather([frames_fn(clips[index])
+                               for index in share.take(range(len(clips)))])
+    truths, true_people = [], []
     for index in range(len(clips)):
       clip = clips[index]
       truths.append(clip_ground_truth(clip, f'clip{index}'))
-      detections.append(frames_fn(clip))
-      true_people.append(ground_truth_people(clip, detections[-1]))
+      true_people.append(ground_truth_people(clip, detections[index]))
     title = f'{len(clips)} generated clips, frame_step {frame_step}'
     threshold = float(config.data.track_keypoint_threshold)
     results.append(score(f'{title}, the people found (head_bottom, head_top: the eyes)'
@@ -354,13 +356,16 @@ def evaluate_clips(frames_fn: FramesFn,
 
 
 def evaluate_posetrack(runner: RecurrentRunner, videos: Sequence[PoseTrackVideo],
-                       keypoint_threshold: float = 0.0) -> TrackingResult:
+                       keypoint_threshold: float = 0.0,
+                       share: base.Share = base.Share()) -> TrackingResult:
   """PoseTrack18 ground-truth videos (`load_posetrack`, with their images) -> the runner's result.
 
-  `keypoint_threshold`: as `score`'s.
+  `keypoint_threshold`: as `score`'s. `share`: the videos this process
+  tracks (several processes), the result being everyone's.
   """
-  detections = [runner.video(read_image(frame.image_path, frame.image_id)
-                             for frame in video.frames) for video in videos]
+  detections = share.gather([runner.video(read_image(frame.image_path, frame.image_id)
+                                          for frame in video.frames)
+                             for video in share.take(videos)])
   return score(f'PoseTrack18, {len(videos)} videos{_threshold_note(keypoint_threshold)}',
                'posetrack', videos, detections, head_slots=False,
                keypoint_threshold=keypoint_threshold)

@@ -207,7 +207,8 @@ class TopDown(base.Approach):
     results = self._coco_results(heatmaps_fn, protocol, config, files, skeleton, options)
     # OKS with the layout's sigmas (pycocotools' own for COCO's 17 keypoints).
     sigmas = None if skeleton is skeletons.COCO else skeleton.sigmas
-    return coco_ap.score_or_zero(files.eval_annotations, results, results_file, sigmas)
+    return coco_ap.score_or_zero(files.eval_annotations, results,
+                                 results_file if options.share.writes else None, sigmas)
 
   def _coco_results(self, heatmaps_fn: HeatmapsFn, protocol, config: ml_collections.ConfigDict,
                     files: sources.DatasetFiles, skeleton: skeletons.Skeleton,
@@ -228,17 +229,18 @@ class TopDown(base.Approach):
       records = coco.load_coco(files.eval_annotations, files.eval_images)
       people = [(r.image_id, r.path, r.boxes, np.ones(len(r.boxes))) for r in records]
     detected = options.detections is not None or options.person_boxes is not None
-    results = []
+    per_image = []  # this process's images (`options.share`), gathered below
     for image_id, path, image_boxes, box_scores in tqdm.tqdm(
-        people, desc='eval', unit='image', file=sys.stderr):
+        options.share.take(people), desc='eval', unit='image', file=sys.stderr):
       image = images.read_image(path, image_id)
       if image_boxes is None:
         image_boxes, box_scores = options.person_boxes(image)
         keep = box_scores >= options.detection_threshold
         image_boxes, box_scores = image_boxes[keep], box_scores[keep]
-      results += protocol.coco_results(heatmaps_fn, image, image_id, image_boxes, box_scores,
-                                       tuple(config.input_size), skeleton, options, detected)
-    return results
+      per_image.append(protocol.coco_results(heatmaps_fn, image, image_id, image_boxes,
+                                             box_scores, tuple(config.input_size), skeleton,
+                                             options, detected))
+    return [result for image in options.share.gather(per_image) for result in image]
 
   def _mpii_pckh(self, heatmaps_fn: HeatmapsFn, protocol, config: ml_collections.ConfigDict,
                  files: sources.DatasetFiles, skeleton: skeletons.Skeleton,
@@ -259,14 +261,15 @@ class TopDown(base.Approach):
     if any(np.isnan(r.head_boxes).any() for r in records):
       raise ValueError(f'{files.eval_annotations}: PCKh needs each person\'s head box, and some '
                        'people have none')
-    predicted, target, visible, head_boxes = [], [], [], []
-    for record in tqdm.tqdm(records, desc='eval', unit='image', file=sys.stderr):
+    predicted = []  # this process's images (`options.share`), gathered below
+    for record in tqdm.tqdm(options.share.take(records), desc='eval', unit='image',
+                            file=sys.stderr):
       image = images.read_image(record.path, record.image_id)
       predicted.append(protocol.mpii_keypoints(heatmaps_fn, image, record,
                                                tuple(config.input_size), skeleton, options))
-      target.append(record.keypoints)
-      visible.append(record.visible > 0)
-      head_boxes.append(record.head_boxes)
-    return pck.pckh_summary(np.concatenate(predicted), np.concatenate(target),
-                            np.concatenate(visible), np.concatenate(head_boxes),
+    predicted = options.share.gather(predicted)
+    return pck.pckh_summary(np.concatenate(predicted),
+                            np.concatenate([r.keypoints for r in records]),
+                            np.concatenate([r.visible > 0 for r in records]),
+                            np.concatenate([r.head_boxes for r in records]),
                             strict=protocol.PCKH_STRICT)

@@ -11,13 +11,21 @@ module may also set:
   writes, checked writable before any work (a usage error otherwise).
 """
 
+from collections.abc import Callable
+import os
 import sys
 
 from absl import flags
+import ml_collections
 from ml_collections import config_flags
 
 from jaxpose import files
 from jaxpose.approaches import protocols, records
+from jaxpose.training import hosts, preemption
+
+# Where these are set, the environment names a coordinator (Cloud TPU pods, SLURM).
+_COORDINATOR_VARIABLES = ('JAX_COORDINATOR_ADDRESS', 'COORDINATOR_ADDRESS', 'TPU_WORKER_HOSTNAMES',
+                          'SLURM_JOB_ID', 'MEGASCALE_COORDINATOR_ADDRESS')
 
 
 class UsageError(ValueError):
@@ -80,3 +88,49 @@ def protocol_name(value: str | None, command: str, old_flag: str = 'protocol') -
     raise UsageError(f'--{old_flag}: expected one of {", ".join(protocols.PROTOCOLS)}, '
                      f'got {value!r}')
   return value
+
+
+def define_distributed_flags(flag_values: flags.FlagValues) -> None:
+  """--distributed, --coordinator_address, --num_processes, --process_id: one run over several processes."""
+  flags.DEFINE_bool('distributed', None,
+                    'Call jax.distributed.initialize() (default: when the environment '
+                    'names a coordinator, as on Cloud TPU pods and SLURM, or when '
+                    '--coordinator_address is given).', flag_values=flag_values)
+  flags.DEFINE_string('coordinator_address', None,
+                      'host:port of process 0, for clusters JAX does not detect by itself '
+                      '(with --num_processes and --process_id).', flag_values=flag_values)
+  flags.DEFINE_integer('num_processes', None, 'Processes (hosts) in the run.',
+                       flag_values=flag_values)
+  flags.DEFINE_integer('process_id', None, "This process's index, 0 to num_processes - 1.",
+                       flag_values=flag_values)
+
+
+def initialize_distributed(flag_values: flags.FlagValues,
+                           timeouts: ml_collections.ConfigDict) -> None:
+  """jax.distributed with `timeouts` (config.distributed) when asked to or when the environment names a coordinator."""
+  wanted = flag_values.distributed
+  if wanted is None:
+    wanted = (flag_values.coordinator_address is not None or
+              any(os.environ.get(v) for v in _COORDINATOR_VARIABLES))
+  if wanted:
+    # Unset flags are None: JAX detects them from the cluster's environment.
+    hosts.initialize(timeouts, coordinator_address=flag_values.coordinator_address,
+                     num_processes=flag_values.num_processes, process_id=flag_values.process_id)
+
+
+def run_on_hosts(work: Callable[[], dict], timeouts: ml_collections.ConfigDict) -> dict:
+  """A command's work on this process of a run: its result, then every process leaves together.
+
+  A failure that may be a lost process (a collective with a dead peer fails
+  at once on the CPU) waits for `hosts` to name it before it is raised.
+  """
+  try:
+    result = work()
+  except preemption.Preempted:
+    hosts.finish(timeouts)
+    raise
+  except Exception:
+    hosts.wait_for_lost_process(timeouts)
+    raise
+  hosts.finish(timeouts)
+  return result

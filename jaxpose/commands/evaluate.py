@@ -3,11 +3,19 @@
 A STAF model is scored as a tracker: PoseTrack's MOTA of TAF and of OKS
 tracking of the same people, and their AP, per joint, side by side, on
 held-out generated clips or on --posetrack FILE (with --posetrack_images).
+
+On several processes (the flags of `jaxpose train`, or a pod's environment)
+each process evaluates every N-th image, clip or video, the predictions are
+gathered, and every process scores all of them exactly as one process
+would; process 0 alone writes the results file and prints the metrics.
 """
 
 from absl import flags
 
+import jax
+
 from jaxpose import approaches, commands, evaluation
+from jaxpose import config as config_lib
 from jaxpose.commands import UsageError
 
 CONFIG_DRIVEN = True
@@ -15,6 +23,7 @@ OUTPUT_FLAGS = {'results': 'file'}
 
 
 def define_flags(flag_values: flags.FlagValues) -> None:
+  commands.define_distributed_flags(flag_values)
   flags.DEFINE_integer('step', None, 'Checkpoint step (default: the latest).',
                        flag_values=flag_values)
   flags.DEFINE_string('detections', None,
@@ -70,8 +79,16 @@ def _protocol(flag_values: flags.FlagValues) -> str | None:
   return commands.protocol_name(value, 'eval', name)
 
 
-def main(flag_values: flags.FlagValues) -> dict:
+def main(flag_values: flags.FlagValues) -> dict | None:
+  timeouts = config_lib.distributed_timeouts(flag_values.config)
+  commands.initialize_distributed(flag_values, timeouts)
+  metrics = commands.run_on_hosts(lambda: _evaluate(flag_values), timeouts)
+  return metrics if jax.process_index() == 0 else None  # one process prints
+
+
+def _evaluate(flag_values: flags.FlagValues) -> dict:
   options = approaches.Options(
+      share=approaches.Share(jax.process_index(), jax.process_count()),
       protocol=_protocol(flag_values),
       detections=flag_values.detections, detection_threshold=flag_values.detection_threshold,
       flip_test=flag_values.flip_test, scales=parse_scales(flag_values.scales),

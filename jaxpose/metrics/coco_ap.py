@@ -219,13 +219,15 @@ def score_results_file(annotation_file: str | os.PathLike, results_file: str | o
 
 
 def score_or_zero(annotation_file: str | os.PathLike, results: list[dict],
-                  results_file: str | os.PathLike, sigmas=None) -> dict[str, float]:
-  """Writes `results` to `results_file`, then their 10 stats; all 0 (with a warning) when there are none.
+                  results_file: str | os.PathLike | None, sigmas=None) -> dict[str, float]:
+  """Writes `results` to `results_file` (None: not written), then their 10 stats; all 0 (with a warning) when there are none.
 
   pycocotools cannot score an empty list; a model that finds no one scores 0.
   """
-  write_coco_results(results_file, results)
+  if results_file is not None:
+    write_coco_results(results_file, results)
   if not results:
-    logging.warning('%s: the model found no person; every metric is 0', results_file)
+    logging.warning('%s: the model found no person; every metric is 0',
+                    results_file or annotation_file)
     return {name: 0.0 for name in COCO_STAT_NAMES}
   return coco_keypoint_ap(annotation_file, results, verbose=False, sigmas=sigmas)

@@ -33,6 +33,7 @@ import optax
 
 from jaxpose import approaches, models
 from jaxpose.training import checkpoint
+from jaxpose.training import hosts
 from jaxpose.training import mfu
 from jaxpose.training import parallel
 from jaxpose.training import preemption
@@ -289,9 +290,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state = create_train_state(config, eval_model, tx)
   checkpointer = checkpoint.Checkpointer(workdir, best_metric=config.best_metric,
                                        best_mode=config.best_mode)
+  hosts.set_resume_step(None, checkpointer.directory)
   if checkpointer.latest_step() is not None:
     state, _ = checkpointer.restore(state_template=state)
     logging.info('Resumed from %s at step %d', checkpointer.directory, int(state.step))
+    hosts.set_resume_step(int(state.step), checkpointer.directory)
   elif config.get('init_from'):  # a run's own checkpoints come first: resuming ignores it
     state = init_from(state, config)
   if jax.process_index() == 0:
@@ -337,6 +340,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
           f'{checkpointer.directory}/{checkpointer.latest_step()} stays the last good '
           'checkpoint. Lower config.learning_rate or check the data.')
     checkpointer.save(step, host_state, model_description, metrics=metrics, wait=wait)
+    hosts.set_resume_step(step, checkpointer.directory)  # named if a process is lost
 
   # One progress bar per run, not per host.
   progress = metric_writers.Progress(config.num_train_steps, initial=start_step,
@@ -387,14 +391,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                       eval_transform, config, approach)
         writer.write(step, {f'eval/{k}': v for k, v in eval_metrics.items()})
         final = eval_metrics
+      # Asked at every step: on several processes the answer is agreed (`preemption`).
+      stopping = sigterm.reached(step)
       if (step % config.checkpoint_every_steps == 0 or step == config.num_train_steps
-          or eval_metrics is not None or sigterm.requested):
-        save(step, eval_metrics, wait=sigterm.requested)
-      if sigterm.requested:
+          or eval_metrics is not None or stopping):
+        save(step, eval_metrics, wait=stopping)
+      if stopping:
         checkpointer.close()
         writer.close()
         raise preemption.Preempted(f'SIGTERM: saved {checkpointer.directory}/{step}; run the '
-                                   'same command to resume')
+                                   'same command to resume', step,
+                                   f'{checkpointer.directory}/{step}')
   checkpointer.close()
   progress.close()
   if not final:  # a rerun of a finished run: nothing was evaluated now; keep the last summary
