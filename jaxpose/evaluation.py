@@ -56,7 +56,8 @@ class _LastMapsNetwork:
 def restore_variables(config: ml_collections.ConfigDict, workdir: str, step: int | None
                       ) -> tuple[dict, dict, int]:
   """Workdir -> (variables, model description, step); raises if the model is not the config's."""
-  variables, description = checkpoint.restore_variables(workdir, step)
+  # The step read, which is not the latest when that one was unreadable.
+  variables, description, step = checkpoint.restore_variables_and_step(workdir, step)
   if models.model_class(description) is not models.model_class(config.model):
     raise ValueError(f'{workdir}: the checkpoint holds a {description.get("arch")!r} model, '
                      f'but config.model.arch is {config.model.get("arch")!r}')
@@ -65,9 +66,6 @@ def restore_variables(config: ml_collections.ConfigDict, workdir: str, step: int
     raise ValueError(f'{workdir}: the checkpoint\'s model has {description.get("num_joints")} '
                      f'joints, but config.model.num_joints is {expected} (the data\'s where '
                      'it is 0)')
-  if step is None:
-    with checkpoint.Checkpointer(workdir, read_only=True) as checkpointer:
-      step = checkpointer.latest_step()
   return variables, description, int(step)
 
 

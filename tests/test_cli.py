@@ -12,6 +12,7 @@ import json
 import os
 import pathlib
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -473,3 +474,50 @@ def test_eval_on_two_processes_prints_what_one_process_does(quickstart, tmp_path
   assert together == alone
   results = json.loads((tmp_path / 'two.json').read_text())
   assert len(results) > 0 and results == json.loads((tmp_path / 'one.json').read_text())
+
+
+def _truncate_largest_file(step_directory: pathlib.Path) -> pathlib.Path:
+  largest = max((p for p in step_directory.rglob('*') if p.is_file()), key=lambda p: p.stat().st_size)
+  largest.write_bytes(largest.read_bytes()[:largest.stat().st_size // 2])
+  return largest
+
+
+@pytest.mark.slow  # ~1.5 min: three short trainings, an export
+def test_a_truncated_latest_checkpoint_falls_back_in_export_and_training(tmp_path):
+  """Issue 29: the latest step's largest file cut in half; export and a rerun of training use the previous step."""
+  workdir = tmp_path / 'run'
+  steps = ['--config.num_train_steps=4', '--config.checkpoint_every_steps=2']
+  done = jaxpose('train', '--config=configs/quickstart.py', f'--workdir={workdir}',
+                 *TINY_QUICKSTART, *steps)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert sorted(p.name for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit()) == [
+      '2', '4']
+  _truncate_largest_file(workdir / 'checkpoints' / '4')
+  copies = {name: tmp_path / name for name in ('export', 'train', 'all_bad')}
+  for copy in copies.values():
+    shutil.copytree(workdir, copy)
+
+  done = jaxpose('export', f'--workdir={copies["export"]}', f'--out={tmp_path / "m.onnx"}')
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert 'step 4' in done.stderr and '4.corrupt' in done.stderr  # the warning names it
+  assert (copies['export'] / 'checkpoints' / '4.corrupt').is_dir()  # kept aside, not deleted
+
+  done = jaxpose('train', '--config=configs/quickstart.py', f'--workdir={copies["train"]}',
+                 *TINY_QUICKSTART, '--config.num_train_steps=6',
+                 '--config.checkpoint_every_steps=2')
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert 'step 4' in done.stderr and '4.corrupt' in done.stderr
+  assert last_json(done)['step'] == 6  # on to the end, from step 2
+  assert (copies['train'] / 'checkpoints' / '4.corrupt').is_dir()
+  assert sorted(p.name for p in (copies['train'] / 'checkpoints').iterdir()) == [
+      '4', '4.corrupt', '6']
+
+  _truncate_largest_file(copies['all_bad'] / 'checkpoints' / '2')
+  done = jaxpose('train', '--config=configs/quickstart.py', f'--workdir={copies["all_bad"]}',
+                 *TINY_QUICKSTART, *steps)
+  assert done.returncode == 1
+  assert 'no readable checkpoint; steps [4, 2] failed to read' in done.stderr.splitlines()[-1]
+  # Run again: it does not start afresh over a run whose checkpoints went bad.
+  done = jaxpose('train', '--config=configs/quickstart.py', f'--workdir={copies["all_bad"]}',
+                 *TINY_QUICKSTART, *steps)
+  assert_one_line_error(done, 1, 'every checkpoint is unreadable', '2.corrupt, 4.corrupt')

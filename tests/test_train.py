@@ -390,8 +390,10 @@ def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_checkpoints_keep_latest_and_best(tmp_path):
+  """keep=1: the latest and the best (test_checkpoint.py tests keep=2, the default)."""
   workdir = str(tmp_path / 'run')
-  with checkpoint.Checkpointer(workdir, best_metric='pck', async_save=False) as checkpointer:
+  with checkpoint.Checkpointer(workdir, best_metric='pck', async_save=False,
+                               keep=1) as checkpointer:
     state = {'w': np.zeros(2, np.float32)}
     for step, pck in ((1, 0.5), (2, 0.9), (3, 0.4), (4, 0.3)):
       checkpointer.save(step, state, {'arch': 'x'}, metrics={'pck': pck}, wait=True)
@@ -520,6 +522,12 @@ def test_sigterm_to_one_process_saves_one_agreed_step_and_a_lost_process_is_name
   steps = 12
   for code, _, stderr, _ in _finish(_two_processes(tmp_path / 'straight', steps, _free_port())):
     assert code == 0, stderr[-3000:]
+  # Process 0 alone writes what the run shares: one events file, each step logged once.
+  assert len(list((tmp_path / 'straight').rglob('events.out.tfevents*'))) == 1
+  logged = [line.split(',')[0] for line in
+            (tmp_path / 'straight' / 'metrics.csv').read_text().splitlines()
+            if ',train/loss,' in line]
+  assert logged == [str(step) for step in range(1, steps + 1)]
 
   interrupted = tmp_path / 'interrupted'
   processes = _two_processes(interrupted, steps, _free_port())

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import os
 import sys
 import threading
+import time
 
 from absl import logging
 import jax
@@ -139,9 +140,12 @@ def initialize(timeouts: ml_collections.ConfigDict, coordinator_address: str | N
 def finish(timeouts: ml_collections.ConfigDict) -> None:
   """This process ended its command normally: the others' watches let it go; all leave together.
 
-  Process 0 holds the coordination service: leaving before the others
-  would make their watches report it lost. Waits at a barrier (at most
-  the shutdown timeout; the watch still reports a process lost meanwhile).
+  Process 0 holds the coordination service, and with recoverability on JAX
+  has no shutdown barrier: had process 0 left first, the others' clients
+  would lose the service mid-shutdown and abort. So every process waits at a
+  barrier (at most the shutdown timeout; the watch still reports a process
+  lost meanwhile), the others disconnect, and process 0 leaves once they
+  have.
   """
   if _watch is None:
     return
@@ -153,6 +157,17 @@ def finish(timeouts: ml_collections.ConfigDict) -> None:
   except Exception as error:  # pylint: disable=broad-except
     logging.warning('not every process reached the end of the command: %s', error)
   _watch.stopped.set()
+  if jax.process_index() == 0:
+    others = list(range(1, jax.process_count()))
+    deadline = time.monotonic() + timeouts.shutdown_timeout_seconds
+    while time.monotonic() < deadline:
+      try:
+        if not client.get_live_nodes(others):
+          break
+      except Exception:  # pylint: disable=broad-except
+        break
+      time.sleep(0.1)
+  jax.distributed.shutdown()
 
 
 def wait_for_lost_process(timeouts: ml_collections.ConfigDict) -> None:

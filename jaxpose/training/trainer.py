@@ -289,8 +289,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   state = create_train_state(config, eval_model, tx)
   checkpointer = checkpoint.Checkpointer(workdir, best_metric=config.best_metric,
-                                       best_mode=config.best_mode)
+                                       best_mode=config.best_mode,
+                                       keep=config.get('keep_checkpoints', 2))
   hosts.set_resume_step(None, checkpointer.directory)
+  set_aside = checkpoint.corrupt_steps(checkpointer.directory)
+  if checkpointer.latest_step() is None and set_aside:
+    # Starting afresh would silently throw away the run's progress.
+    raise ValueError(f'{checkpointer.directory}: every checkpoint is unreadable (moved aside: '
+                     f'{", ".join(set_aside)}); move them out of the workdir to train from the '
+                     'start')
   if checkpointer.latest_step() is not None:
     state, _ = checkpointer.restore(state_template=state)
     logging.info('Resumed from %s at step %d', checkpointer.directory, int(state.step))
