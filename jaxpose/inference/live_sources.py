@@ -103,7 +103,7 @@ class LiveSource:
   def __init__(self, spec: str, reconnect_attempts: int = DEFAULT_RECONNECT_ATTEMPTS):
     """Opens `spec` and decodes its first frame; ValueError naming the masked URL if it cannot."""
     self.spec = spec
-    self.source = mask_url(spec)
+    self.source = f'camera {spec}' if spec.isdigit() else mask_url(spec)
     self.name = stream_name(spec)
     self.reconnect_attempts = reconnect_attempts
     self.counts = StreamCounts()
