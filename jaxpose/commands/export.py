@@ -70,7 +70,8 @@ def _int8_images(flag_values: flags.FlagValues
   if not flag_values.int8:
     given = [f'--{name}' for name in _INT8_FLAGS if flag_values[name].present]
     if given:
-      raise commands.UsageError(f'{", ".join(given)} apply only with --int8')
+      raise commands.UsageError(f'{", ".join(given)} '
+                                f'{"applies" if len(given) == 1 else "apply"} only with --int8')
     return None
   if flag_values.calibration is None:
     raise commands.UsageError('--int8 needs --calibration DIR: a folder of images like those '
