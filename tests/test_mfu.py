@@ -39,6 +39,7 @@ def conv_multiply_adds(model, variables, images) -> dict[tuple[str, ...], int]:
   return counts
 
 
+@pytest.mark.slow  # ~14 s: compiles three models' train steps
 def test_train_step_flops_are_three_forward_passes_of_the_convs():
   # test_train.py's one-stack hourglass of 16 channels on the quick start's
   # 64x64 input at depth 3, batch 16, one device. Shapes only: nothing is

@@ -191,6 +191,7 @@ def test_misshapen_key_is_named(torch_model, key, shape):
     convert.variables_from_torch(LightweightOpenPose(), state, input_shape=(1, 64, 64, 3))
 
 
+@pytest.mark.slow  # ~23 s; test_hourglass's remat test checks the same mechanism by default
 def test_remat_gives_the_same_params_and_gradients_and_is_not_stored():
   # As the hourglass's (tests/test_hourglass.py): each backbone block, the
   # initial stage and each refinement stage are recomputed in the backward
