@@ -36,6 +36,7 @@ import jax
 import ml_collections
 
 POLL_SECONDS = 1.0
+SHUTDOWN_GRACE_SECONDS = 2.0
 LOST_STATUS = 1
 _FINISHED_KEY = 'jaxpose/finished/{}'
 _resume = {'step': None, 'directory': None}
@@ -167,6 +168,11 @@ def finish(timeouts: ml_collections.ConfigDict) -> None:
       except Exception:  # pylint: disable=broad-except
         break
       time.sleep(0.1)
+    # A process is no longer live once the service has its disconnection,
+    # before the reply reaches it: leaving at once could take the service
+    # away under that reply, and the other process would abort (seen on a
+    # loaded machine).
+    time.sleep(SHUTDOWN_GRACE_SECONDS)
   jax.distributed.shutdown()
 
 
@@ -180,4 +186,7 @@ def wait_for_lost_process(timeouts: ml_collections.ConfigDict) -> None:
   """
   if _watch is None:
     return
-  _watch.fired.wait(timeouts.heartbeat_timeout_seconds + 3 * POLL_SECONDS)
+  if _watch.fired.wait(timeouts.heartbeat_timeout_seconds + 3 * POLL_SECONDS):
+    # The watch is writing its line and ending the process: raising now
+    # would print a traceback after (or through) it.
+    threading.Event().wait()
