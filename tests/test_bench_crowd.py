@@ -85,7 +85,6 @@ def test_the_table_shows_the_network_on_every_row_and_the_frame_totals():
 
 
 def test_the_plot_is_a_png(tmp_path):
-  pytest.importorskip('matplotlib')
   rows = [dict.fromkeys(bench_crowd.ROW_KEYS, 1.0) | {'people': n} for n in (1, 5)]
   path = tmp_path / 'plots' / 'crowd.png'
   bench_crowd.plot_curve(rows, NETWORK, path, statistic='best')
