@@ -28,12 +28,10 @@ Usage: python scripts/bench_inference.py [--repeats 50] [--threads 2] [--familie
 """
 
 import argparse
-from collections.abc import Callable
 import collections
 import os
 import sys
 import tempfile
-import time
 import warnings
 
 import numpy as np
@@ -41,6 +39,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from timing import interleaved_times  # scripts/timing.py
 from jaxpose import models
 from jaxpose.deploy import convert
 from jaxpose.deploy import export
@@ -144,21 +143,6 @@ EXPORTED_OPS = ('Conv', 'BatchNormalization', 'Transpose', 'Resize', 'Expand', '
 # What onnxruntime runs after its optimisations: NCHWc layout conversions
 # (Reorder*) and Transposes that it could not fold away.
 RUNTIME_OPS = ('Transpose', 'ReorderInput', 'ReorderOutput', 'BatchNormalization', 'Expand')
-
-
-def interleaved_times(runs: dict[str, Callable[[], object]],
-                      repeats: int) -> dict[str, list[float]]:
-  """Seconds per call of each function, the functions taking turns (after 3 warm-ups each)."""
-  for fn in runs.values():
-    for _ in range(3):
-      fn()
-  times = {name: [] for name in runs}
-  for _ in range(repeats):
-    for name, fn in runs.items():
-      start = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - start)
-  return times
 
 
 def max_relative_error(ours: list[np.ndarray], theirs: list[np.ndarray]) -> float:

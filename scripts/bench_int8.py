@@ -29,7 +29,6 @@ Usage: python scripts/bench_int8.py [--repeats 30] [--threads 2] [--families lig
 """
 
 import argparse
-from collections.abc import Callable
 import os
 import platform
 import subprocess
@@ -43,6 +42,7 @@ import onnx
 import onnxruntime as ort
 from onnxruntime import quantization
 
+from timing import interleaved_times  # scripts/timing.py
 from jaxpose import config as config_lib
 from jaxpose import models
 from jaxpose.data import synthetic
@@ -73,21 +73,6 @@ def session(path: str, threads: int) -> ort.InferenceSession:
   options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
   options.log_severity_level = 3
   return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-
-
-def interleaved_times(runs: dict[str, Callable[[], object]],
-                      repeats: int) -> dict[str, list[float]]:
-  """Seconds per call of each function, the functions taking turns (after 3 warm-ups each)."""
-  for fn in runs.values():
-    for _ in range(3):
-      fn()
-  times = {name: [] for name in runs}
-  for _ in range(repeats):
-    for name, fn in runs.items():
-      start = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - start)
-  return times
 
 
 def generated_images(count: int, size: tuple[int, int]) -> list[np.ndarray]:

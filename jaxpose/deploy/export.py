@@ -69,10 +69,15 @@ class OnnxMismatchError(ValueError):
   """The exported model's outputs differ from the JAX model's."""
 
 
-@contextlib.contextmanager
-def _quiet_onnx_ir() -> Iterator[None]:
+def _quiet_onnx_ir():
   """Silences onnx_ir's per-value warnings about symbolic shape helpers it does not serialise."""
-  logger = logging.getLogger('onnx_ir.serde')
+  return quiet_logger('onnx_ir.serde')
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str | None = None) -> Iterator[None]:
+  """Within the block, the logger `name` (None: the root logger) passes errors only."""
+  logger = logging.getLogger(name)
   level = logger.level
   logger.setLevel(logging.ERROR)
   try:

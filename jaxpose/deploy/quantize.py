@@ -35,9 +35,7 @@ its people agree with the float model's on check images:
 """
 
 from collections.abc import Iterator, Sequence
-import contextlib
 import dataclasses
-import logging
 import os
 import statistics
 import tempfile
@@ -49,6 +47,7 @@ import onnx
 
 from jaxpose import approaches, files
 from jaxpose.data import geometry
+from jaxpose.deploy import export
 from jaxpose.deploy import predictor as predictor_lib
 from jaxpose.metrics import oks
 
@@ -172,16 +171,9 @@ class CalibrationReader:
 # --- quantisation -------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _quiet_quantization() -> Iterator[None]:
+def _quiet_quantization():
   """Silences onnxruntime.quantization's warnings on the root logger (advice, shapes it skips)."""
-  logger = logging.getLogger()
-  level = logger.level
-  logger.setLevel(logging.ERROR)
-  try:
-    yield
-  finally:
-    logger.setLevel(level)
+  return export.quiet_logger()
 
 
 def _remove_unused_initializers(graph: onnx.GraphProto) -> None:
