@@ -56,21 +56,26 @@ def test_a_slow_reader_gets_the_newest_frame_and_the_others_are_counted_dropped(
     source = live_sources.LiveSource(server.url(f'user:{PASSWORD}'))
     try:
       assert source.size == (demo_frames[0].shape[1], demo_frames[0].shape[0])
-      taken = []
+      taken, extra_takes = [], 0
       for _ in range(4):
         time.sleep(0.25)  # a model at 4 frames/s, the camera at 60
         assert source.wait(2.0)
         taken.append(source.take())
-        assert source.take() is None  # taken: nothing newer yet
+        # A frame is handed out once: taking again gives nothing, or (on a
+        # loaded machine, 16 ms later) a newer frame, never the same one.
+        again = source.take()
+        if again is not None:
+          assert again.index > taken[-1].index, (again.index, taken[-1].index)
+          extra_takes += 1
     finally:
       source.close()
     indices = [frame.index for frame in taken]
     # About 15 frames pass between two takes: the reader skipped them.
     assert all(later - earlier >= 5 for earlier, later in zip(indices, indices[1:])), indices
     counts = source.counts
-    assert counts.taken == 4
+    assert counts.taken == 4 + extra_takes
     assert counts.read == counts.taken + counts.dropped
-    assert counts.dropped >= indices[-1] - 4
+    assert counts.dropped >= indices[-1] - counts.taken
     # The newest frame, RGB: the served frame it is (JPEG-compressed), not a stale one.
     frame = taken[-1]
     served = demo_frames[frame.index % len(demo_frames)]
