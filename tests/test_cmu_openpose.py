@@ -30,7 +30,7 @@ def test_every_stage_equals_the_port(torch_model):
   variables = convert.variables_from_torch(
       model, torch_cmu_openpose.published_state_dict(torch_model), input_shape=(1, 48, 64, 3))
   images = np.random.default_rng(0).uniform(-0.5, 0.5, (2, 48, 64, 3)).astype(np.float32)
-  ours = jax.jit(lambda x: model.apply(variables, x))(images)
+  ours = model.apply(variables, images)  # op by op: 5 s here, compiled whole 15 s
   with torch.no_grad():
     theirs = torch_model.forward_all(torch.from_numpy(images.transpose(0, 3, 1, 2)))
   assert len(ours) == len(theirs) == 6

@@ -22,6 +22,7 @@ from jaxpose.codecs import heatmap, paf
 from jaxpose.data import coco, geometry, images, mpii
 from jaxpose.metrics import coco_ap, pck
 from jaxpose.models.openpose import STRIDE as OPENPOSE_STRIDE
+import random_weights
 from test_sources import coco_sample_config
 from test_mpii import _load as load_mpii_entries
 from test_mpii import write_ground_truth_mat, write_official_mat
@@ -142,8 +143,8 @@ def test_oracle_heatmaps_score_ap_one_at_256_input(tmp_path):
 def _save_tiny_hourglass(workdir, num_joints=17, input_size=INPUT_SIZE):
   model = models.create_model(config_lib.hourglass_model(
       num_stacks=1, num_joints=num_joints, num_features=8).to_dict())
-  variables = model.init(jax.random.key(0), np.zeros((1, input_size[1], input_size[0], 3)),
-                         train=False)
+  variables = random_weights.random_variables(  # no compile: flax's init costs seconds
+      model, np.zeros((1, input_size[1], input_size[0], 3)), train=False)
   checkpoint.save_variables(str(workdir), variables, models.model_config(model), step=7)
 
 
@@ -372,7 +373,7 @@ def test_eval_command_takes_scales_and_refuses_bad_ones(tmp_path, capsys):
   # In-process: tests/test_cli.py runs the installed executable's eval.
   model = models.create_model(
       config_lib.lightweight_openpose_model(num_refinement_stages=1).to_dict())
-  variables = model.init(jax.random.key(0), np.zeros((1, 64, 64, 3)), train=False)
+  variables = random_weights.random_variables(model, np.zeros((1, 64, 64, 3)), train=False)
   checkpoint.save_variables(str(tmp_path / 'lwop'), variables, models.model_config(model), step=3)
   results = tmp_path / 'results.json'
   command = ['eval',

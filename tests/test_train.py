@@ -28,6 +28,7 @@ from jaxpose.training import trainer
 from jaxpose.codecs import heatmap
 from jaxpose.models import normalization
 from jaxpose import config as config_lib
+import random_weights
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / 'configs' / 'quickstart.py'
@@ -300,7 +301,8 @@ def test_gradients_are_averaged_not_summed_under_shard_map():
 
 def test_distillation_loss_is_alpha_kd_plus_one_minus_alpha_gt(tmp_path):
   teacher_model = models.create_model(dict(tiny_config().model.to_dict(), num_stacks=2))
-  teacher_variables = teacher_model.init(jax.random.key(7), jnp.zeros((1, 32, 32, 3)))
+  # Any teacher will do; random weights cost no compile, flax's init tens of seconds.
+  teacher_variables = random_weights.random_variables(teacher_model, jnp.zeros((1, 32, 32, 3)))
   teacher_dir = tmp_path / 'teacher'
   checkpoint.save_variables(str(teacher_dir), teacher_variables,
                             models.model_config(teacher_model))
@@ -317,16 +319,18 @@ def test_distillation_loss_is_alpha_kd_plus_one_minus_alpha_gt(tmp_path):
                                    teacher=teacher, tx=tx,
                                    learning_rate_fn=trainer.create_learning_rate_fn(config),
                                    config=config, axis_name=None))
-  _, metrics = step(state, batch, loaded)
+  # Every example labelled (as without the key, which every other training
+  # test runs), then half of them: one compiled step for both.
+  _, metrics = step(state, dict(batch, labelled=np.ones(config.batch_size, np.float32)), loaded)
 
   # The same loss computed independently from the two models' outputs.
   # The hourglass's ImageNet normalisation, written out.
   images = ((jnp.asarray(batch['image'], jnp.float32) / 255.0 - jnp.asarray((0.485, 0.456, 0.406)))
             / jnp.asarray((0.229, 0.224, 0.225)))
-  student_out, _ = jax.jit(functools.partial(model.apply, train=True, mutable=['batch_stats']))(
-      {'params': state.params, 'batch_stats': state.batch_stats}, images)
-  teacher_out = jax.jit(functools.partial(teacher_model.apply, train=False))(
-      teacher_variables, images)[-1]
+  # Op by op: one forward each, cheaper than compiling them.
+  student_out, _ = model.apply({'params': state.params, 'batch_stats': state.batch_stats}, images,
+                               train=True, mutable=['batch_stats'])
+  teacher_out = teacher_model.apply(teacher_variables, images, train=False)[-1]
   target, weight = heatmap.encode(batch['joints'], batch['visible'], image_size=(32, 32),
                                         heatmap_size=(8, 8), sigma=config.sigma)
   kd = sum(losses.heatmap_mse(o, teacher_out, weight) for o in student_out)
