@@ -34,17 +34,18 @@ def test_every_stack_returns_heatmaps_at_quarter_resolution():
 
 
 def test_student_options_make_a_lighter_model():
-  def count(model):
-    return sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(_shapes(model)['params']))
-  teacher = StackedHourglass(num_stacks=8, num_blocks=1)
-  student = StackedHourglass(num_stacks=4, num_blocks=1, num_features=64, depthwise=True)
-  params = _shapes(student)['params']
+  def count(shapes):
+    return sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(shapes['params']))
+  # Traced once each (an 8-stack hourglass takes seconds to trace).
+  teacher = _shapes(StackedHourglass(num_stacks=8, num_blocks=1))
+  student = _shapes(StackedHourglass(num_stacks=4, num_blocks=1, num_features=64, depthwise=True))
+  params = student['params']
   # Depthwise 3x3: one input channel per group.
   assert params['hg_0']['hg_0_0_0']['conv2']['kernel'].shape == (3, 3, 1, 64)
   assert params['fc_0_0']['kernel'].shape == (1, 1, 128, 128)
   assert count(student) < count(teacher) / 10
   # Upstream defaults: 256-channel hourglass, full 3x3 convs.
-  assert _shapes(teacher)['params']['hg_0']['hg_0_0_0']['conv2']['kernel'].shape == (3, 3, 128, 128)
+  assert teacher['params']['hg_0']['hg_0_0_0']['conv2']['kernel'].shape == (3, 3, 128, 128)
 
 
 def test_rejects_sizes_the_hourglass_cannot_halve():
@@ -64,8 +65,8 @@ def test_depth_sets_the_number_of_halvings():
   assert 'hg_0_3_0' in shallow['params']['hg_0'] and 'hg_3_0_0' not in shallow['params']['hg_0']
   deep = _shapes(StackedHourglass(num_stacks=1, num_joints=5), size=64)
   assert {name.split('_')[1] for name in deep['params']['hg_0']} == {'0', '1', '2', '3'}
-  heatmaps = StackedHourglass(num_stacks=1, num_joints=5, depth=3).init_with_output(
-      jax.random.key(0), jnp.zeros((1, 32, 32, 3)))[0]
+  heatmaps = jax.eval_shape(lambda: StackedHourglass(num_stacks=1, num_joints=5, depth=3)
+                            .init_with_output(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))[0]
   assert heatmaps[0].shape == (1, 8, 8, 5)
 
 
@@ -77,7 +78,7 @@ def test_batch_norm_statistics_average_across_devices():
   images = jax.random.normal(jax.random.key(1), (8, 32, 32, 3))
   options = dict(num_stacks=1, num_joints=4, num_features=16, depth=2)
   single = StackedHourglass(**options)
-  variables = jax.jit(single.init)(jax.random.key(0), images[:1])
+  variables = random_weights.random_variables(single, images[:1])  # no init to compile
   full = jax.jit(lambda x: single.apply(variables, x, train=True, mutable=['batch_stats'])[1]
                  )(images)
 
@@ -121,7 +122,7 @@ def test_a_workdir_written_before_layer2_followed_bearpaw_still_loads(tmp_path):
   old = StackedHourglass(num_stacks=1, num_joints=5, num_features=8, depth=2,
                          layer2_features=hourglass.STEM_FEATURES)
   images = np.random.default_rng(0).normal(size=(1, 32, 32, 3)).astype(np.float32)
-  variables = old.init(jax.random.key(0), images, train=False)
+  variables = random_weights.random_variables(old, images, train=False)
   assert 'downsample_0' not in variables['params']['layer2_0']
   assert 'downsample_0' in variables['params']['layer3_0']
   description = models.model_config(old)
