@@ -59,31 +59,36 @@ def _assert_close(ours: np.ndarray, expected: np.ndarray) -> None:
 
 
 @pytest.fixture(scope='module')
-def hourglass_onnx(tmp_path_factory):
-  variables = _randomized(HOURGLASS, (1, 64, 64, 3))
-  path = export.export_onnx(variables, HOURGLASS, str(tmp_path_factory.mktemp('hg') / 'hg.onnx'),
-                            input_size=(64, 64), check=False)
-  return variables, path
+def hourglass_onnx():
+  """(variables, ONNX path, description): HOURGLASS with 17 joints at 256x256, the inference tests' shared export.
+
+  One export of this graph per run (jax2onnx takes ~15 s on it), not one per file.
+  """
+  import inference_models  # pylint: disable=g-import-not-at-top  (it imports this file)
+  shared = inference_models.shared_models()
+  variables, description = checkpoint.restore_variables(shared['hourglass'])
+  assert description['num_stacks'] == HOURGLASS['num_stacks'] == 2
+  return variables, shared['hourglass_onnx'], description
 
 
 def test_hourglass_matches_jax_at_any_batch(hourglass_onnx):
-  variables, path = hourglass_onnx
+  variables, path, description = hourglass_onnx
   session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
   assert [i.name for i in session.get_inputs()] == ['images']
-  assert session.get_inputs()[0].shape == ['N', 64, 64, 3]
+  assert session.get_inputs()[0].shape == ['N', 256, 256, 3]
   assert [o.name for o in session.get_outputs()] == ['heatmaps_stack0', 'heatmaps_stack1']
   # Every upsampling (4 per stack) became a Resize; no broadcast is left.
   ops = [node.op_type for node in onnx.load(path).graph.node]
   assert ops.count('Resize') == 8 and 'Expand' not in ops
   # 1x1 convs stay Conv nodes, though JAX on the CPU computes them as products.
   assert 'MatMul' not in ops and 'Einsum' not in ops and 'Gemm' not in ops
-  images = _pixels((4, 64, 64, 3))
-  expected = _jax_outputs(variables, HOURGLASS, images)
+  images = _pixels((3, 256, 256, 3))
+  expected = _jax_outputs(variables, description, images)
   # The two stacks differ, so a swapped or duplicated output would fail.
   assert np.abs(expected[0] - expected[1]).max() > 0.1 * np.abs(expected[1]).max()
-  for batch in (1, 4):  # the same graph runs any batch size
+  for batch in (1, 3):  # the same graph runs any batch size
     ours = session.run(None, {'images': images[:batch]})
-    assert ours[0].shape == (batch, 16, 16, 5)
+    assert ours[0].shape == (batch, 64, 64, 17)
     for a, b in zip(ours, expected, strict=True):
       _assert_close(a, b[:batch])
 
@@ -187,10 +192,10 @@ def test_workdir_of_another_architecture_is_named(tmp_path):
 
 
 def test_check_reports_a_mismatch_per_output(hourglass_onnx):
-  variables, path = hourglass_onnx
-  forward = approaches.for_description(HOURGLASS).network_fn(variables)
+  variables, path, description = hourglass_onnx
+  forward = approaches.for_description(description).network_fn(variables)
   # JAX's second stack scaled by 1.001: that output is off by 1e-3 of its max.
   errors = export.check_onnx(path, lambda images: (forward(images)[0], 1.001 * forward(images)[1]),
-                             (2, 64, 64, 3))
+                             (2, 256, 256, 3))
   assert errors['heatmaps_stack0'] < 1e-5
   assert errors['heatmaps_stack1'] == pytest.approx(1e-3 / 1.001, rel=0.02)

@@ -107,6 +107,7 @@ def _eval(config: str, workdir: str, results: pathlib.Path, *flags: str) -> dict
   return {'metrics': metrics, 'results': json.loads(results.read_text())}
 
 
+@pytest.mark.slow  # 30 s at 256x256; test_evaluation checks a top-down eval with detections against pycocotools by default
 def test_eval_topdown_coco_with_detections(workdirs, tmp_path):
   found = _eval('hourglass_coco.py', workdirs['hourglass'], tmp_path / 'results.json',
                 '--config.input_size=(256,256)', f'--detections={DETECTIONS}')
