@@ -3,10 +3,8 @@
 import json
 import pathlib
 import shutil
-import subprocess
 import sys
 
-import cv2
 import jax
 import numpy as np
 import pytest

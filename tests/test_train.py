@@ -1,6 +1,5 @@
 """jaxpose.training.trainer: data-parallel equivalence, distillation, resumption, failures."""
 
-import csv
 import functools
 import json
 import logging
