@@ -39,7 +39,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from timing import interleaved_times  # scripts/timing.py
+from timing import interleaved_times, onnx_session  # scripts/timing.py
 from jaxpose import models
 from jaxpose.deploy import convert
 from jaxpose.deploy import export
@@ -114,22 +114,6 @@ def export_torch(model: torch.nn.Module, arch: str, size: tuple[int, int], path:
   return path
 
 
-def session(path: str, threads: int, optimized_path: str | None = None) -> ort.InferenceSession:
-  """Every model gets these options: all graph optimisations, `threads` intra-op threads.
-
-  With `optimized_path`, onnxruntime also writes the graph it runs there.
-  """
-  options = ort.SessionOptions()
-  if optimized_path:
-    options.optimized_model_filepath = optimized_path
-  options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-  options.intra_op_num_threads = threads
-  options.inter_op_num_threads = 1
-  options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-  options.log_severity_level = 3
-  return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
-
-
 def op_counts(path: str, ops: tuple[str, ...]) -> str:
   """How many of each of `ops` an ONNX file has, as 'Transpose 3, ...'."""
   counts = collections.Counter(node.op_type for node in onnx.load(path).graph.node)
@@ -181,7 +165,7 @@ def onnx_section(args: argparse.Namespace, workdir: str) -> None:
             variables, config, os.path.join(workdir, f'{arch}_traced.onnx'),
             input_size=size[::-1], check=False, resize_upsampling=False, last_only=last_only),
     }
-    sessions = {name: session(path, args.threads) for name, path in paths.items()}
+    sessions = {name: onnx_session(path, args.threads) for name, path in paths.items()}
     images = rng.uniform(0, 255, (1, 3, *size)).astype(np.float32)
     feeds = {name: {'images': images if 'nchw' in name or name == 'pytorch' else images.transpose(0, 2, 3, 1)}
              for name in sessions}
@@ -193,7 +177,7 @@ def onnx_section(args: argparse.Namespace, workdir: str) -> None:
         outs = [o.transpose(0, 3, 1, 2) for o in outs]
       print(f'  {name:17s} max |out - pytorch| / max |pytorch| = '
             f'{max_relative_error(outs, reference):.1e}')
-      session(paths[name], args.threads, optimized_path=paths[name] + '.opt.onnx')
+      onnx_session(paths[name], args.threads, optimized_path=paths[name] + '.opt.onnx')
       print(f'  {"":17s} exported: {op_counts(paths[name], EXPORTED_OPS)}')
       print(f'  {"":17s} onnxruntime runs: {op_counts(paths[name] + ".opt.onnx", RUNTIME_OPS)}')
     runs = {name: (lambda s=s, f=feeds[name]: s.run(None, f)) for name, s in sessions.items()}

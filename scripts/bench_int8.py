@@ -42,7 +42,7 @@ import onnx
 import onnxruntime as ort
 from onnxruntime import quantization
 
-from timing import interleaved_times  # scripts/timing.py
+from timing import interleaved_times, onnx_session  # scripts/timing.py
 from jaxpose import config as config_lib
 from jaxpose import models
 from jaxpose.data import synthetic
@@ -62,17 +62,6 @@ def families() -> dict[str, tuple[dict, tuple[int, int]]]:
                                .to_dict(), (368, 368)),
       'hourglass': (config_lib.hourglass_model(num_stacks=4, num_joints=17).to_dict(), (192, 256)),
   }
-
-
-def session(path: str, threads: int) -> ort.InferenceSession:
-  """Every model gets these options: all graph optimisations, `threads` intra-op threads, sequential."""
-  options = ort.SessionOptions()
-  options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-  options.intra_op_num_threads = threads
-  options.inter_op_num_threads = 1
-  options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-  options.log_severity_level = 3
-  return ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
 
 
 def generated_images(count: int, size: tuple[int, int]) -> list[np.ndarray]:
@@ -114,7 +103,7 @@ def max_relative_error(ours: list[np.ndarray], theirs: list[np.ndarray]) -> floa
 def report(label: str, paths: dict[str, str], feed: dict[str, np.ndarray],
            args: argparse.Namespace) -> None:
   """Times every file of `paths` side by side on `feed`; prints a table, speedups over 'float'."""
-  sessions = {name: session(path, args.threads) for name, path in paths.items()}
+  sessions = {name: onnx_session(path, args.threads) for name, path in paths.items()}
   outputs = {name: s.run(None, feed) for name, s in sessions.items()}
   runs = {name: (lambda s=s: s.run(None, feed)) for name, s in sessions.items()}
   times = interleaved_times(runs, args.repeats)
