@@ -174,6 +174,23 @@ def test_every_step_corrupt_is_an_error_naming_each_step(tmp_path, caplog):
   assert sorted(os.listdir(checkpoint.checkpoint_dir(workdir))) == ['1.corrupt', '2.corrupt']
 
 
+  # Training there afterwards would start afresh: refused, naming both.
+  with pytest.raises(ValueError, match=r': every checkpoint is unreadable \(moved aside: '
+                     r'1\.corrupt, 2\.corrupt\)'):
+    checkpoint.refuse_if_every_step_is_corrupt(checkpoint.checkpoint_dir(workdir))
+
+
+def test_a_step_left_beside_corrupt_ones_or_an_empty_workdir_is_no_refusal(tmp_path):
+  directory = tmp_path / 'checkpoints'
+  checkpoint.refuse_if_every_step_is_corrupt(str(directory))  # no directory yet: a fresh run
+  (directory / '4.corrupt').mkdir(parents=True)
+  (directory / '2').mkdir()
+  checkpoint.refuse_if_every_step_is_corrupt(str(directory))  # step 2 resumes
+  (directory / '2').rename(directory / '2.corrupt')
+  with pytest.raises(ValueError, match='2.corrupt, 4.corrupt'):
+    checkpoint.refuse_if_every_step_is_corrupt(str(directory))
+
+
 def test_an_explicit_step_that_fails_is_an_error_and_stays(tmp_path):
   workdir = str(tmp_path)
   _save(workdir, [1, 2])

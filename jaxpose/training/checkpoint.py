@@ -77,6 +77,20 @@ def corrupt_steps(directory: str) -> list[str]:
   return sorted(name for name in os.listdir(directory) if CORRUPT_SUFFIX in name)
 
 
+def refuse_if_every_step_is_corrupt(directory: str) -> None:
+  """Raises ValueError if `directory` holds steps moved aside and no step left to resume from.
+
+  Starting afresh there would silently throw away the run's progress. It
+  reads the directory only, so it can run before Orbax opens it (and starts
+  its threads).
+  """
+  set_aside = corrupt_steps(directory)
+  if set_aside and not any(name.isdigit() for name in os.listdir(directory)):
+    raise ValueError(f'{directory}: every checkpoint is unreadable (moved aside: '
+                     f'{", ".join(set_aside)}); move them out of the workdir to train from the '
+                     'start')
+
+
 def move_aside(step_path: str) -> str:
   """Renames a step's directory to `corrupt_path(step_path)` -> that path; raises OSError if it cannot."""
   destination = corrupt_path(step_path)

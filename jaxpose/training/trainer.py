@@ -288,14 +288,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   progressive.check(config, approach)
 
   state = create_train_state(config, eval_model, tx)
-  directory = checkpoint.checkpoint_dir(workdir)
-  set_aside = checkpoint.corrupt_steps(directory)
-  if set_aside and not any(name.isdigit() for name in os.listdir(directory)):
-    # Starting afresh would silently throw away the run's progress. Checked
-    # before Orbax opens the directory (and starts its threads).
-    raise ValueError(f'{directory}: every checkpoint is unreadable (moved aside: '
-                     f'{", ".join(set_aside)}); move them out of the workdir to train from the '
-                     'start')
+  checkpoint.refuse_if_every_step_is_corrupt(checkpoint.checkpoint_dir(workdir))
   checkpointer = checkpoint.Checkpointer(workdir, best_metric=config.best_metric,
                                        best_mode=config.best_mode,
                                        keep=config.get('keep_checkpoints', 2))
